@@ -1,0 +1,14 @@
+//! OCI vocabulary: references, digests, media types and manifests.
+//!
+//! Everything here is pure: parsing and hashing, no I/O. Manifests are kept as the exact bytes a
+//! registry served ([`Manifest`]); the parsed view exists only for inspection and is never
+//! serialised back, so a copy is bit for bit.
+
+mod digest;
+mod manifest;
+pub mod media_type;
+mod reference;
+
+pub use digest::{Digest, DigestError, Verifier};
+pub use manifest::{BlobDescriptor, Manifest, ManifestError, ManifestHead, ManifestKind};
+pub use reference::{DOCKER_HUB, DOCKER_HUB_ENDPOINT, Reference, ReferenceError, endpoint_host};

@@ -1,0 +1,157 @@
+//! The per-registry authenticator: learns the challenge, caches Bearer tokens per scope.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::{Challenge, Credentials};
+use crate::registry::{Error, Result};
+
+/// Tokens without `expires_in` live 60 s (distribution's token spec); refresh a little early.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+struct CachedToken {
+    value: String,
+    refresh_at: Instant,
+}
+
+/// Answers one registry's authentication challenges for any number of concurrent requests.
+pub struct Authenticator {
+    registry: String,
+    credentials: Credentials,
+    challenge: RwLock<Option<Challenge>>,
+    /// Held across a token fetch so concurrent requests for a new scope fetch it once.
+    tokens: tokio::sync::Mutex<HashMap<String, CachedToken>>,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Authenticator {
+    /// An authenticator for `registry` (used in error messages) presenting `credentials`.
+    pub fn new(
+        registry: String,
+        credentials: Credentials,
+        client: reqwest::Client,
+        timeout: Duration,
+    ) -> Self {
+        Authenticator {
+            registry,
+            credentials,
+            challenge: RwLock::new(None),
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+            client,
+            timeout,
+        }
+    }
+
+    /// The `Authorization` value for a request on `repository` needing `scopes`
+    /// (`repository:team/app:pull,push`), or `None` to go without.
+    pub async fn header(&self, repository: &str, scopes: &[String]) -> Result<Option<String>> {
+        if let Credentials::Bearer(token) = &self.credentials {
+            return Ok(Some(format!("Bearer {}", token.expose())));
+        }
+        let challenge = self
+            .challenge
+            .read()
+            .expect("challenge lock poisoned")
+            .clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials.basic_header()),
+            Some(Challenge::Bearer { realm, service }) => {
+                let key = scopes.join(" ");
+                let mut tokens = self.tokens.lock().await;
+                if let Some(token) = tokens.get(&key).filter(|t| t.refresh_at > Instant::now()) {
+                    return Ok(Some(format!("Bearer {}", token.value)));
+                }
+                let token = self
+                    .fetch_token(repository, &realm, service.as_deref(), scopes)
+                    .await?;
+                let header = format!("Bearer {}", token.value);
+                tokens.insert(key, token);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    /// Records the challenge of a 401 and forgets the token used for `scopes`, so the caller's
+    /// one retry fetches a fresh one.
+    pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, scopes: &[String]) {
+        if let Some(challenge) = www_authenticate.and_then(Challenge::parse) {
+            *self.challenge.write().expect("challenge lock poisoned") = Some(challenge);
+        }
+        self.tokens.lock().await.remove(&scopes.join(" "));
+    }
+
+    async fn fetch_token(
+        &self,
+        repository: &str,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<CachedToken> {
+        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        let mut request = self.client.get(realm).query(&query).timeout(self.timeout);
+        if let Some(basic) = self.credentials.basic_header() {
+            request = request.header(reqwest::header::AUTHORIZATION, basic);
+        }
+        let action = "token request".to_string();
+        let network = |source: reqwest::Error| Error::Network {
+            registry: self.registry.clone(),
+            repository: repository.to_string(),
+            action: action.clone(),
+            source: source.without_url(),
+        };
+        let response = request.send().await.map_err(network)?;
+        let status = response.status();
+        if !status.is_success() {
+            let detail = format!("token endpoint {realm} answered {status}");
+            return Err(if status.as_u16() == 401 || status.as_u16() == 403 {
+                Error::Unauthorized {
+                    registry: self.registry.clone(),
+                    repository: repository.to_string(),
+                    status: status.as_u16(),
+                    detail,
+                }
+            } else {
+                Error::Status {
+                    registry: self.registry.clone(),
+                    repository: repository.to_string(),
+                    action,
+                    status: status.as_u16(),
+                    detail,
+                }
+            });
+        }
+        let body: TokenResponse = response.json().await.map_err(network)?;
+        let value = body
+            .token
+            .or(body.access_token)
+            .ok_or_else(|| Error::Protocol {
+                registry: self.registry.clone(),
+                repository: repository.to_string(),
+                action: action.clone(),
+                detail: "token response has neither token nor access_token".into(),
+            })?;
+        let lifetime = body
+            .expires_in
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        Ok(CachedToken {
+            value,
+            refresh_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! Errors of registry operations, classified so retry logic and exit codes never match strings.
+
+use std::time::Duration;
+
+use crate::oci::{Digest, ManifestError};
+
+/// A failed registry operation. Every variant names the registry and, where there is one, the
+/// repository; none carries credentials or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The manifest, blob or repository does not exist.
+    #[error("{what} not found in {registry}/{repository}")]
+    NotFound {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// What was looked for (`manifest latest`, `blob sha256:…`).
+        what: String,
+    },
+    /// The registry refused the credentials, or they are missing.
+    #[error("{registry} denied access to {repository} ({status}): {detail}")]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// HTTP status (401 or 403).
+        status: u16,
+        /// The registry's error text, if any.
+        detail: String,
+    },
+    /// 429, or 503 with a `Retry-After`.
+    #[error("{registry} throttled requests for {repository} ({status})")]
+    Throttled {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// HTTP status.
+        status: u16,
+        /// How long the registry asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// Any other unexpected HTTP status.
+    #[error("{registry} answered {status} to {action} in {repository}: {detail}")]
+    Status {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// What was attempted (`PUT manifest v1`).
+        action: String,
+        /// HTTP status.
+        status: u16,
+        /// The registry's error text, if any (truncated).
+        detail: String,
+    },
+    /// Connection refused or reset, DNS, TLS, or a body that broke off.
+    #[error("network error talking to {registry} ({action} in {repository}): {source}")]
+    Network {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// What was attempted.
+        action: String,
+        /// The underlying error, with its URL removed.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A request or a body transfer made no progress for too long.
+    #[error("timed out talking to {registry} ({action} in {repository}) after {after:?}")]
+    Timeout {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// What was attempted.
+        action: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// Blob bytes did not hash to their digest.
+    #[error("blob {expected} from {registry}/{repository} is corrupt: {reason}")]
+    BlobCorrupt {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// The digest the blob should have.
+        expected: Digest,
+        /// What differed (digest or length).
+        reason: String,
+    },
+    /// A manifest could not be used (digest mismatch, malformed JSON).
+    #[error("manifest {reference} in {registry}/{repository}: {source}")]
+    Manifest {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// Tag or digest.
+        reference: String,
+        /// What is wrong with it.
+        #[source]
+        source: ManifestError,
+    },
+    /// The registry answered something that breaks the protocol (e.g. no `Location`).
+    #[error("{registry} sent an invalid response to {action} in {repository}: {detail}")]
+    Protocol {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// What was attempted.
+        action: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The registry refused a single-request upload; this client now uploads to it in chunks,
+    /// so the transfer is worth retrying.
+    #[error(
+        "{registry} refused a single-request upload to {repository} ({status}); switching to chunked uploads"
+    )]
+    ChunkedUploadRequired {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// The status that refused it.
+        status: u16,
+    },
+    /// Setting up the client or credentials failed (bad CA file, credential helper error).
+    #[error("registry {registry}: {detail}")]
+    Setup {
+        /// Registry host.
+        registry: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Worth trying again: throttling, 5xx, network failures and timeouts.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Throttled { .. }
+            | Error::Network { .. }
+            | Error::Timeout { .. }
+            | Error::ChunkedUploadRequired { .. } => true,
+            Error::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// The thing asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// Credentials were missing or refused.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Unauthorized { .. })
+    }
+
+    /// How long the registry asked to wait before trying again, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for registry results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,400 @@
+//! Blob endpoints: existence checks, verified downloads, cross-repository mounts, and uploads
+//! (one streamed `PUT` with a known length, or `PATCH` chunks).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+};
+use reqwest::{Method, Response, StatusCode};
+use url::Url;
+
+use super::send::Call;
+use super::{HttpRegistry, scope};
+use crate::oci::{BlobDescriptor, Digest};
+use crate::registry::{BlobStream, Error, MountOutcome, Result, UploadSession, VerifiedStream};
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+impl HttpRegistry {
+    fn blob_call<'a>(
+        &self,
+        method: Method,
+        repository: &'a str,
+        path: &str,
+        what: String,
+        push: bool,
+    ) -> Call<'a> {
+        Call {
+            method,
+            url: self.url(&format!("v2/{repository}/blobs/{path}")),
+            repository,
+            scopes: vec![scope(repository, push)],
+            what,
+            headers: HeaderMap::new(),
+            body: None,
+            idempotent: true,
+            streaming: false,
+        }
+    }
+
+    pub(super) async fn blob_exists_impl(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let call = self.blob_call(
+            Method::HEAD,
+            repository,
+            digest.as_str(),
+            format!("blob {digest}"),
+            false,
+        );
+        match self.send(&call).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.is_not_found() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub(super) async fn get_blob_impl(
+        &self,
+        repository: &str,
+        blob: &BlobDescriptor,
+    ) -> Result<BlobStream> {
+        let mut call = self.blob_call(
+            Method::GET,
+            repository,
+            blob.digest.as_str(),
+            format!("blob {}", blob.digest),
+            false,
+        );
+        call.streaming = true;
+        let response = self.send(&call).await?;
+        let registry = self.settings.name.clone();
+        let (repository_name, action, idle) = (
+            repository.to_string(),
+            call.action(),
+            self.settings.idle_timeout,
+        );
+        let body = response.bytes_stream().map_err(move |e| Error::Network {
+            registry: registry.clone(),
+            repository: repository_name.clone(),
+            action: action.clone(),
+            source: e.without_url(),
+        });
+        let timeout_error = self.timeout_error(repository, &call.action(), idle);
+        let body = with_idle_timeout(body.boxed(), idle, timeout_error);
+        Ok(VerifiedStream::new(body, blob.clone(), &self.settings.name, repository).boxed())
+    }
+
+    /// `POST …/blobs/uploads/`, optionally asking to mount `digest` from repository `from`.
+    async fn start_upload(
+        &self,
+        repository: &str,
+        mount: Option<(&Digest, &str)>,
+    ) -> Result<(StatusCode, Option<UploadSession>)> {
+        let mut call = self.blob_call(
+            Method::POST,
+            repository,
+            "uploads/",
+            "upload".to_string(),
+            true,
+        );
+        if let Some((digest, from)) = mount {
+            call.url
+                .query_pairs_mut()
+                .append_pair("mount", digest.as_str())
+                .append_pair("from", from);
+            call.scopes.push(scope(from, false));
+            call.what = format!("mount of {digest} from {from}");
+        }
+        call.headers
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let response = self.send(&call).await?;
+        let status = response.status();
+        let session = self.session_from(&response, repository, &call.action())?;
+        Ok((status, session))
+    }
+
+    /// The upload session named by a response's `Location` (absolute or relative).
+    fn session_from(
+        &self,
+        response: &Response,
+        repository: &str,
+        action: &str,
+    ) -> Result<Option<UploadSession>> {
+        if response.status() == StatusCode::CREATED {
+            return Ok(None);
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Protocol {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: action.to_string(),
+                detail: format!("{} without a Location header", response.status()),
+            })?;
+        let url = self.base.join(location).map_err(|e| Error::Protocol {
+            registry: self.settings.name.clone(),
+            repository: repository.to_string(),
+            action: action.to_string(),
+            detail: format!("invalid Location {location:?}: {e}"),
+        })?;
+        Ok(Some(UploadSession {
+            location: url.to_string(),
+        }))
+    }
+
+    pub(super) async fn mount_blob_impl(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<MountOutcome> {
+        match self.start_upload(repository, Some((digest, from))).await? {
+            (StatusCode::CREATED, _) => Ok(MountOutcome::Mounted),
+            (_, Some(session)) => Ok(MountOutcome::NotMounted(session)),
+            (status, None) => Err(Error::Protocol {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: format!("POST mount of {digest}"),
+                detail: format!("unexpected status {status}"),
+            }),
+        }
+    }
+
+    pub(super) async fn push_blob_impl(
+        &self,
+        repository: &str,
+        blob: &BlobDescriptor,
+        body: BlobStream,
+        session: Option<UploadSession>,
+    ) -> Result<()> {
+        let session = match session {
+            Some(session) => session,
+            None => match self.start_upload(repository, None).await? {
+                (_, Some(session)) => session,
+                // A 201 to a plain POST means the registry already has the blob (some answer
+                // `POST ?digest=` this way); nothing left to send.
+                (_, None) => return Ok(()),
+            },
+        };
+        let location = Url::parse(&session.location).map_err(|e| Error::Protocol {
+            registry: self.settings.name.clone(),
+            repository: repository.to_string(),
+            action: "upload".into(),
+            detail: format!("invalid upload location: {e}"),
+        })?;
+        if self.use_chunks() {
+            self.upload_chunks(repository, blob, body, location).await
+        } else {
+            self.upload_monolithic(repository, blob, body, location)
+                .await
+        }
+    }
+
+    /// One `PUT ?digest=` whose body streams from the source with a known `Content-Length`,
+    /// so memory stays flat whatever the blob size.
+    async fn upload_monolithic(
+        &self,
+        repository: &str,
+        blob: &BlobDescriptor,
+        body: BlobStream,
+        mut url: Url,
+    ) -> Result<()> {
+        let action = format!("PUT blob {}", blob.digest);
+        url.query_pairs_mut()
+            .append_pair("digest", blob.digest.as_str());
+        let progress = Arc::new(AtomicU64::new(0));
+        let source_error = Arc::new(Mutex::new(None));
+        let body = reqwest::Body::wrap_stream(track(body, progress.clone(), source_error.clone()));
+        let mut request = self
+            .client
+            .put(url)
+            .header(CONTENT_LENGTH, blob.size)
+            .header(CONTENT_TYPE, OCTET_STREAM)
+            .body(body);
+        if let Some(header) = self
+            .auth
+            .header(repository, &[scope(repository, true)])
+            .await?
+        {
+            request = request.header(AUTHORIZATION, header);
+        }
+        let sent = tokio::select! {
+            sent = request.send() => sent,
+            stalled = self.stall_watch(&progress, blob.size) => return Err(self.timeout_error(repository, &action, stalled)),
+        };
+        if let Some(error) = source_error
+            .lock()
+            .expect("source error lock poisoned")
+            .take()
+        {
+            return Err(error);
+        }
+        let response = sent.map_err(|e| self.network_error(repository, &action, e))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::NOT_IMPLEMENTED => {
+                self.switch_to_chunks();
+                tracing::warn!(registry = %self.settings.name, repository, status = %response.status(), "monolithic upload refused; using chunks");
+                Err(Error::ChunkedUploadRequired {
+                    registry: self.settings.name.clone(),
+                    repository: repository.to_string(),
+                    status: response.status().as_u16(),
+                })
+            }
+            _ => Err(self
+                .status_error(
+                    repository,
+                    &action,
+                    &format!("blob {}", blob.digest),
+                    response,
+                )
+                .await),
+        }
+    }
+
+    /// Resolves to the timeout that expired once an upload stops making progress: the idle
+    /// timeout while bytes flow, the request timeout while waiting for the answer.
+    async fn stall_watch(&self, progress: &AtomicU64, size: u64) -> Duration {
+        let idle = self.settings.idle_timeout;
+        let mut last = u64::MAX;
+        loop {
+            let sent = progress.load(Ordering::Relaxed);
+            let wait = if sent >= size {
+                self.settings.timeout.max(idle)
+            } else {
+                idle
+            };
+            if sent == last {
+                return wait;
+            }
+            last = sent;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `PATCH` chunks of `chunk_size` with `Content-Range`, then a closing `PUT ?digest=`.
+    async fn upload_chunks(
+        &self,
+        repository: &str,
+        blob: &BlobDescriptor,
+        mut body: BlobStream,
+        mut url: Url,
+    ) -> Result<()> {
+        let mut offset = 0u64;
+        let mut buffer = BytesMut::with_capacity(self.settings.chunk_size.min(blob.size as usize));
+        loop {
+            let next = body.next().await.transpose()?;
+            if let Some(bytes) = &next {
+                buffer.extend_from_slice(bytes);
+            }
+            let full = buffer.len() >= self.settings.chunk_size;
+            if (full || next.is_none()) && !buffer.is_empty() {
+                let chunk = buffer.split().freeze();
+                url = self
+                    .patch_chunk(repository, blob, url, offset, chunk.clone())
+                    .await?;
+                offset += chunk.len() as u64;
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        url.query_pairs_mut()
+            .append_pair("digest", blob.digest.as_str());
+        let mut call = self.blob_call(
+            Method::PUT,
+            repository,
+            "",
+            format!("blob {}", blob.digest),
+            true,
+        );
+        call.url = url;
+        call.idempotent = false;
+        call.headers
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        self.send(&call).await.map(drop)
+    }
+
+    async fn patch_chunk(
+        &self,
+        repository: &str,
+        blob: &BlobDescriptor,
+        url: Url,
+        offset: u64,
+        chunk: Bytes,
+    ) -> Result<Url> {
+        let mut call = self.blob_call(
+            Method::PATCH,
+            repository,
+            "",
+            format!("chunk of blob {}", blob.digest),
+            true,
+        );
+        call.url = url;
+        call.idempotent = false;
+        let range = format!("{}-{}", offset, offset + chunk.len() as u64 - 1);
+        call.headers.insert(
+            CONTENT_RANGE,
+            HeaderValue::from_str(&range).expect("digits and a dash"),
+        );
+        call.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+        call.body = Some(chunk);
+        let response = self.send(&call).await?;
+        let session = self.session_from(&response, repository, &call.action())?;
+        let location = session
+            .map(|s| s.location)
+            .unwrap_or_else(|| call.url.to_string());
+        Url::parse(&location).map_err(|e| Error::Protocol {
+            registry: self.settings.name.clone(),
+            repository: repository.to_string(),
+            action: call.action(),
+            detail: format!("invalid Location: {e}"),
+        })
+    }
+}
+
+/// Counts bytes handed to the upload and keeps the first source error (digest mismatch,
+/// broken download) so it can be reported instead of the generic "body failed" from reqwest.
+fn track(
+    body: BlobStream,
+    progress: Arc<AtomicU64>,
+    source_error: Arc<Mutex<Option<Error>>>,
+) -> impl futures_util::Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static {
+    body.map(move |item| match item {
+        Ok(bytes) => {
+            progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(bytes)
+        }
+        Err(error) => {
+            let message = error.to_string();
+            source_error
+                .lock()
+                .expect("source error lock poisoned")
+                .get_or_insert(error);
+            Err(std::io::Error::other(message))
+        }
+    })
+}
+
+/// Fails the stream with `timeout_error` when no chunk arrives for `idle`.
+fn with_idle_timeout(body: BlobStream, idle: Duration, timeout_error: Error) -> BlobStream {
+    let state = (body, Some(timeout_error));
+    futures_util::stream::unfold(state, move |(mut body, timeout_error)| async move {
+        let timeout_error = timeout_error?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(item)) => Some((item, (body, Some(timeout_error)))),
+            Ok(None) => None,
+            Err(_) => Some((Err(timeout_error), (body, None))),
+        }
+    })
+    .boxed()
+}

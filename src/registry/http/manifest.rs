@@ -1,0 +1,230 @@
+//! Manifest and tag endpoints: `HEAD`/`GET`/`PUT /v2/<name>/manifests/<reference>` and
+//! `GET /v2/<name>/tags/list` with `Link` pagination.
+
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LINK};
+use reqwest::{Method, Response};
+
+use super::send::Call;
+use super::{HttpRegistry, scope};
+use crate::oci::{Digest, Manifest, ManifestHead, media_type};
+use crate::registry::{Error, Result};
+
+/// The header registries use to report a manifest's digest.
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+/// Manifests larger than this are refused (distribution's own limit is 4 MiB).
+const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Page size asked for when listing tags.
+const TAGS_PAGE: usize = 1000;
+
+impl HttpRegistry {
+    fn manifest_call<'a>(
+        &self,
+        method: Method,
+        repository: &'a str,
+        reference: &str,
+        push: bool,
+    ) -> Call<'a> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(media_type::ACCEPT_MANIFESTS),
+        );
+        Call {
+            method,
+            url: self.url(&format!("v2/{repository}/manifests/{reference}")),
+            repository,
+            scopes: vec![scope(repository, push)],
+            what: format!("manifest {reference}"),
+            headers,
+            body: None,
+            idempotent: true,
+            streaming: false,
+        }
+    }
+
+    pub(super) async fn head_manifest_impl(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>> {
+        let call = self.manifest_call(Method::HEAD, repository, reference, false);
+        let response = match self.send(&call).await {
+            Ok(response) => response,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let media_type = header(&response, CONTENT_TYPE.as_str()).unwrap_or_default();
+        let size = header(&response, CONTENT_LENGTH.as_str())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let digest = match header(&response, DOCKER_CONTENT_DIGEST).map(|d| d.parse::<Digest>()) {
+            Some(Ok(digest)) => digest,
+            // Some registries omit the digest on HEAD: fall back to fetching the bytes.
+            _ => {
+                let manifest = self.get_manifest_impl(repository, reference).await?;
+                return Ok(Some(ManifestHead {
+                    digest: manifest.digest,
+                    media_type: manifest.media_type,
+                    size: manifest.bytes.len() as u64,
+                }));
+            }
+        };
+        Ok(Some(ManifestHead {
+            digest,
+            media_type,
+            size,
+        }))
+    }
+
+    pub(super) async fn get_manifest_impl(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Manifest> {
+        let call = self.manifest_call(Method::GET, repository, reference, false);
+        let response = self.send(&call).await?;
+        let content_type = header(&response, CONTENT_TYPE.as_str());
+        let announced =
+            header(&response, DOCKER_CONTENT_DIGEST).and_then(|d| d.parse::<Digest>().ok());
+        let expected = reference.parse::<Digest>().ok().or(announced);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.network_error(repository, &call.action(), e))?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::Protocol {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: call.action(),
+                detail: format!(
+                    "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
+                    bytes.len()
+                ),
+            });
+        }
+        Manifest::from_served(bytes, content_type.as_deref(), expected.as_ref()).map_err(|source| {
+            Error::Manifest {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                reference: reference.to_string(),
+                source,
+            }
+        })
+    }
+
+    pub(super) async fn put_manifest_impl(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<()> {
+        let mut call = self.manifest_call(Method::PUT, repository, reference, true);
+        call.headers.remove(ACCEPT);
+        let content_type =
+            HeaderValue::from_str(&manifest.media_type).map_err(|_| Error::Protocol {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: call.action(),
+                detail: format!(
+                    "media type {:?} is not a valid header value",
+                    manifest.media_type
+                ),
+            })?;
+        call.headers.insert(CONTENT_TYPE, content_type);
+        call.body = Some(manifest.bytes.clone());
+        let response = self.send(&call).await?;
+        match header(&response, DOCKER_CONTENT_DIGEST).map(|d| d.parse::<Digest>()) {
+            Some(Ok(stored)) if stored != manifest.digest => Err(Error::Protocol {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: call.action(),
+                detail: format!(
+                    "registry stored digest {stored}, expected {}",
+                    manifest.digest
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) async fn list_tags_impl(&self, repository: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let mut tags = Vec::new();
+        let mut url = self.url(&format!("v2/{repository}/tags/list?n={TAGS_PAGE}"));
+        loop {
+            let call = Call {
+                method: Method::GET,
+                url: url.clone(),
+                repository,
+                scopes: vec![scope(repository, false)],
+                what: "tag list".to_string(),
+                headers: HeaderMap::new(),
+                body: None,
+                idempotent: true,
+                streaming: false,
+            };
+            let response = self.send(&call).await?;
+            let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
+            let page: TagList = response
+                .json()
+                .await
+                .map_err(|e| self.network_error(repository, &call.action(), e))?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(next) => {
+                    url = url.join(&next).map_err(|e| Error::Protocol {
+                        registry: self.settings.name.clone(),
+                        repository: repository.to_string(),
+                        action: call.action(),
+                        detail: format!("invalid Link header target {next:?}: {e}"),
+                    })?
+                }
+                None => return Ok(tags),
+            }
+        }
+    }
+}
+
+fn header(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The target of `<…>; rel="next"` in a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| target.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_link;
+
+    #[test]
+    fn finds_the_next_page_in_a_link_header() {
+        assert_eq!(
+            next_link(r#"</v2/app/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/app/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            next_link(r#"<https://x/a>; rel="prev", <https://x/b>; rel="next""#).as_deref(),
+            Some("https://x/b")
+        );
+        assert_eq!(
+            next_link(r#"</v2/app/tags/list?n=2&last=b>; rel="prev""#),
+            None
+        );
+    }
+}

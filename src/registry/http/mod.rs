@@ -1,0 +1,208 @@
+//! The registry client over HTTP (OCI distribution API v2), with rustls for TLS.
+//!
+//! One [`HttpRegistry`] per registry: its own connection pool, CA roots, authenticator and
+//! upload mode. Requests without a body get a total timeout; body transfers get an idle
+//! timeout instead, so a 1 GiB layer may take as long as it needs while it keeps moving.
+
+mod blob;
+mod manifest;
+mod send;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use url::Url;
+
+use super::auth::{Authenticator, Credentials};
+use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
+use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, endpoint_host};
+
+/// How blobs are uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadMode {
+    /// One streamed `PUT` with `Content-Length`; switches to chunks if the registry refuses it.
+    #[default]
+    Monolithic,
+    /// `PATCH` chunks then a closing `PUT`, for registries that need it.
+    Chunked,
+}
+
+/// Everything needed to talk to one registry.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// Registry name as written in references (`docker.io`, `127.0.0.1:5000`).
+    pub name: String,
+    /// Plain HTTP instead of HTTPS.
+    pub plain_http: bool,
+    /// Extra CA certificates (PEM) trusted for this registry, on top of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// What to authenticate with.
+    pub credentials: Credentials,
+    /// Total timeout for requests without a body.
+    pub timeout: Duration,
+    /// How long a body transfer may make no progress.
+    pub idle_timeout: Duration,
+    /// Upload strategy.
+    pub upload: UploadMode,
+    /// Chunk size for chunked uploads.
+    pub chunk_size: usize,
+}
+
+impl RegistrySettings {
+    /// Defaults for `name`: HTTPS, anonymous, 30 s request timeout, 60 s idle timeout.
+    pub fn new(name: &str) -> Self {
+        RegistrySettings {
+            name: name.to_string(),
+            plain_http: false,
+            ca_file: None,
+            credentials: Credentials::Anonymous,
+            timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            upload: UploadMode::Monolithic,
+            chunk_size: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// A registry reached over HTTP(S).
+pub struct HttpRegistry {
+    settings: RegistrySettings,
+    base: Url,
+    client: reqwest::Client,
+    auth: Authenticator,
+    /// Set once the registry refused a monolithic upload; later uploads use chunks.
+    chunked: AtomicBool,
+}
+
+impl HttpRegistry {
+    /// Builds the client: TLS roots (system plus `ca_file`), timeouts, authenticator.
+    pub fn new(settings: RegistrySettings) -> Result<Self> {
+        let setup = |detail: String| Error::Setup {
+            registry: settings.name.clone(),
+            detail,
+        };
+        let scheme = if settings.plain_http { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{}/", endpoint_host(&settings.name)))
+            .map_err(|e| setup(format!("invalid registry address: {e}")))?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("ocync/", env!("CARGO_PKG_VERSION")))
+            // No client-wide read timeout: hyper keeps a read pending during long uploads,
+            // which would trip it. Body transfers get their own idle timeout instead.
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64);
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| setup(format!("cannot read CA file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("CA file {} is not PEM: {e}", path.display())))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| setup(format!("cannot build HTTP client: {e}")))?;
+        let auth = Authenticator::new(
+            settings.name.clone(),
+            settings.credentials.clone(),
+            client.clone(),
+            settings.timeout,
+        );
+        let chunked = AtomicBool::new(settings.upload == UploadMode::Chunked);
+        Ok(HttpRegistry {
+            settings,
+            base,
+            client,
+            auth,
+            chunked,
+        })
+    }
+
+    /// The settings this client was built with.
+    pub fn settings(&self) -> &RegistrySettings {
+        &self.settings
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base
+            .join(path)
+            .expect("registry paths are valid relative URLs")
+    }
+
+    fn use_chunks(&self) -> bool {
+        self.chunked.load(Ordering::Relaxed)
+    }
+
+    fn switch_to_chunks(&self) {
+        self.chunked.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The token scope for reading (`pull`) or writing (`pull,push`) a repository.
+fn scope(repository: &str, push: bool) -> String {
+    let actions = if push { "pull,push" } else { "pull" };
+    format!("repository:{repository}:{actions}")
+}
+
+impl Registry for HttpRegistry {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn same_registry(&self, other: &Self) -> bool {
+        self.base == other.base
+    }
+
+    async fn head_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>> {
+        self.head_manifest_impl(repository, reference).await
+    }
+
+    async fn get_manifest(&self, repository: &str, reference: &str) -> Result<Manifest> {
+        self.get_manifest_impl(repository, reference).await
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<()> {
+        self.put_manifest_impl(repository, reference, manifest)
+            .await
+    }
+
+    async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        self.blob_exists_impl(repository, digest).await
+    }
+
+    async fn get_blob(&self, repository: &str, blob: &BlobDescriptor) -> Result<BlobStream> {
+        self.get_blob_impl(repository, blob).await
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<MountOutcome> {
+        self.mount_blob_impl(repository, digest, from).await
+    }
+
+    async fn push_blob(
+        &self,
+        repository: &str,
+        blob: &BlobDescriptor,
+        body: BlobStream,
+        session: Option<UploadSession>,
+    ) -> Result<()> {
+        self.push_blob_impl(repository, blob, body, session).await
+    }
+
+    async fn list_tags(&self, repository: &str) -> Result<Vec<String>> {
+        self.list_tags_impl(repository).await
+    }
+}

@@ -1,0 +1,267 @@
+//! Sending one request: authentication, status classification, retries with jittered backoff.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use url::Url;
+
+use super::HttpRegistry;
+use crate::registry::{Error, Result};
+
+/// Attempts after the first for idempotent requests that fail in a retryable way.
+const MAX_RETRIES: u32 = 3;
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// A registry's `Retry-After` is honoured up to this long.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+/// How much of an error body is quoted in messages.
+const DETAIL_LIMIT: usize = 300;
+
+/// A request whose body (if any) can be sent again.
+pub(super) struct Call<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub repository: &'a str,
+    /// Token scopes the request needs.
+    pub scopes: Vec<String>,
+    /// What is being acted on, for messages: `manifest v1`, `blob sha256:…`.
+    pub what: String,
+    pub headers: HeaderMap,
+    pub body: Option<Bytes>,
+    /// Safe to repeat after a failure (GET, HEAD, PUT of a manifest).
+    pub idempotent: bool,
+    /// The response body is streamed by the caller: the total timeout covers only the wait
+    /// for the response head, and the caller applies an idle timeout to the body.
+    pub streaming: bool,
+}
+
+impl Call<'_> {
+    pub fn action(&self) -> String {
+        format!("{} {}", self.method, self.what)
+    }
+}
+
+impl HttpRegistry {
+    /// Sends `call`; answers one 401 challenge and retries retryable failures of idempotent
+    /// calls. `Ok` only for 2xx (and 3xx that reqwest did not follow); anything else is a
+    /// classified [`Error`].
+    pub(super) async fn send(&self, call: &Call<'_>) -> Result<Response> {
+        let mut retries = 0;
+        let mut answered_challenge = false;
+        loop {
+            let error = match self.send_once(call).await {
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge =>
+                {
+                    answered_challenge = true;
+                    let challenge = response
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok());
+                    self.auth.on_unauthorized(challenge, &call.scopes).await;
+                    continue;
+                }
+                Ok(response)
+                    if response.status().is_success() || response.status().is_redirection() =>
+                {
+                    return Ok(response);
+                }
+                Ok(response) => {
+                    self.status_error(call.repository, &call.action(), &call.what, response)
+                        .await
+                }
+                Err(error) => error,
+            };
+            if !(call.idempotent && error.is_retryable() && retries < MAX_RETRIES) {
+                return Err(error);
+            }
+            let delay = backoff(retries, error.retry_after());
+            tracing::warn!(registry = %self.settings.name, repository = call.repository, action = %call.action(), ?delay, %error, "retrying");
+            tokio::time::sleep(delay).await;
+            retries += 1;
+        }
+    }
+
+    async fn send_once(&self, call: &Call<'_>) -> Result<Response> {
+        let mut request = self
+            .client
+            .request(call.method.clone(), call.url.clone())
+            .headers(call.headers.clone());
+        if !call.streaming {
+            request = request.timeout(self.settings.timeout);
+        }
+        if let Some(header) = self.auth.header(call.repository, &call.scopes).await? {
+            request = request.header(AUTHORIZATION, header);
+        }
+        if let Some(body) = &call.body {
+            request = request.body(body.clone());
+        }
+        tracing::debug!(registry = %self.settings.name, method = %call.method, url = %call.url.path(), "request");
+        match tokio::time::timeout(self.settings.timeout, request.send()).await {
+            Ok(result) => {
+                result.map_err(|e| self.network_error(call.repository, &call.action(), e))
+            }
+            Err(_) => {
+                Err(self.timeout_error(call.repository, &call.action(), self.settings.timeout))
+            }
+        }
+    }
+
+    pub(super) fn timeout_error(&self, repository: &str, action: &str, after: Duration) -> Error {
+        Error::Timeout {
+            registry: self.settings.name.clone(),
+            repository: repository.to_string(),
+            action: action.to_string(),
+            after,
+        }
+    }
+
+    /// Classifies a reqwest failure; the URL (which may carry upload state) is dropped.
+    pub(super) fn network_error(
+        &self,
+        repository: &str,
+        action: &str,
+        error: reqwest::Error,
+    ) -> Error {
+        if error.is_timeout() {
+            return self.timeout_error(repository, action, self.settings.timeout);
+        }
+        Error::Network {
+            registry: self.settings.name.clone(),
+            repository: repository.to_string(),
+            action: action.to_string(),
+            source: error.without_url(),
+        }
+    }
+
+    /// Turns a non-success response into an [`Error`], quoting the registry's error text.
+    pub(super) async fn status_error(
+        &self,
+        repository: &str,
+        action: &str,
+        what: &str,
+        response: Response,
+    ) -> Error {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let detail = error_detail(&response.bytes().await.unwrap_or_default());
+        let registry = self.settings.name.clone();
+        let repository = repository.to_string();
+        match status {
+            404 => Error::NotFound {
+                registry,
+                repository,
+                what: what.to_string(),
+            },
+            401 | 403 => Error::Unauthorized {
+                registry,
+                repository,
+                status,
+                detail,
+            },
+            429 => Error::Throttled {
+                registry,
+                repository,
+                status,
+                retry_after,
+            },
+            503 if retry_after.is_some() => Error::Throttled {
+                registry,
+                repository,
+                status,
+                retry_after,
+            },
+            _ => Error::Status {
+                registry,
+                repository,
+                action: action.to_string(),
+                status,
+                detail,
+            },
+        }
+    }
+}
+
+/// `CODE: message` from a distribution error body, else the start of the body.
+fn error_detail(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if let Ok(Errors { errors }) = serde_json::from_slice::<Errors>(body) {
+        let parts: Vec<String> = errors
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.code.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .collect();
+        if !parts.is_empty() {
+            return parts.join("; ");
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(DETAIL_LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None if text.is_empty() => "(no details)".to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// Exponential backoff with full jitter; a `Retry-After` sets the floor.
+pub(super) fn backoff(retry: u32, retry_after: Option<Duration>) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1 << retry.min(16))
+        .min(BACKOFF_CAP);
+    let jittered = ceiling.mul_f64(rand::random::<f64>());
+    match retry_after {
+        Some(after) => after.min(RETRY_AFTER_CAP) + jittered / 4,
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_detail_prefers_distribution_error_codes() {
+        let body =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(error_detail(body), "MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(error_detail(b""), "(no details)");
+        assert_eq!(
+            error_detail("x".repeat(400).as_bytes()).chars().count(),
+            DETAIL_LIMIT + 1
+        );
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        for retry in 0..20 {
+            assert!(backoff(retry, None) <= BACKOFF_CAP);
+        }
+        let after = backoff(0, Some(Duration::from_secs(3)));
+        assert!(
+            after >= Duration::from_secs(3) && after < Duration::from_secs(4),
+            "{after:?}"
+        );
+        assert!(backoff(0, Some(Duration::from_secs(3600))) <= RETRY_AFTER_CAP + BACKOFF_CAP);
+    }
+}
