@@ -13,4 +13,5 @@
 //! whole layer.
 
 pub mod oci;
+pub mod config;
 pub mod registry;

@@ -107,7 +107,8 @@ mod tests {
     use crate::oci::Digest;
 
     fn verified(chunks: &[&'static [u8]], declared: &[u8]) -> VerifiedStream {
-        let inner = stream::iter(chunks.iter().map(|c| Ok(Bytes::from_static(c)))).boxed();
+        let chunks: Vec<Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        let inner = stream::iter(chunks).boxed();
         let blob = BlobDescriptor {
             digest: Digest::sha256_of(declared),
             size: declared.len() as u64,

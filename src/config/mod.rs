@@ -1,0 +1,294 @@
+//! The `ocync.yaml` format: parsing in two stages (raw serde types that reject unknown keys,
+//! then validation that reports every problem with its path) and registry lookup by host.
+
+mod interpolate;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use interpolate::{interpolate, looks_secret, InterpolationError};
+pub use raw::{AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags};
+
+use crate::oci::endpoint_host;
+use crate::registry::UploadMode;
+
+/// One problem found in a config, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Path of the offending value (`registries.corp.credentials`), empty for the whole file.
+    pub path: String,
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.line, self.path.is_empty()) {
+            (Some(line), false) => write!(f, "{} (line {line}): {}", self.path, self.message),
+            (Some(line), true) => write!(f, "line {line}: {}", self.message),
+            (None, false) => write!(f, "{}: {}", self.path, self.message),
+            (None, true) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config {origin}: {reason}")]
+    Read {
+        /// Where the config was read from.
+        origin: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The config has problems; all of them are listed.
+    #[error("invalid config {origin}:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// Where the config was read from.
+        origin: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+/// A registry entry after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// The name the config gives it (`ecr`, `corp`).
+    pub name: String,
+    /// Host and optional port, without scheme (`registry.corp`, `127.0.0.1:5000`).
+    pub host: String,
+    /// `url` started with `http://`.
+    pub plain_http: bool,
+    /// Explicit authentication type; `None` means auto-detect.
+    pub auth_type: Option<AuthType>,
+    /// AWS profile for `auth_type: ecr`.
+    pub aws_profile: Option<String>,
+    /// Username/password for `auth_type: basic`.
+    pub credentials: Option<RawCredentials>,
+    /// Token for `auth_type: static_token`.
+    pub token: Option<String>,
+    /// Extra CA bundle trusted for this registry.
+    pub ca_file: Option<PathBuf>,
+    /// Concurrent transfers allowed against this registry.
+    pub max_concurrent: Option<usize>,
+    /// Upload strategy.
+    pub upload: UploadMode,
+}
+
+/// Settings that apply to the whole run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Global {
+    /// Transfers in flight at once, across all registries.
+    pub max_concurrent_transfers: usize,
+    /// Timeout for requests without a body.
+    pub timeout: Duration,
+    /// How long a body transfer may make no progress.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global { max_concurrent_transfers: 32, timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// A loaded, validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Run-wide settings.
+    pub global: Global,
+    /// Registries by config name.
+    pub registries: BTreeMap<String, RegistryConfig>,
+    /// The raw document, for the parts later stages resolve (mappings, defaults, groups).
+    pub raw: RawConfig,
+}
+
+impl Config {
+    /// Reads, interpolates and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read { origin: origin.clone(), reason: e.to_string() })?;
+        Config::parse(&text, &origin, |name| std::env::var(name).ok())
+    }
+
+    /// Interpolates, parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let invalid = |problems| Error::Invalid { origin: origin.to_string(), problems };
+        let expanded = interpolate(text, lookup).map_err(|errors| {
+            invalid(errors.into_iter().map(|e| Problem { path: String::new(), line: Some(e.line), message: e.message }).collect())
+        })?;
+        let raw: RawConfig = serde_norway::from_str(&expanded).map_err(|e| invalid(vec![raw::problem_from_serde(&e)]))?;
+        let mut problems = Vec::new();
+        let global = validate_global(&raw, &mut problems);
+        let registries = raw
+            .registries
+            .iter()
+            .filter_map(|(name, entry)| validate_registry(name, entry, &mut problems).map(|r| (name.clone(), r)))
+            .collect();
+        if problems.is_empty() { Ok(Config { global, registries, raw }) } else { Err(invalid(problems)) }
+    }
+
+    /// The registry entry whose host matches `host` (Docker Hub's spellings are one host).
+    pub fn registry_for_host(&self, host: &str) -> Option<&RegistryConfig> {
+        let wanted = endpoint_host(host);
+        self.registries.values().find(|r| endpoint_host(&r.host) == wanted)
+    }
+}
+
+fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
+    let mut global = Global::default();
+    let Some(raw_global) = &raw.global else { return global };
+    if let Some(n) = raw_global.max_concurrent_transfers {
+        if n == 0 {
+            problems.push(problem("global.max_concurrent_transfers", "must be at least 1"));
+        }
+        global.max_concurrent_transfers = n;
+    }
+    for (key, value, slot) in [
+        ("global.timeout", &raw_global.timeout, &mut global.timeout),
+        ("global.idle_timeout", &raw_global.idle_timeout, &mut global.idle_timeout),
+    ] {
+        if let Some(text) = value {
+            match parse_duration(text) {
+                Ok(duration) => *slot = duration,
+                Err(message) => problems.push(problem(key, &message)),
+            }
+        }
+    }
+    global
+}
+
+fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem>) -> Option<RegistryConfig> {
+    let path = |key: &str| format!("registries.{name}.{key}");
+    let before = problems.len();
+    let (plain_http, rest) = match entry.url.split_once("://") {
+        Some(("http", rest)) => (true, rest),
+        Some(("https", rest)) => (false, rest),
+        Some((scheme, _)) => {
+            problems.push(problem(&path("url"), &format!("scheme {scheme}:// is not supported (use http:// or https://)")));
+            (false, "")
+        }
+        None => (false, entry.url.as_str()),
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+        problems.push(problem(&path("url"), &format!("{:?} is not a registry host[:port]", entry.url)));
+    }
+    match entry.auth_type {
+        Some(AuthType::Basic) if entry.credentials.is_none() => {
+            problems.push(problem(&path("credentials"), "auth_type basic needs credentials: { username, password }"));
+        }
+        Some(AuthType::StaticToken) if entry.token.is_none() => {
+            problems.push(problem(&path("token"), "auth_type static_token needs a token"));
+        }
+        _ => {}
+    }
+    if entry.credentials.is_some() && !matches!(entry.auth_type, None | Some(AuthType::Basic)) {
+        problems.push(problem(&path("credentials"), "credentials are only used with auth_type basic"));
+    }
+    if entry.aws_profile.is_some() && entry.auth_type != Some(AuthType::Ecr) {
+        problems.push(problem(&path("aws_profile"), "aws_profile requires auth_type: ecr"));
+    }
+    if entry.max_concurrent == Some(0) {
+        problems.push(problem(&path("max_concurrent"), "must be at least 1"));
+    }
+    (problems.len() == before).then(|| RegistryConfig {
+        name: name.to_string(),
+        host: host.to_string(),
+        plain_http,
+        auth_type: entry.auth_type,
+        aws_profile: entry.aws_profile.clone(),
+        credentials: entry.credentials.clone(),
+        token: entry.token.clone(),
+        ca_file: entry.ca_file.clone(),
+        max_concurrent: entry.max_concurrent,
+        upload: entry.upload.unwrap_or_default(),
+    })
+}
+
+fn problem(path: &str, message: &str) -> Problem {
+    Problem { path: path.to_string(), line: None, message: message.to_string() }
+}
+
+/// `30s`, `2m`, `500ms`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s, 2m or 500ms"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "ms" => Ok(Duration::from_millis(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        _ => Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, "test.yaml", |name| (name == "CORP_TOKEN").then(|| "hunter2".to_string()))
+    }
+
+    #[test]
+    fn parses_registries_with_schemes_and_credentials() {
+        let config = parse(
+            "registries:\n  local: { url: \"http://127.0.0.1:5000\" }\n  corp: { url: registry.corp, auth_type: basic, credentials: { username: bot, password: \"${CORP_TOKEN}\" } }\n",
+        )
+        .unwrap();
+        let local = config.registry_for_host("127.0.0.1:5000").unwrap();
+        assert!(local.plain_http);
+        let corp = &config.registries["corp"];
+        assert_eq!(corp.credentials.as_ref().unwrap().password, "hunter2");
+    }
+
+    #[test]
+    fn docker_hub_spellings_find_the_same_entry() {
+        let config = parse("registries:\n  hub: { url: docker.io }\n").unwrap();
+        assert_eq!(config.registry_for_host("registry-1.docker.io").unwrap().name, "hub");
+    }
+
+    #[test]
+    fn reports_every_registry_problem_with_its_path() {
+        let error = parse(
+            "global: { timeout: 5 parsecs }\nregistries:\n  a: { url: \"ftp://x\" }\n  b: { url: b.io, auth_type: basic }\n  c: { url: c.io, aws_profile: vendor }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "global.timeout: \"5 parsecs\" has an unknown unit",
+            "registries.a.url: scheme ftp:// is not supported",
+            "registries.b.credentials: auth_type basic needs credentials",
+            "registries.c.aws_profile: aws_profile requires auth_type: ecr",
+        ] {
+            assert!(error.contains(expected), "missing {expected:?} in:\n{error}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_suggestion() {
+        let error = parse("registries:\n  a: { url: a.io, auth_typ: basic }\n").unwrap_err().to_string();
+        assert!(error.contains("unknown field `auth_typ`"), "{error}");
+        assert!(error.contains("did you mean `auth_type`?"), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn durations_accept_common_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+    }
+}

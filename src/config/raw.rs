@@ -1,0 +1,216 @@
+//! The config document exactly as written: serde types that reject unknown keys.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::Problem;
+use crate::registry::UploadMode;
+
+/// The whole `ocync.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Run-wide settings.
+    pub global: Option<RawGlobal>,
+    /// Registries by name.
+    #[serde(default)]
+    pub registries: BTreeMap<String, RawRegistry>,
+    /// Named lists of target registries.
+    #[serde(default)]
+    pub target_groups: BTreeMap<String, Vec<String>>,
+    /// Values every mapping inherits.
+    pub defaults: Option<RawDefaults>,
+    /// What to mirror.
+    #[serde(default)]
+    pub mappings: Vec<RawMapping>,
+}
+
+/// `global:`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    /// Transfers in flight at once.
+    pub max_concurrent_transfers: Option<usize>,
+    /// Per-request timeout (`30s`).
+    pub timeout: Option<String>,
+    /// Idle timeout on body transfers (`60s`).
+    pub idle_timeout: Option<String>,
+}
+
+/// How ocync authenticates to a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// AWS ECR through the AWS SDK.
+    Ecr,
+    /// Google Artifact Registry with Application Default Credentials.
+    Gar,
+    /// Google Container Registry with Application Default Credentials.
+    Gcr,
+    /// Username and password from the config.
+    Basic,
+    /// A fixed Bearer token from the config.
+    StaticToken,
+    /// docker's `config.json` and credential helpers.
+    DockerConfig,
+    /// No credentials.
+    Anonymous,
+}
+
+/// `registries.<name>:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    /// `host[:port]`, with an optional `http://` or `https://`.
+    pub url: String,
+    /// Explicit auth type; absent means auto-detect from the host.
+    pub auth_type: Option<AuthType>,
+    /// AWS profile (only with `auth_type: ecr`).
+    pub aws_profile: Option<String>,
+    /// Basic credentials.
+    pub credentials: Option<RawCredentials>,
+    /// Static Bearer token.
+    pub token: Option<String>,
+    /// Extra CA bundle (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Concurrent transfers against this registry.
+    pub max_concurrent: Option<usize>,
+    /// `monolithic` (default) or `chunked`.
+    pub upload: Option<UploadMode>,
+}
+
+/// `credentials: { username, password }`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RawCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawCredentials").field("username", &self.username).field("password", &"***").finish()
+    }
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+/// `tags:` in `defaults` or a mapping.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTags {
+    /// Glob patterns, OR-ed.
+    pub glob: Option<OneOrMany>,
+    /// A semver range.
+    pub semver: Option<String>,
+    /// Glob patterns to drop.
+    pub exclude: Option<OneOrMany>,
+    /// `semver` or `alpha`.
+    pub sort: Option<String>,
+    /// Keep the newest N after sorting.
+    pub latest: Option<usize>,
+    /// Fail the mapping if fewer tags match.
+    pub min_tags: Option<usize>,
+}
+
+/// `defaults:`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Source registry name.
+    pub source: Option<String>,
+    /// Target group, registry name, or list.
+    pub targets: Option<OneOrMany>,
+    /// Tag selection.
+    pub tags: Option<RawTags>,
+}
+
+/// One entry of `mappings:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    /// Source repository.
+    pub from: String,
+    /// Target repository; defaults to `from`.
+    pub to: Option<String>,
+    /// Source registry name.
+    pub source: Option<String>,
+    /// Targets (group, registry, or list).
+    pub targets: Option<OneOrMany>,
+    /// Tag selection, overriding `defaults.tags` field by field.
+    pub tags: Option<RawTags>,
+}
+
+/// Turns a serde error into a [`Problem`] with path, line and a "did you mean" for unknown keys.
+pub fn problem_from_serde(error: &serde_norway::Error) -> Problem {
+    let text = error.to_string();
+    // serde_norway formats as "path: message at line L column C".
+    let without_location = text.split(" at line ").next().unwrap_or(&text);
+    let (path, message) = match without_location.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') => (path.to_string(), message.to_string()),
+        _ => (String::new(), without_location.to_string()),
+    };
+    let message = match suggestion(&message) {
+        Some(hint) => format!("{message}; did you mean `{hint}`?"),
+        None => message,
+    };
+    Problem { path, line: error.location().map(|l| l.line()), message }
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`": the closest expected name.
+fn suggestion(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (edit_distance(unknown, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= candidate.len().max(unknown.len()) / 2)
+        .min()
+        .map(|(_, candidate)| candidate.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_expected_field() {
+        assert_eq!(suggestion("unknown field `form`, expected one of `from`, `to`, `source`").as_deref(), Some("from"));
+        assert_eq!(suggestion("unknown field `zzzzzz`, expected one of `from`, `to`"), None);
+        assert_eq!(suggestion("invalid type"), None);
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("auth_typ", "auth_type"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
