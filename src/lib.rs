@@ -13,5 +13,8 @@
 //! whole layer.
 
 pub mod oci;
+pub mod cli;
 pub mod config;
+pub mod connect;
+pub mod copy;
 pub mod registry;

@@ -76,6 +76,18 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let mut reference = Reference::parse_bare(input)?;
+        if reference.tag.is_none() && reference.digest.is_none() {
+            reference.tag = Some("latest".to_string());
+        }
+        Ok(reference)
+    }
+}
+
+impl Reference {
+    /// Parses like [`FromStr`] but leaves `tag` empty when the input names neither tag nor
+    /// digest (a copy destination then takes the source's tag).
+    pub fn parse_bare(input: &str) -> Result<Self, ReferenceError> {
         let fail = |reason: String| ReferenceError {
             input: input.to_string(),
             reason,
@@ -136,10 +148,6 @@ impl FromStr for Reference {
         validate_repository(&repository)
             .map_err(|reason| fail(format!("repository {repository:?} {reason}")))?;
 
-        let tag = match (&tag, &digest) {
-            (None, None) => Some("latest".to_string()),
-            _ => tag,
-        };
         Ok(Reference {
             registry,
             repository,

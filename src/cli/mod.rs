@@ -1,0 +1,109 @@
+//! The command-line surface: argument parsing, logging setup, exit codes.
+//! `bin/ocync.rs` only builds the runtime and calls [`run`].
+
+mod copy;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Process exit codes (design.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Everything synced or already up to date.
+    Success = 0,
+    /// Some images failed.
+    Partial = 1,
+    /// All failed, or a run-level error.
+    Failed = 2,
+    /// Invalid config, arguments or references.
+    Config = 3,
+    /// Authentication failed.
+    Auth = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Log line format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// ocync mirrors container images, indexes and OCI artifacts between registries, bit for bit.
+#[derive(Debug, Parser)]
+#[command(name = "ocync", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Copy one image, index or artifact: `ocync copy SRC DST`.
+    Copy(copy::CopyArgs),
+    /// Print the version.
+    Version,
+}
+
+/// Options shared by commands that read a config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Config file with registry settings and credentials.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Parses arguments, sets up logging, runs the command and maps the outcome to an exit code.
+pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Success,
+                _ => Exit::Config,
+            }
+            .into();
+        }
+    };
+    init_logging(cli.log_format, cli.verbose);
+    match cli.command {
+        Command::Copy(args) => copy::run(args).await.into(),
+        Command::Version => {
+            println!("ocync {}", env!("CARGO_PKG_VERSION"));
+            Exit::Success.into()
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "ocync=info,warn",
+        1 => "ocync=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
