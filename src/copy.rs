@@ -5,12 +5,14 @@
 //! two HEADs; a blob already at the target is not sent; a blob in another repository of the
 //! same registry is mounted instead of uploaded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestKind, Reference};
 use crate::registry::{self, MountOutcome, Registry};
@@ -24,6 +26,14 @@ pub enum Error {
     /// A registry operation failed.
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    /// Another task of this run was transferring the same blob and failed.
+    #[error("blob {digest} failed in another transfer of this run: {reason}")]
+    SharedBlobFailed {
+        /// The blob.
+        digest: Digest,
+        /// The other transfer's error.
+        reason: String,
+    },
     /// The source tag or digest does not exist.
     #[error("source {reference} not found")]
     SourceNotFound {
@@ -86,6 +96,22 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The blobs this run has handled, by target registry, repository and digest. The first task
+/// that needs a blob does the work; concurrent tasks wait for its result instead of sending
+/// the same bytes again (images of an index often share their base layers).
+#[derive(Debug, Default)]
+pub struct BlobLedger {
+    entries: std::sync::Mutex<HashMap<(String, String, Digest), Arc<OnceCell<Result<(), String>>>>>,
+}
+
+impl BlobLedger {
+    fn entry(&self, registry: &str, repository: &str, digest: &Digest) -> Arc<OnceCell<Result<(), String>>> {
+        let mut entries = self.entries.lock().expect("ledger lock poisoned");
+        let key = (registry.to_string(), repository.to_string(), digest.clone());
+        entries.entry(key).or_default().clone()
+    }
+}
+
 /// What happened to one image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -120,6 +146,8 @@ pub struct ImageCopy<'a, R> {
     pub target: Endpoint<'a, R>,
     /// Counters to update.
     pub stats: &'a Stats,
+    /// Blobs already handled in this run.
+    pub ledger: &'a BlobLedger,
     /// Blob transfers in flight at once for this image.
     pub concurrency: usize,
 }
@@ -187,7 +215,27 @@ impl<R: Registry> ImageCopy<'_, R> {
         Box::pin(self.copy_manifest(&child, digest.as_str())).await
     }
 
+    /// Transfers a blob once per run and target repository, however many images need it.
     async fn copy_blob(&self, blob: &BlobDescriptor) -> Result<(), Error> {
+        let entry = self.ledger.entry(self.target.registry.name(), self.target.repository, &blob.digest);
+        let mut own_error = None;
+        let outcome = entry
+            .get_or_init(|| async {
+                self.transfer_blob(blob).await.map_err(|error| {
+                    let reason = error.to_string();
+                    own_error = Some(error);
+                    reason
+                })
+            })
+            .await;
+        match (outcome, own_error) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(error)) => Err(error),
+            (Err(reason), None) => Err(Error::SharedBlobFailed { digest: blob.digest.clone(), reason: reason.clone() }),
+        }
+    }
+
+    async fn transfer_blob(&self, blob: &BlobDescriptor) -> Result<(), Error> {
         let (source, target) = (&self.source, &self.target);
         if target.registry.blob_exists(target.repository, &blob.digest).await? {
             bump(&self.stats.blobs_skipped);

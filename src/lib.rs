@@ -18,3 +18,4 @@ pub mod config;
 pub mod connect;
 pub mod copy;
 pub mod registry;
+pub mod testdata;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::progress::{human_bytes, Progress};
 use super::{ConfigArg, Exit};
 use crate::config::Config;
-use crate::copy::{Endpoint, ImageCopy, ImageOutcome, Stats, StatsSnapshot};
+use crate::copy::{BlobLedger, Endpoint, ImageCopy, ImageOutcome, Stats, StatsSnapshot};
 use crate::oci::{Digest, Reference};
 
 /// Arguments of `ocync copy`.
@@ -79,6 +79,7 @@ pub async fn run(args: CopyArgs) -> Exit {
             source: Endpoint { registry: &source_registry, repository: &source.repository },
             target: Endpoint { registry: &target_registry, repository: &destination.repository },
             stats: &stats,
+            ledger: &BlobLedger::default(),
             concurrency,
         };
         copy.run(&source, &target_reference).await
