@@ -219,6 +219,9 @@ fn validate_repository(repository: &str) -> Result<(), &'static str> {
         if bytes.is_empty() {
             return Err("has an empty path component");
         }
+        if bytes.iter().any(u8::is_ascii_uppercase) {
+            return Err("must be lowercase");
+        }
         if !alnum(&bytes[0]) || !alnum(&bytes[bytes.len() - 1]) {
             return Err("components must start and end with a lowercase letter or digit");
         }
@@ -331,7 +334,7 @@ mod tests {
     fn rejects_bad_references_quoting_the_input() {
         for (input, why) in [
             ("", "non-empty"),
-            ("Nginx", "lowercase"),
+            ("Nginx", "must be lowercase"),
             ("ghcr.io/org/app:", "tag \"\" is empty"),
             ("ghcr.io/org/app:-bad", "must start with"),
             ("ghcr.io/org/app@sha256:123", "wrong length"),

@@ -1,0 +1,42 @@
+//! Locating external tools; a missing tool fails the test with the command that installs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The path of `name`, or a panic saying how to install it (never a silent skip).
+pub fn require(name: &str, install_hint: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    found.unwrap_or_else(|| panic!("{name} is not installed; install it with: {install_hint}"))
+}
+
+/// `skopeo`, the independent checker.
+pub fn skopeo() -> PathBuf {
+    require("skopeo", "apt-get install -y skopeo")
+}
+
+/// The raw manifest bytes skopeo sees at `reference` (`host:port/repo:tag`), TLS checks off.
+pub fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
+    let output = Command::new(skopeo())
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo runs");
+    assert!(output.status.success(), "skopeo inspect {reference} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+/// The sha256 digest of the manifest skopeo fetches at `reference`.
+pub fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
+    ocync::oci::Digest::sha256_of(&skopeo_raw(reference, extra)).to_string()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+}
