@@ -1,0 +1,132 @@
+//! Authentication against real registries: htpasswd Basic from the config, docker's
+//! `config.json` (`auths`, `credHelpers`), and refusals mapped to exit code 4.
+
+use std::path::Path;
+
+use crate::copy::{describe, ocync, ocync_with_env};
+use crate::support::registry::RegistryAuth;
+use crate::support::tools::skopeo_digest;
+use crate::support::{RegistryOptions, TestRegistry};
+use ocync::registry::auth::{Credentials, Secret};
+use ocync::testdata::{self, Built};
+
+const USER: &str = "robot";
+const PASSWORD: &str = "s3cret-passw0rd";
+
+fn basic_registry() -> TestRegistry {
+    TestRegistry::start(RegistryOptions {
+        auth: RegistryAuth::Basic { username: USER.into(), password: PASSWORD.into() },
+        ..Default::default()
+    })
+}
+
+fn image() -> Built {
+    Built::Image(testdata::image(&[(40, 5000)], ("linux", "amd64"), false))
+}
+
+async fn seed_with_credentials(registry: &TestRegistry, built: &Built) {
+    let client = registry.client(Credentials::Basic { username: USER.into(), password: Secret::new(PASSWORD) });
+    testdata::push(&client, "private/app", "v1", built).await.expect("seed private image");
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write test file");
+}
+
+#[tokio::test]
+async fn basic_credentials_from_the_config_are_used_and_never_printed() {
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    let built = image();
+    seed_with_credentials(&source, &built).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    write(
+        &config,
+        &format!(
+            "registries:\n  private:\n    url: http://{}\n    auth_type: basic\n    credentials: {{ username: {USER}, password: \"${{PRIVATE_PASSWORD}}\" }}\n",
+            source.host
+        ),
+    );
+
+    let output = ocync_with_env(
+        &["copy", "-vv", "--config", config.to_str().unwrap(), &source.reference("private/app:v1"), &target.reference("app:v1")],
+        &[("PRIVATE_PASSWORD", PASSWORD), ("RUST_LOG", "trace")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+    let everything = describe(&output);
+    assert!(everything.contains("TRACE"), "trace logging was on");
+    assert!(!everything.contains(PASSWORD), "the password leaked into output");
+    use base64::Engine as _;
+    let header_value = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert!(!everything.contains(&header_value), "the Authorization header leaked into output");
+}
+
+#[tokio::test]
+async fn missing_credentials_exit_with_the_auth_code() {
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    seed_with_credentials(&source, &image()).await;
+    let output = ocync(&["copy", &source.reference("private/app:v1"), &target.reference("app:v1")]);
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("{} denied access to private/app (401)", source.host)));
+}
+
+#[tokio::test]
+async fn wrong_credentials_exit_with_the_auth_code_without_echoing_them() {
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    seed_with_credentials(&source, &image()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    write(&config, &format!("registries:\n  p: {{ url: \"http://{}\", credentials: {{ username: x, password: wrong-password-123 }} }}\n", source.host));
+    let output = ocync(&["copy", "--config", config.to_str().unwrap(), &source.reference("private/app:v1"), &target.reference("app:v1")]);
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(!describe(&output).contains("wrong-password-123"));
+}
+
+#[tokio::test]
+async fn docker_config_auths_entries_are_used() {
+    use base64::Engine as _;
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    let built = image();
+    seed_with_credentials(&source, &built).await;
+    let docker = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    write(&docker.path().join("config.json"), &format!(r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#, source.host));
+
+    let output = ocync_with_env(
+        &["copy", &source.reference("private/app:v1"), &target.reference("app:v1")],
+        &[("DOCKER_CONFIG", docker.path().to_str().unwrap())],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+}
+
+#[tokio::test]
+async fn docker_credential_helpers_are_run_for_their_registry() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    let built = image();
+    seed_with_credentials(&source, &built).await;
+    let docker = tempfile::tempdir().unwrap();
+    let helper = docker.path().join("docker-credential-ocynctest");
+    let asked = docker.path().join("asked");
+    // The helper records which server it was asked about and answers for it.
+    write(
+        &helper,
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\necho '{{\"ServerURL\":\"x\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            asked.display()
+        ),
+    );
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write(&docker.path().join("config.json"), &format!(r#"{{"credHelpers":{{"{}":"ocynctest"}}}}"#, source.host));
+    let path = format!("{}:{}", docker.path().display(), std::env::var("PATH").unwrap_or_default());
+
+    let output = ocync_with_env(
+        &["copy", &source.reference("private/app:v1"), &target.reference("app:v1")],
+        &[("DOCKER_CONFIG", docker.path().to_str().unwrap()), ("PATH", &path)],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), source.host);
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+}
