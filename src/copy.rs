@@ -101,11 +101,19 @@ fn bump(counter: &AtomicU64) {
 /// the same bytes again (images of an index often share their base layers).
 #[derive(Debug, Default)]
 pub struct BlobLedger {
-    entries: std::sync::Mutex<HashMap<(String, String, Digest), Arc<OnceCell<Result<(), String>>>>>,
+    entries: std::sync::Mutex<HashMap<(String, String, Digest), Arc<BlobResult>>>,
 }
 
+/// The outcome of one blob's transfer, set once; the error as text for the tasks that waited.
+type BlobResult = OnceCell<Result<(), String>>;
+
 impl BlobLedger {
-    fn entry(&self, registry: &str, repository: &str, digest: &Digest) -> Arc<OnceCell<Result<(), String>>> {
+    fn entry(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+    ) -> Arc<OnceCell<Result<(), String>>> {
         let mut entries = self.entries.lock().expect("ledger lock poisoned");
         let key = (registry.to_string(), repository.to_string(), digest.clone());
         entries.entry(key).or_default().clone()
@@ -154,23 +162,48 @@ pub struct ImageCopy<'a, R> {
 
 impl<R: Registry> ImageCopy<'_, R> {
     /// Copies `source_reference` (tag or digest) to `target_reference` (tag or digest).
-    pub async fn run(&self, source_reference: &Reference, target_reference: &str) -> Result<ImageOutcome, Error> {
+    pub async fn run(
+        &self,
+        source_reference: &Reference,
+        target_reference: &str,
+    ) -> Result<ImageOutcome, Error> {
         let digest = match &source_reference.digest {
             Some(digest) => digest.clone(),
             None => {
                 let tag = source_reference.manifest_reference();
-                let head = self.source.registry.head_manifest(self.source.repository, &tag).await?;
-                head.ok_or_else(|| Error::SourceNotFound { reference: source_reference.to_string() })?.digest
+                let head = self
+                    .source
+                    .registry
+                    .head_manifest(self.source.repository, &tag)
+                    .await?;
+                head.ok_or_else(|| Error::SourceNotFound {
+                    reference: source_reference.to_string(),
+                })?
+                .digest
             }
         };
-        if let Some(existing) = self.target.registry.head_manifest(self.target.repository, target_reference).await?
+        if let Some(existing) = self
+            .target
+            .registry
+            .head_manifest(self.target.repository, target_reference)
+            .await?
             && existing.digest == digest
         {
-            return Ok(ImageOutcome::Skipped { digest, reason: "target already has this digest".into() });
+            return Ok(ImageOutcome::Skipped {
+                digest,
+                reason: "target already has this digest".into(),
+            });
         }
-        let manifest = match self.source.registry.get_manifest(self.source.repository, digest.as_str()).await {
+        let manifest = match self
+            .source
+            .registry
+            .get_manifest(self.source.repository, digest.as_str())
+            .await
+        {
             Err(error) if error.is_not_found() => {
-                return Err(Error::SourceNotFound { reference: source_reference.to_string() });
+                return Err(Error::SourceNotFound {
+                    reference: source_reference.to_string(),
+                });
             }
             result => result?,
         };
@@ -179,45 +212,72 @@ impl<R: Registry> ImageCopy<'_, R> {
     }
 
     /// Copies what `manifest` refers to, then pushes it under `target_reference`.
-    async fn copy_manifest(&self, manifest: &Manifest, target_reference: &str) -> Result<(), Error> {
-        let kind = manifest.kind().map_err(|source| registry::Error::Manifest {
-            registry: self.source.registry.name().to_string(),
-            repository: self.source.repository.to_string(),
-            reference: manifest.digest.to_string(),
-            source,
-        })?;
+    async fn copy_manifest(
+        &self,
+        manifest: &Manifest,
+        target_reference: &str,
+    ) -> Result<(), Error> {
+        let kind = manifest
+            .kind()
+            .map_err(|source| registry::Error::Manifest {
+                registry: self.source.registry.name().to_string(),
+                repository: self.source.repository.to_string(),
+                reference: manifest.digest.to_string(),
+                source: Box::new(source),
+            })?;
         match kind {
             ManifestKind::Index { children } => {
-                futures_util::stream::iter(children.iter().map(|child| self.copy_child(&child.digest)))
-                    .buffer_unordered(self.concurrency.max(1))
-                    .try_collect::<Vec<()>>()
-                    .await?;
+                futures_util::stream::iter(
+                    children.iter().map(|child| self.copy_child(&child.digest)),
+                )
+                .buffer_unordered(self.concurrency.max(1))
+                .try_collect::<Vec<()>>()
+                .await?;
             }
             ManifestKind::Image { blobs } => {
-                futures_util::stream::iter(dedupe(&blobs).into_iter().map(|blob| self.copy_blob(blob)))
-                    .buffer_unordered(self.concurrency.max(1))
-                    .try_collect::<Vec<()>>()
-                    .await?;
+                futures_util::stream::iter(
+                    dedupe(&blobs).into_iter().map(|blob| self.copy_blob(blob)),
+                )
+                .buffer_unordered(self.concurrency.max(1))
+                .try_collect::<Vec<()>>()
+                .await?;
             }
         }
-        self.target.registry.put_manifest(self.target.repository, target_reference, manifest).await?;
+        self.target
+            .registry
+            .put_manifest(self.target.repository, target_reference, manifest)
+            .await?;
         bump(&self.stats.manifests_pushed);
         Ok(())
     }
 
     /// A child of an index, pushed by digest unless the target already has it.
     async fn copy_child(&self, digest: &Digest) -> Result<(), Error> {
-        if self.target.registry.head_manifest(self.target.repository, digest.as_str()).await?.is_some() {
+        if self
+            .target
+            .registry
+            .head_manifest(self.target.repository, digest.as_str())
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
-        let child = self.source.registry.get_manifest(self.source.repository, digest.as_str()).await?;
+        let child = self
+            .source
+            .registry
+            .get_manifest(self.source.repository, digest.as_str())
+            .await?;
         // Boxed: an index may (rarely) contain another index.
         Box::pin(self.copy_manifest(&child, digest.as_str())).await
     }
 
     /// Transfers a blob once per run and target repository, however many images need it.
     async fn copy_blob(&self, blob: &BlobDescriptor) -> Result<(), Error> {
-        let entry = self.ledger.entry(self.target.registry.name(), self.target.repository, &blob.digest);
+        let entry = self.ledger.entry(
+            self.target.registry.name(),
+            self.target.repository,
+            &blob.digest,
+        );
         let mut own_error = None;
         let outcome = entry
             .get_or_init(|| async {
@@ -231,19 +291,31 @@ impl<R: Registry> ImageCopy<'_, R> {
         match (outcome, own_error) {
             (Ok(()), _) => Ok(()),
             (Err(_), Some(error)) => Err(error),
-            (Err(reason), None) => Err(Error::SharedBlobFailed { digest: blob.digest.clone(), reason: reason.clone() }),
+            (Err(reason), None) => Err(Error::SharedBlobFailed {
+                digest: blob.digest.clone(),
+                reason: reason.clone(),
+            }),
         }
     }
 
     async fn transfer_blob(&self, blob: &BlobDescriptor) -> Result<(), Error> {
         let (source, target) = (&self.source, &self.target);
-        if target.registry.blob_exists(target.repository, &blob.digest).await? {
+        if target
+            .registry
+            .blob_exists(target.repository, &blob.digest)
+            .await?
+        {
             bump(&self.stats.blobs_skipped);
             return Ok(());
         }
         let mut session = None;
-        if target.registry.same_registry(source.registry) && target.repository != source.repository {
-            match target.registry.mount_blob(target.repository, &blob.digest, source.repository).await? {
+        if target.registry.same_registry(source.registry) && target.repository != source.repository
+        {
+            match target
+                .registry
+                .mount_blob(target.repository, &blob.digest, source.repository)
+                .await?
+            {
                 MountOutcome::Mounted => {
                     bump(&self.stats.blobs_mounted);
                     return Ok(());
@@ -260,7 +332,11 @@ impl<R: Registry> ImageCopy<'_, R> {
                     counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 })
                 .boxed();
-            match target.registry.push_blob(target.repository, blob, body, session.take()).await {
+            match target
+                .registry
+                .push_blob(target.repository, blob, body, session.take())
+                .await
+            {
                 Ok(()) => {
                     bump(&self.stats.blobs_copied);
                     return Ok(());

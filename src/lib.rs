@@ -12,10 +12,10 @@
 //! Blob bodies stream from source to target through a digest verifier; nothing buffers a
 //! whole layer.
 
-pub mod oci;
 pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod copy;
+pub mod oci;
 pub mod registry;
 pub mod testdata;

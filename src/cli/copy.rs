@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::progress::{human_bytes, Progress};
+use super::progress::{Progress, human_bytes};
 use super::{ConfigArg, Exit};
 use crate::config::Config;
 use crate::copy::{BlobLedger, Endpoint, ImageCopy, ImageOutcome, Stats, StatsSnapshot};
@@ -73,11 +73,23 @@ pub async fn run(args: CopyArgs) -> Exit {
     let progress = Progress::start(stats.clone(), !args.json);
     let target_reference = destination.manifest_reference();
     let result = async {
-        let source_registry = crate::connect::open(&source.registry, source.plain_http, config.as_ref()).await?;
-        let target_registry = crate::connect::open(&destination.registry, destination.plain_http, config.as_ref()).await?;
+        let source_registry =
+            crate::connect::open(&source.registry, source.plain_http, config.as_ref()).await?;
+        let target_registry = crate::connect::open(
+            &destination.registry,
+            destination.plain_http,
+            config.as_ref(),
+        )
+        .await?;
         let copy = ImageCopy {
-            source: Endpoint { registry: &source_registry, repository: &source.repository },
-            target: Endpoint { registry: &target_registry, repository: &destination.repository },
+            source: Endpoint {
+                registry: &source_registry,
+                repository: &source.repository,
+            },
+            target: Endpoint {
+                registry: &target_registry,
+                repository: &destination.repository,
+            },
             stats: &stats,
             ledger: &BlobLedger::default(),
             concurrency,
@@ -114,11 +126,18 @@ pub async fn run(args: CopyArgs) -> Exit {
             tracing::error!(%source, target = %destination, %error, "copy failed");
             report.status = "failed";
             report.error = Some(error.to_string());
-            if error.is_auth() { Exit::Auth } else { Exit::Failed }
+            if error.is_auth() {
+                Exit::Auth
+            } else {
+                Exit::Failed
+            }
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
     } else {
         println!("{}", summary(&report));
     }
@@ -128,7 +147,8 @@ pub async fn run(args: CopyArgs) -> Exit {
 /// Parses both references; a destination without tag or digest takes the source's tag.
 fn parse_references(source: &str, destination: &str) -> Result<(Reference, Reference), String> {
     let source: Reference = source.parse().map_err(|e| format!("source: {e}"))?;
-    let mut destination = Reference::parse_bare(destination).map_err(|e| format!("destination: {e}"))?;
+    let mut destination =
+        Reference::parse_bare(destination).map_err(|e| format!("destination: {e}"))?;
     if destination.tag.is_none() && destination.digest.is_none() {
         destination.tag = source.tag.clone();
         destination.digest = source.digest.clone();
@@ -138,7 +158,11 @@ fn parse_references(source: &str, destination: &str) -> Result<(Reference, Refer
 
 fn summary(report: &CopyReport) -> String {
     let stats = &report.stats;
-    let digest = report.digest.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+    let digest = report
+        .digest
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
     let seconds = report.duration_ms as f64 / 1000.0;
     match report.status {
         "failed" => format!(
@@ -147,7 +171,10 @@ fn summary(report: &CopyReport) -> String {
             report.target,
             report.error.as_deref().unwrap_or("unknown error")
         ),
-        "skipped" => format!("up to date {} -> {}{digest} in {seconds:.1}s", report.source, report.target),
+        "skipped" => format!(
+            "up to date {} -> {}{digest} in {seconds:.1}s",
+            report.source, report.target
+        ),
         _ => format!(
             "copied {} -> {}{digest}: blobs {} copied, {} skipped, {} mounted; {} manifests; {} in {seconds:.1}s",
             report.source,
@@ -167,13 +194,17 @@ mod tests {
 
     #[test]
     fn destination_without_tag_takes_the_source_tag() {
-        let (_, destination) = parse_references("ghcr.io/a/b:1.2", "http://127.0.0.1:5000/b").unwrap();
+        let (_, destination) =
+            parse_references("ghcr.io/a/b:1.2", "http://127.0.0.1:5000/b").unwrap();
         assert_eq!(destination.to_string(), "http://127.0.0.1:5000/b:1.2");
     }
 
     #[test]
     fn bad_references_say_which_side_is_wrong() {
         let error = parse_references("ghcr.io/a/b:1.2", "UPPER/case").unwrap_err();
-        assert!(error.starts_with("destination: invalid reference \"UPPER/case\""), "{error}");
+        assert!(
+            error.starts_with("destination: invalid reference \"UPPER/case\""),
+            "{error}"
+        );
     }
 }

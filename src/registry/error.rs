@@ -57,7 +57,10 @@ pub enum Error {
         detail: String,
     },
     /// Connection refused or reset, DNS, TLS, or a body that broke off.
-    #[error("network error talking to {registry} ({action} in {repository}): {}", chain(source))]
+    #[error(
+        "network error talking to {registry} ({action} in {repository}): {}",
+        chain(source)
+    )]
     Network {
         /// Registry host.
         registry: String,
@@ -102,9 +105,9 @@ pub enum Error {
         repository: String,
         /// Tag or digest.
         reference: String,
-        /// What is wrong with it.
+        /// What is wrong with it (boxed: it is large and rare).
         #[source]
-        source: ManifestError,
+        source: Box<ManifestError>,
     },
     /// The registry answered something that breaks the protocol (e.g. no `Location`).
     #[error("{registry} sent an invalid response to {action} in {repository}: {detail}")]

@@ -15,7 +15,10 @@ const PASSWORD: &str = "s3cret-passw0rd";
 
 fn basic_registry() -> TestRegistry {
     TestRegistry::start(RegistryOptions {
-        auth: RegistryAuth::Basic { username: USER.into(), password: PASSWORD.into() },
+        auth: RegistryAuth::Basic {
+            username: USER.into(),
+            password: PASSWORD.into(),
+        },
         ..Default::default()
     })
 }
@@ -25,8 +28,13 @@ fn image() -> Built {
 }
 
 async fn seed_with_credentials(registry: &TestRegistry, built: &Built) {
-    let client = registry.client(Credentials::Basic { username: USER.into(), password: Secret::new(PASSWORD) });
-    testdata::push(&client, "private/app", "v1", built).await.expect("seed private image");
+    let client = registry.client(Credentials::Basic {
+        username: USER.into(),
+        password: Secret::new(PASSWORD),
+    });
+    testdata::push(&client, "private/app", "v1", built)
+        .await
+        .expect("seed private image");
 }
 
 fn write(path: &Path, text: &str) {
@@ -49,26 +57,50 @@ async fn basic_credentials_from_the_config_are_used_and_never_printed() {
     );
 
     let output = ocync_with_env(
-        &["copy", "-vv", "--config", config.to_str().unwrap(), &source.reference("private/app:v1"), &target.reference("app:v1")],
+        &[
+            "copy",
+            "-vv",
+            "--config",
+            config.to_str().unwrap(),
+            &source.reference("private/app:v1"),
+            &target.reference("app:v1"),
+        ],
         &[("PRIVATE_PASSWORD", PASSWORD), ("RUST_LOG", "trace")],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
+        built.digest().to_string()
+    );
     let everything = describe(&output);
     assert!(everything.contains("TRACE"), "trace logging was on");
-    assert!(!everything.contains(PASSWORD), "the password leaked into output");
+    assert!(
+        !everything.contains(PASSWORD),
+        "the password leaked into output"
+    );
     use base64::Engine as _;
-    let header_value = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    assert!(!everything.contains(&header_value), "the Authorization header leaked into output");
+    let header_value =
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert!(
+        !everything.contains(&header_value),
+        "the Authorization header leaked into output"
+    );
 }
 
 #[tokio::test]
 async fn missing_credentials_exit_with_the_auth_code() {
     let (source, target) = (basic_registry(), TestRegistry::plain());
     seed_with_credentials(&source, &image()).await;
-    let output = ocync(&["copy", &source.reference("private/app:v1"), &target.reference("app:v1")]);
+    let output = ocync(&[
+        "copy",
+        &source.reference("private/app:v1"),
+        &target.reference("app:v1"),
+    ]);
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("{} denied access to private/app (401)", source.host)));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!(
+        "{} denied access to private/app (401)",
+        source.host
+    )));
 }
 
 #[tokio::test]
@@ -77,8 +109,20 @@ async fn wrong_credentials_exit_with_the_auth_code_without_echoing_them() {
     seed_with_credentials(&source, &image()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ocync.yaml");
-    write(&config, &format!("registries:\n  p: {{ url: \"http://{}\", credentials: {{ username: x, password: wrong-password-123 }} }}\n", source.host));
-    let output = ocync(&["copy", "--config", config.to_str().unwrap(), &source.reference("private/app:v1"), &target.reference("app:v1")]);
+    write(
+        &config,
+        &format!(
+            "registries:\n  p: {{ url: \"http://{}\", credentials: {{ username: x, password: wrong-password-123 }} }}\n",
+            source.host
+        ),
+    );
+    let output = ocync(&[
+        "copy",
+        "--config",
+        config.to_str().unwrap(),
+        &source.reference("private/app:v1"),
+        &target.reference("app:v1"),
+    ]);
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
     assert!(!describe(&output).contains("wrong-password-123"));
 }
@@ -91,14 +135,27 @@ async fn docker_config_auths_entries_are_used() {
     seed_with_credentials(&source, &built).await;
     let docker = tempfile::tempdir().unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    write(&docker.path().join("config.json"), &format!(r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#, source.host));
+    write(
+        &docker.path().join("config.json"),
+        &format!(
+            r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#,
+            source.host
+        ),
+    );
 
     let output = ocync_with_env(
-        &["copy", &source.reference("private/app:v1"), &target.reference("app:v1")],
+        &[
+            "copy",
+            &source.reference("private/app:v1"),
+            &target.reference("app:v1"),
+        ],
         &[("DOCKER_CONFIG", docker.path().to_str().unwrap())],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
+        built.digest().to_string()
+    );
 }
 
 #[tokio::test]
@@ -119,14 +176,31 @@ async fn docker_credential_helpers_are_run_for_their_registry() {
         ),
     );
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    write(&docker.path().join("config.json"), &format!(r#"{{"credHelpers":{{"{}":"ocynctest"}}}}"#, source.host));
-    let path = format!("{}:{}", docker.path().display(), std::env::var("PATH").unwrap_or_default());
+    write(
+        &docker.path().join("config.json"),
+        &format!(r#"{{"credHelpers":{{"{}":"ocynctest"}}}}"#, source.host),
+    );
+    let path = format!(
+        "{}:{}",
+        docker.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
 
     let output = ocync_with_env(
-        &["copy", &source.reference("private/app:v1"), &target.reference("app:v1")],
-        &[("DOCKER_CONFIG", docker.path().to_str().unwrap()), ("PATH", &path)],
+        &[
+            "copy",
+            &source.reference("private/app:v1"),
+            &target.reference("app:v1"),
+        ],
+        &[
+            ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+            ("PATH", &path),
+        ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(std::fs::read_to_string(&asked).unwrap(), source.host);
-    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
+        built.digest().to_string()
+    );
 }

@@ -27,7 +27,11 @@ pub fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
         .arg(format!("docker://{reference}"))
         .output()
         .expect("skopeo runs");
-    assert!(output.status.success(), "skopeo inspect {reference} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "skopeo inspect {reference} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     output.stdout
 }
 
@@ -38,5 +42,9 @@ pub fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
 
 /// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }

@@ -107,7 +107,7 @@ impl HttpRegistry {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
                 reference: reference.to_string(),
-                source,
+                source: Box::new(source),
             }
         })
     }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The full test suite: formatting, lints, unit and integration tests (debug build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

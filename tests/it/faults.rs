@@ -1,0 +1,207 @@
+//! Registries that misbehave, through the fault proxy: refused monolithic uploads, relative
+//! `Location`s, declined mounts, 503s and reset connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::copy::{describe, ocync, seed};
+use crate::support::TestRegistry;
+use crate::support::proxy::{Action, FaultProxy};
+use crate::support::tools::skopeo_digest;
+use ocync::testdata::{self, Built};
+
+fn image(seed: u64) -> Built {
+    Built::Image(testdata::image(
+        &[(seed, 300_000), (seed + 1, 1000)],
+        ("linux", "amd64"),
+        false,
+    ))
+}
+
+fn report(output: &std::process::Output) -> serde_json::Value {
+    assert_eq!(output.status.code(), Some(0), "{}", describe(output));
+    serde_json::from_slice(&output.stdout).expect("one JSON report on stdout")
+}
+
+#[tokio::test]
+async fn a_refused_monolithic_upload_switches_to_chunks() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let built = image(50);
+    seed(&source, "team/app", "v1", &built).await;
+    let proxy = FaultProxy::start(&target.host, |request| {
+        if request.method == "PUT"
+            && request.target.contains("/blobs/uploads/")
+            && request.body_len > 0
+        {
+            Action::Respond {
+                status: 413,
+                headers: vec![],
+                body: "too large".into(),
+            }
+        } else {
+            Action::Forward
+        }
+    });
+
+    // One transfer at a time, so exactly one monolithic attempt precedes the switch.
+    let output = ocync(&[
+        "copy",
+        "--json",
+        "--concurrency",
+        "1",
+        &source.reference("team/app:v1"),
+        &proxy.reference("app:v1"),
+    ]);
+    assert_eq!(report(&output)["stats"]["blobs_copied"], 3);
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
+        built.digest().to_string()
+    );
+    let seen = proxy.seen();
+    let refused = seen
+        .iter()
+        .filter(|r| r.method == "PUT" && r.target.contains("/blobs/") && r.body_len > 0)
+        .count();
+    assert_eq!(
+        refused, 1,
+        "only the first monolithic upload is tried: {seen:?}"
+    );
+    assert!(seen.iter().any(|r| r.method == "PATCH"), "chunks were sent");
+}
+
+#[tokio::test]
+async fn relative_upload_locations_are_resolved_against_the_registry() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let built = image(60);
+    seed(&source, "team/app", "v1", &built).await;
+    let proxy = FaultProxy::start(&target.host, |_| Action::ForwardWithRelativeLocation);
+
+    report(&ocync(&[
+        "copy",
+        "--json",
+        &source.reference("team/app:v1"),
+        &proxy.reference("app:v1"),
+    ]));
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
+        built.digest().to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_declined_mount_uploads_in_the_session_the_registry_opened() {
+    let registry = TestRegistry::plain();
+    let built = image(70);
+    seed(&registry, "team/app", "v1", &built).await;
+    // Strip the mount parameters: the registry then answers 202 with a fresh upload session.
+    let proxy = FaultProxy::start(&registry.host, |request| {
+        match request.target.split_once('?') {
+            Some((path, query)) if request.method == "POST" && query.contains("mount=") => {
+                Action::ForwardTo(path.to_string())
+            }
+            _ => Action::Forward,
+        }
+    });
+
+    let output = ocync(&[
+        "copy",
+        "--json",
+        &proxy.reference("team/app:v1"),
+        &proxy.reference("copy/app:v1"),
+    ]);
+    let report = report(&output);
+    assert_eq!(report["stats"]["blobs_mounted"], 0, "{report}");
+    assert_eq!(report["stats"]["blobs_copied"], 3, "{report}");
+    let posts = proxy.seen().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(
+        posts, 3,
+        "one POST per blob: the 202 session is reused, not opened again"
+    );
+    assert_eq!(
+        skopeo_digest(&registry.skopeo_reference("copy/app:v1"), &[]),
+        built.digest().to_string()
+    );
+}
+
+#[tokio::test]
+async fn transient_503s_and_resets_are_retried() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let built = image(80);
+    seed(&source, "team/app", "v1", &built).await;
+    let manifest_heads = Arc::new(AtomicUsize::new(0));
+    let blob_gets = Arc::new(AtomicUsize::new(0));
+    let (heads, gets) = (manifest_heads.clone(), blob_gets.clone());
+    let proxy = FaultProxy::start(&source.host, move |request| {
+        if request.method == "HEAD"
+            && request.target.contains("/manifests/")
+            && heads.fetch_add(1, Ordering::SeqCst) < 2
+        {
+            return Action::Respond {
+                status: 503,
+                headers: vec![("Retry-After".into(), "0".into())],
+                body: String::new(),
+            };
+        }
+        if request.method == "GET"
+            && request.target.contains("/blobs/")
+            && gets.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            return Action::Reset;
+        }
+        Action::Forward
+    });
+
+    report(&ocync(&[
+        "copy",
+        "--json",
+        &proxy.reference("team/app:v1"),
+        &target.reference("app:v1"),
+    ]));
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
+        built.digest().to_string()
+    );
+    assert_eq!(
+        manifest_heads.load(Ordering::SeqCst),
+        3,
+        "two 503s then success"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_that_keeps_failing_fails_the_copy_after_bounded_retries() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/app", "v1", &image(90)).await;
+    let proxy = FaultProxy::start(&source.host, |request| match request.method.as_str() {
+        "GET" => Action::Respond {
+            status: 500,
+            headers: vec![],
+            body: r#"{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}"#.into(),
+        },
+        _ => Action::Forward,
+    });
+
+    let output = ocync(&[
+        "copy",
+        &proxy.reference("team/app:v1"),
+        &target.reference("app:v1"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("answered 500 to GET manifest sha256:"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout.contains("in team/app: UNKNOWN: disk on fire"),
+        "{}",
+        describe(&output)
+    );
+    let gets = proxy.seen().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(gets, 4, "one try and three retries");
+    assert!(
+        target.requests().iter().all(|(method, _)| method == "HEAD"),
+        "nothing pushed"
+    );
+}

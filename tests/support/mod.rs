@@ -1,0 +1,12 @@
+//! Test support: real registries on loopback ports, tools located with install hints, and
+//! independent checks of what landed.
+
+#![allow(dead_code)]
+
+pub mod proxy;
+pub mod registry;
+pub mod tls;
+pub mod token;
+pub mod tools;
+
+pub use registry::{RegistryOptions, TestRegistry};

@@ -1,0 +1,260 @@
+//! A small HTTP/1.1 fault proxy in front of a real registry: forwards requests, or answers
+//! them as a rule says (an error status, a reset connection, a rewritten `Location`), and
+//! records what it saw. One request per connection, so framing stays trivial.
+//!
+//! It runs on plain threads, not tokio tasks: tests run the `ocync` binary with blocking
+//! `std::process::Command`, which would starve a current-thread runtime.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// A request as the proxy saw it (body already read).
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Length of the body received.
+    pub body_len: usize,
+}
+
+/// What to do with a request.
+pub enum Action {
+    /// Pass it to the registry unchanged.
+    Forward,
+    /// Pass it on, and make an absolute `Location` in the answer relative.
+    ForwardWithRelativeLocation,
+    /// Pass it on with another path and query.
+    ForwardTo(String),
+    /// Answer it here.
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+        /// Body.
+        body: String,
+    },
+    /// Close the connection without answering.
+    Reset,
+}
+
+type Rule = dyn Fn(&SeenRequest) -> Action + Send + Sync;
+
+/// A running proxy; stops when dropped.
+pub struct FaultProxy {
+    /// `127.0.0.1:PORT` to point clients at.
+    pub host: String,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `upstream` (`127.0.0.1:PORT`) applying `rule` to each request.
+    pub fn start(
+        upstream: &str,
+        rule: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy port");
+        let host = listener.local_addr().expect("proxy address").to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let rule: Arc<Rule> = Arc::new(rule);
+        let upstream = upstream.to_string();
+        let (seen_in, stop_in, proxy_host) = (seen.clone(), stop.clone(), host.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop_in.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (rule, seen, upstream, proxy_host) = (
+                    rule.clone(),
+                    seen_in.clone(),
+                    upstream.clone(),
+                    proxy_host.clone(),
+                );
+                std::thread::spawn(move || {
+                    let _ = handle(stream, &upstream, &proxy_host, &*rule, &seen);
+                });
+            }
+        });
+        FaultProxy {
+            host,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Requests seen so far.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().expect("proxy log lock").clone()
+    }
+
+    /// `http://127.0.0.1:PORT/<path>`.
+    pub fn reference(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.host)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.host);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(
+    mut client: TcpStream,
+    upstream: &str,
+    proxy_host: &str,
+    rule: &Rule,
+    seen: &Mutex<Vec<SeenRequest>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(&mut reader)?
+    } else {
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        body
+    };
+    let request = SeenRequest {
+        method: method.clone(),
+        target: target.clone(),
+        body_len: body.len(),
+    };
+    seen.lock().expect("proxy log lock").push(request.clone());
+
+    let mut target = target;
+    let relative_location = match rule(&request) {
+        Action::Forward => false,
+        Action::ForwardWithRelativeLocation => true,
+        Action::ForwardTo(rewritten) => {
+            target = rewritten;
+            false
+        }
+        Action::Reset => return Ok(()),
+        Action::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = format!(
+                "HTTP/1.1 {status} Fault\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (name, value) in headers {
+                response += &format!("{name}: {value}\r\n");
+            }
+            response += "\r\n";
+            response += &body;
+            return client.write_all(response.as_bytes());
+        }
+    };
+
+    let mut server = TcpStream::connect(upstream)?;
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    for (name, value) in &headers {
+        if ["connection", "transfer-encoding", "content-length"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
+        head += &format!("{name}: {value}\r\n");
+    }
+    head += &format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    server.write_all(head.as_bytes())?;
+    server.write_all(&body)?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response)?;
+    if relative_location {
+        response = make_location_relative(&response, upstream, proxy_host);
+    }
+    client.write_all(&response)
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line)?;
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
+            .unwrap_or(0);
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk)?;
+        body.extend_from_slice(&chunk[..size]);
+        if size == 0 {
+            return Ok(body);
+        }
+    }
+}
+
+/// Rewrites `Location: http://<upstream or proxy>/path` to `Location: /path` in a raw response.
+fn make_location_relative(response: &[u8], upstream: &str, proxy_host: &str) -> Vec<u8> {
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let head: String = head
+        .split("\r\n")
+        .map(|line| {
+            if line.to_ascii_lowercase().starts_with("location:") {
+                let value = line["location:".len()..].trim();
+                let relative = [upstream, proxy_host]
+                    .iter()
+                    .find_map(|host| value.strip_prefix(&format!("http://{host}")))
+                    .unwrap_or(value);
+                format!("Location: {relative}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&response[split..]);
+    out
+}
