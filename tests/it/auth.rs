@@ -204,3 +204,106 @@ async fn docker_credential_helpers_are_run_for_their_registry() {
         built.digest().to_string()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_are_fetched_per_scope_and_reused() {
+    use crate::support::token::TokenServer;
+    let tokens = TokenServer::start(&[("alice", "token-user-pw")], true);
+    let (source, target) = (
+        TestRegistry::plain(),
+        TestRegistry::start(RegistryOptions {
+            auth: tokens.registry_auth(),
+            ..Default::default()
+        }),
+    );
+    let built = testdata::index(
+        41,
+        &[(0, 4096)],
+        &[("linux", "amd64"), ("linux", "arm64")],
+        false,
+    );
+    crate::copy::seed(&source, "team/app", "v1", &built).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    write(
+        &config,
+        &format!(
+            "registries:\n  t: {{ url: \"http://{}\", credentials: {{ username: alice, password: token-user-pw }} }}\n",
+            target.host
+        ),
+    );
+
+    let output = ocync(&[
+        "copy",
+        "--config",
+        config.to_str().unwrap(),
+        &source.reference("team/app:v1"),
+        &target.reference("mirror/app:v1"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    // One token for the pull-scoped HEAD and one for pull,push: a dozen requests, two tokens.
+    let history = tokens.history();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|request| request.granted && request.user.as_deref() == Some("alice")),
+        "{history:?}"
+    );
+    assert_eq!(
+        skopeo_digest(
+            &target.skopeo_reference("mirror/app:v1"),
+            &["--creds", "alice:token-user-pw"]
+        ),
+        built.digest().to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_registry_is_reached_with_the_ca_file_from_the_config() {
+    let ca = crate::support::tls::generate();
+    let (source, target) = (
+        TestRegistry::plain(),
+        TestRegistry::start(RegistryOptions {
+            tls: Some(ca.server_pair()),
+            ..Default::default()
+        }),
+    );
+    let built = image();
+    crate::copy::seed(&source, "team/app", "v1", &built).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    write(
+        &config,
+        &format!(
+            "registries:\n  secure: {{ url: {}, ca_file: {} }}\n",
+            target.host,
+            ca.ca_cert.display()
+        ),
+    );
+
+    let output = ocync(&[
+        "copy",
+        "--config",
+        config.to_str().unwrap(),
+        &source.reference("team/app:v1"),
+        &target.reference("app:v1"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
+        built.digest().to_string()
+    );
+
+    let untrusted = ocync(&[
+        "copy",
+        &source.reference("team/app:v1"),
+        &target.reference("app:v2"),
+    ]);
+    assert_eq!(untrusted.status.code(), Some(2), "{}", describe(&untrusted));
+    assert!(
+        String::from_utf8_lossy(&untrusted.stdout).contains("certificate"),
+        "{}",
+        describe(&untrusted)
+    );
+}
