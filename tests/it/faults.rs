@@ -205,3 +205,89 @@ async fn a_registry_that_keeps_failing_fails_the_copy_after_bounded_retries() {
         "nothing pushed"
     );
 }
+
+fn config_with_timeouts(dir: &std::path::Path) -> String {
+    let path = dir.join("ocync.yaml");
+    std::fs::write(&path, "global:\n  timeout: 1s\n  idle_timeout: 1s\n").unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_times_out() {
+    let target = TestRegistry::plain();
+    let upstream = TestRegistry::plain();
+    let proxy = FaultProxy::start(&upstream.host, |_| Action::Stall);
+    let dir = tempfile::tempdir().unwrap();
+
+    let config = config_with_timeouts(dir.path());
+    let output = ocync(&[
+        "copy",
+        "--config",
+        &config,
+        &proxy.reference("team/app:v1"),
+        &target.reference("app:v1"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let expected = format!(
+        "timed out talking to {} (HEAD manifest v1 in team/app) after 1s",
+        proxy.host
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&expected),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_blob_body_that_stops_flowing_hits_the_idle_timeout_and_pushes_nothing() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let built = image(100);
+    seed(&source, "team/app", "v1", &built).await;
+    let layer = built.blobs()[1].descriptor.digest.to_string();
+    let stalled = layer.clone();
+    // Headers and part of the 300 kB layer arrive, then nothing.
+    let proxy = FaultProxy::start(&source.host, move |request| {
+        if request.method == "GET" && request.target.ends_with(&stalled) {
+            Action::StallAfter(100_000)
+        } else {
+            Action::Forward
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+
+    let config = config_with_timeouts(dir.path());
+    let output = ocync(&[
+        "copy",
+        "--config",
+        &config,
+        &proxy.reference("team/app:v1"),
+        &target.reference("app:v1"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let expected = format!(
+        "timed out talking to {} (GET blob {layer} in team/app) after 1s",
+        proxy.host
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&expected),
+        "{}",
+        describe(&output)
+    );
+    let gets = proxy
+        .seen()
+        .iter()
+        .filter(|r| r.target.ends_with(&layer))
+        .count();
+    assert_eq!(
+        gets, 3,
+        "the transfer is retried from the source, three attempts in all"
+    );
+    assert!(
+        target
+            .requests()
+            .iter()
+            .all(|(method, path)| method != "PUT" || !path.contains("/manifests/")),
+        "no tag pushed"
+    );
+}

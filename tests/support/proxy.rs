@@ -41,7 +41,14 @@ pub enum Action {
     },
     /// Close the connection without answering.
     Reset,
+    /// Never answer (the connection is held open for a minute).
+    Stall,
+    /// Forward, but send only the first `n` bytes of the answer, then hold the connection.
+    StallAfter(usize),
 }
+
+/// How long a stalled connection is held.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 type Rule = dyn Fn(&SeenRequest) -> Action + Send + Sync;
 
@@ -164,8 +171,17 @@ fn handle(
     seen.lock().expect("proxy log lock").push(request.clone());
 
     let mut target = target;
+    let mut stall_after = None;
     let relative_location = match rule(&request) {
         Action::Forward => false,
+        Action::Stall => {
+            std::thread::sleep(STALL);
+            return Ok(());
+        }
+        Action::StallAfter(n) => {
+            stall_after = Some(n);
+            false
+        }
         Action::ForwardWithRelativeLocation => true,
         Action::ForwardTo(rewritten) => {
             target = rewritten;
@@ -211,6 +227,12 @@ fn handle(
     server.read_to_end(&mut response)?;
     if relative_location {
         response = make_location_relative(&response, upstream, proxy_host);
+    }
+    if let Some(n) = stall_after {
+        client.write_all(&response[..n.min(response.len())])?;
+        client.flush()?;
+        std::thread::sleep(STALL);
+        return Ok(());
     }
     client.write_all(&response)
 }
