@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::copy::{describe, ocync, ocync_with_env};
 use crate::support::registry::RegistryAuth;
-use crate::support::tools::skopeo_digest;
+use crate::support::tools::{TempConfig, skopeo_digest};
 use crate::support::{RegistryOptions, TestRegistry};
 use ocync::registry::auth::{Credentials, Secret};
 use ocync::testdata::{self, Built};
@@ -46,22 +46,17 @@ async fn basic_credentials_from_the_config_are_used_and_never_printed() {
     let (source, target) = (basic_registry(), TestRegistry::plain());
     let built = image();
     seed_with_credentials(&source, &built).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ocync.yaml");
-    write(
-        &config,
-        &format!(
-            "registries:\n  private:\n    url: http://{}\n    auth_type: basic\n    credentials: {{ username: {USER}, password: \"${{PRIVATE_PASSWORD}}\" }}\n",
-            source.host
-        ),
-    );
+    let config = TempConfig::new(&format!(
+        "registries:\n  private:\n    url: http://{}\n    auth_type: basic\n    credentials: {{ username: {USER}, password: \"${{PRIVATE_PASSWORD}}\" }}\n",
+        source.host
+    ));
 
     let output = ocync_with_env(
         &[
             "copy",
             "-vv",
             "--config",
-            config.to_str().unwrap(),
+            &config.path,
             &source.reference("private/app:v1"),
             &target.reference("app:v1"),
         ],
@@ -107,19 +102,14 @@ async fn missing_credentials_exit_with_the_auth_code() {
 async fn wrong_credentials_exit_with_the_auth_code_without_echoing_them() {
     let (source, target) = (basic_registry(), TestRegistry::plain());
     seed_with_credentials(&source, &image()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ocync.yaml");
-    write(
-        &config,
-        &format!(
-            "registries:\n  p: {{ url: \"http://{}\", credentials: {{ username: x, password: wrong-password-123 }} }}\n",
-            source.host
-        ),
-    );
+    let config = TempConfig::new(&format!(
+        "registries:\n  p: {{ url: \"http://{}\", credentials: {{ username: x, password: wrong-password-123 }} }}\n",
+        source.host
+    ));
     let output = ocync(&[
         "copy",
         "--config",
-        config.to_str().unwrap(),
+        &config.path,
         &source.reference("private/app:v1"),
         &target.reference("app:v1"),
     ]);
@@ -223,20 +213,15 @@ async fn bearer_tokens_are_fetched_per_scope_and_reused() {
         false,
     );
     crate::copy::seed(&source, "team/app", "v1", &built).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ocync.yaml");
-    write(
-        &config,
-        &format!(
-            "registries:\n  t: {{ url: \"http://{}\", credentials: {{ username: alice, password: token-user-pw }} }}\n",
-            target.host
-        ),
-    );
+    let config = TempConfig::new(&format!(
+        "registries:\n  t: {{ url: \"http://{}\", credentials: {{ username: alice, password: token-user-pw }} }}\n",
+        target.host
+    ));
 
     let output = ocync(&[
         "copy",
         "--config",
-        config.to_str().unwrap(),
+        &config.path,
         &source.reference("team/app:v1"),
         &target.reference("mirror/app:v1"),
     ]);
@@ -271,21 +256,16 @@ async fn a_tls_registry_is_reached_with_the_ca_file_from_the_config() {
     );
     let built = image();
     crate::copy::seed(&source, "team/app", "v1", &built).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ocync.yaml");
-    write(
-        &config,
-        &format!(
-            "registries:\n  secure: {{ url: {}, ca_file: {} }}\n",
-            target.host,
-            ca.ca_cert.display()
-        ),
-    );
+    let config = TempConfig::new(&format!(
+        "registries:\n  secure: {{ url: {}, ca_file: {} }}\n",
+        target.host,
+        ca.ca_cert.display()
+    ));
 
     let output = ocync(&[
         "copy",
         "--config",
-        config.to_str().unwrap(),
+        &config.path,
         &source.reference("team/app:v1"),
         &target.reference("app:v1"),
     ]);

@@ -6,7 +6,7 @@ use ocync::registry::Registry;
 use ocync::testdata::{self, Built};
 
 use crate::support::TestRegistry;
-use crate::support::tools::{skopeo_digest, skopeo_raw};
+use crate::support::tools::{TempConfig, skopeo_digest, skopeo_raw};
 
 const PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
 
@@ -267,21 +267,15 @@ async fn chunked_uploads_work_when_configured() {
         false,
     ));
     seed(&source, "team/big", "v1", &built).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ocync.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "registries:\n  target:\n    url: http://{}\n    upload: chunked\n",
-            target.host
-        ),
-    )
-    .unwrap();
+    let config = TempConfig::new(&format!(
+        "registries:\n  target:\n    url: http://{}\n    upload: chunked\n",
+        target.host
+    ));
 
     let output = ocync(&[
         "copy",
         "--config",
-        config.to_str().unwrap(),
+        &config.path,
         &source.reference("team/big:v1"),
         &target.reference("big:v1"),
     ]);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;
 use crate::support::proxy::{Action, FaultProxy};
-use crate::support::tools::skopeo_digest;
+use crate::support::tools::{TempConfig, skopeo_digest};
 use ocync::testdata::{self, Built};
 
 fn image(seed: u64) -> Built {
@@ -206,10 +206,9 @@ async fn a_registry_that_keeps_failing_fails_the_copy_after_bounded_retries() {
     );
 }
 
-fn config_with_timeouts(dir: &std::path::Path) -> String {
-    let path = dir.join("ocync.yaml");
-    std::fs::write(&path, "global:\n  timeout: 1s\n  idle_timeout: 1s\n").unwrap();
-    path.to_str().unwrap().to_string()
+/// One-second request and idle timeouts, so stalls fail fast.
+fn config_with_timeouts() -> TempConfig {
+    TempConfig::new("global:\n  timeout: 1s\n  idle_timeout: 1s\n")
 }
 
 #[tokio::test]
@@ -217,13 +216,11 @@ async fn a_registry_that_never_answers_times_out() {
     let target = TestRegistry::plain();
     let upstream = TestRegistry::plain();
     let proxy = FaultProxy::start(&upstream.host, |_| Action::Stall);
-    let dir = tempfile::tempdir().unwrap();
-
-    let config = config_with_timeouts(dir.path());
+    let config = config_with_timeouts();
     let output = ocync(&[
         "copy",
         "--config",
-        &config,
+        &config.path,
         &proxy.reference("team/app:v1"),
         &target.reference("app:v1"),
     ]);
@@ -254,13 +251,11 @@ async fn a_blob_body_that_stops_flowing_hits_the_idle_timeout_and_pushes_nothing
             Action::Forward
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-
-    let config = config_with_timeouts(dir.path());
+    let config = config_with_timeouts();
     let output = ocync(&[
         "copy",
         "--config",
-        &config,
+        &config.path,
         &proxy.reference("team/app:v1"),
         &target.reference("app:v1"),
     ]);

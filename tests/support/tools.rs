@@ -48,3 +48,23 @@ pub fn free_port() -> u16 {
         .expect("local addr")
         .port()
 }
+
+/// An `ocync.yaml` in a temp dir that lives as long as this value.
+pub struct TempConfig {
+    _dir: tempfile::TempDir,
+    /// The file's path, as a CLI argument.
+    pub path: String,
+}
+
+impl TempConfig {
+    /// Writes `yaml` to a fresh temp file.
+    pub fn new(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ocync.yaml");
+        std::fs::write(&path, yaml).expect("write config");
+        TempConfig {
+            path: path.to_str().expect("UTF-8 temp path").to_string(),
+            _dir: dir,
+        }
+    }
+}
