@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod filter;
 pub mod copy;
 pub mod oci;
 pub mod registry;
