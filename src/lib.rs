@@ -15,8 +15,8 @@
 pub mod cli;
 pub mod config;
 pub mod connect;
-pub mod filter;
 pub mod copy;
+pub mod filter;
 pub mod oci;
 pub mod registry;
 pub mod testdata;

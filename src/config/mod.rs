@@ -3,6 +3,7 @@
 
 mod interpolate;
 mod raw;
+mod resolve;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +14,7 @@ pub use interpolate::{InterpolationError, interpolate, looks_secret};
 pub use raw::{
     AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
 };
+pub use resolve::Mapping;
 
 use crate::oci::endpoint_host;
 use crate::registry::UploadMode;
@@ -113,7 +115,9 @@ pub struct Config {
     pub global: Global,
     /// Registries by config name.
     pub registries: BTreeMap<String, RegistryConfig>,
-    /// The raw document, for the parts later stages resolve (mappings, defaults, groups).
+    /// Mappings with sources, targets and tag filters resolved.
+    pub mappings: Vec<Mapping>,
+    /// The document as written (after interpolation).
     pub raw: RawConfig,
 }
 
@@ -161,10 +165,12 @@ impl Config {
                 validate_registry(name, entry, &mut problems).map(|r| (name.clone(), r))
             })
             .collect();
+        let mappings = resolve::resolve(&raw, &registries, &mut problems);
         if problems.is_empty() {
             Ok(Config {
                 global,
                 registries,
+                mappings,
                 raw,
             })
         } else {

@@ -126,6 +126,8 @@ pub struct RawTags {
     pub latest: Option<usize>,
     /// Fail the mapping if fewer tags match.
     pub min_tags: Option<usize>,
+    /// Let prerelease tags count among the newest and match ranges.
+    pub include_prereleases: Option<bool>,
 }
 
 /// `defaults:`.
@@ -180,14 +182,20 @@ pub fn problem_from_serde(error: &serde_norway::Error) -> Problem {
 fn suggestion(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, expected) = rest.split_once('`')?;
-    expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|candidate| (edit_distance(unknown, candidate), candidate))
-        .filter(|(distance, candidate)| *distance <= candidate.len().max(unknown.len()) / 2)
+    closest(unknown, expected.split('`').skip(1).step_by(2)).map(str::to_string)
+}
+
+/// The candidate nearest to `word` by edit distance, if it is near enough to be a typo.
+pub(super) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(word, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= candidate.len().max(word.len()) / 2)
         .min()
-        .map(|(_, candidate)| candidate.to_string())
+        .map(|(_, candidate)| candidate)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -11,4 +11,6 @@ mod reference;
 
 pub use digest::{Digest, DigestError, Verifier};
 pub use manifest::{BlobDescriptor, Manifest, ManifestError, ManifestHead, ManifestKind};
-pub use reference::{DOCKER_HUB, DOCKER_HUB_ENDPOINT, Reference, ReferenceError, endpoint_host};
+pub use reference::{
+    DOCKER_HUB, DOCKER_HUB_ENDPOINT, Reference, ReferenceError, endpoint_host, validate_repository,
+};

@@ -205,8 +205,8 @@ fn validate_host(host: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Repository components: lowercase alphanumerics joined by `.`, `_`, `__` or runs of `-`.
-fn validate_repository(repository: &str) -> Result<(), &'static str> {
+/// Checks a repository path. Components: lowercase alphanumerics joined by `.`, `_`, `__` or runs of `-`.
+pub fn validate_repository(repository: &str) -> Result<(), &'static str> {
     if repository.is_empty() {
         return Err("is empty");
     }
