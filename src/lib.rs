@@ -5,17 +5,21 @@
 //! - [`oci`]: references, digests, media types, manifests (pure).
 //! - [`registry`]: the [`registry::Registry`] seam and its HTTP client (auth, uploads, retries).
 //! - [`config`]: the `ocync.yaml` format and how registry settings are resolved from it.
-//! - [`copy`]: the engine that copies one image, children before index, blobs before manifest.
-//! - [`cli`]: the command-line surface; `bin/ocync.rs` only calls [`cli::main`].
+//! - [`filter`]: tag selection (pure).
+//! - [`engine`]: copies one image to any number of targets: children before index, blobs
+//!   before manifest, each blob read once.
+//! - [`cancel`]: the cancellation flag (signals, deadlines).
+//! - [`cli`]: the command-line surface; `bin/ocync.rs` only calls [`cli::run`].
 //!
 //! Runtime model: everything is async on one multi-threaded tokio runtime built by the binary.
 //! Blob bodies stream from source to target through a digest verifier; nothing buffers a
 //! whole layer.
 
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod connect;
-pub mod copy;
+pub mod engine;
 pub mod filter;
 pub mod oci;
 pub mod registry;

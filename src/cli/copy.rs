@@ -1,14 +1,10 @@
 //! `ocync copy SRC DST`: one tag or digest, with everything it refers to.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use serde::Serialize;
-
 use super::progress::{Progress, human_bytes};
 use super::{ConfigArg, Exit};
+use crate::cancel::Cancel;
 use crate::config::Config;
-use crate::copy::{BlobLedger, Endpoint, ImageCopy, ImageOutcome, Stats, StatsSnapshot};
+use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport};
 use crate::oci::{Digest, Reference};
 
 /// Arguments of `ocync copy`.
@@ -28,25 +24,8 @@ pub struct CopyArgs {
     concurrency: Option<u16>,
 }
 
-/// The `--json` report of a copy.
-#[derive(Debug, Serialize)]
-struct CopyReport {
-    source: String,
-    target: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<Digest>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    stats: StatsSnapshot,
-    duration_ms: u128,
-}
-
 /// Runs the copy and reports it; the exit code says how it went.
 pub async fn run(args: CopyArgs) -> Exit {
-    let started = Instant::now();
     let (source, destination) = match parse_references(&args.source, &args.destination) {
         Ok(pair) => pair,
         Err(message) => {
@@ -69,10 +48,11 @@ pub async fn run(args: CopyArgs) -> Exit {
         .map(usize::from)
         .or(config.as_ref().map(|c| c.global.max_concurrent_transfers))
         .unwrap_or(32);
-    let stats = Arc::new(Stats::default());
-    let progress = Progress::start(stats.clone(), !args.json);
-    let target_reference = destination.manifest_reference();
-    let result = async {
+    let cancel = Cancel::default();
+    cancel.on_signals();
+    let engine = Engine::new(Limits::new(concurrency, []), cancel, concurrency);
+    let progress = Progress::start(engine.stats(), !args.json);
+    let opened = async {
         let source_registry =
             crate::connect::open(&source.registry, source.plain_http, config.as_ref()).await?;
         let target_registry = crate::connect::open(
@@ -81,65 +61,58 @@ pub async fn run(args: CopyArgs) -> Exit {
             config.as_ref(),
         )
         .await?;
-        let copy = ImageCopy {
-            source: Endpoint {
-                registry: &source_registry,
-                repository: &source.repository,
-            },
-            target: Endpoint {
-                registry: &target_registry,
-                repository: &destination.repository,
-            },
-            stats: &stats,
-            ledger: &BlobLedger::default(),
-            concurrency,
-        };
-        copy.run(&source, &target_reference).await
+        Ok::<_, crate::registry::Error>((source_registry, target_registry))
     }
     .await;
-    drop(progress);
-
-    let snapshot = stats.snapshot();
-    let mut report = CopyReport {
-        source: source.to_string(),
-        target: destination.to_string(),
-        status: "copied",
-        digest: None,
-        reason: None,
-        error: None,
-        stats: snapshot,
-        duration_ms: started.elapsed().as_millis(),
-    };
-    let exit = match result {
-        Ok(ImageOutcome::Copied { digest }) => {
-            tracing::info!(%source, target = %destination, %digest, blobs = snapshot.blobs_copied, "image copied");
-            report.digest = Some(digest);
-            Exit::Success
-        }
-        Ok(ImageOutcome::Skipped { digest, reason }) => {
-            report.status = "skipped";
-            report.digest = Some(digest);
-            report.reason = Some(reason);
-            Exit::Success
+    let report = match &opened {
+        Ok((source_registry, target_registry)) => {
+            let job = ImageJob {
+                source: Source {
+                    registry: source_registry,
+                    repository: &source.repository,
+                    reference: source.manifest_reference(),
+                    digest: source.digest.clone(),
+                },
+                targets: vec![Target {
+                    registry: target_registry,
+                    repository: &destination.repository,
+                    reference: destination.manifest_reference(),
+                    current: None,
+                }],
+            };
+            engine.copy(&job).await
         }
         Err(error) => {
-            tracing::error!(%source, target = %destination, %error, "copy failed");
-            report.status = "failed";
-            report.error = Some(error.to_string());
-            if error.is_auth() {
-                Exit::Auth
-            } else {
-                Exit::Failed
-            }
+            drop(progress);
+            eprintln!("error: {error}");
+            return Exit::Config;
+        }
+    };
+    drop(progress);
+
+    let target = report.targets.first().expect("one target per copy");
+    let exit = match &target.outcome {
+        Outcome::Synced => {
+            tracing::info!(source = %report.source, target = %target.target, digest = ?report.digest, blobs = target.stats.blobs_copied, "image copied");
+            Exit::Success
+        }
+        Outcome::Skipped { .. } => Exit::Success,
+        Outcome::Failed { error, auth } => {
+            tracing::error!(source = %report.source, target = %target.target, %error, "copy failed");
+            if *auth { Exit::Auth } else { Exit::Failed }
         }
     };
     if args.json {
+        // The target's report, with the source and digest beside it.
+        let mut json = serde_json::to_value(target).expect("reports serialise");
+        json["source"] = serde_json::json!(report.source);
+        json["digest"] = serde_json::json!(report.digest);
+        println!("{json}");
+    } else {
         println!(
             "{}",
-            serde_json::to_string(&report).expect("report serialises")
+            summary(&report.source, report.digest.as_ref(), target)
         );
-    } else {
-        println!("{}", summary(&report));
     }
     exit
 }
@@ -156,29 +129,19 @@ fn parse_references(source: &str, destination: &str) -> Result<(Reference, Refer
     Ok((source, destination))
 }
 
-fn summary(report: &CopyReport) -> String {
-    let stats = &report.stats;
-    let digest = report
-        .digest
-        .as_ref()
-        .map(|d| format!(" ({d})"))
-        .unwrap_or_default();
-    let seconds = report.duration_ms as f64 / 1000.0;
-    match report.status {
-        "failed" => format!(
-            "failed {} -> {}: {}",
-            report.source,
-            report.target,
-            report.error.as_deref().unwrap_or("unknown error")
-        ),
-        "skipped" => format!(
-            "up to date {} -> {}{digest} in {seconds:.1}s",
-            report.source, report.target
-        ),
-        _ => format!(
-            "copied {} -> {}{digest}: blobs {} copied, {} skipped, {} mounted; {} manifests; {} in {seconds:.1}s",
-            report.source,
-            report.target,
+/// One line: what was copied where, how many blobs and bytes, how long.
+pub fn summary(source: &str, digest: Option<&Digest>, target: &TargetReport) -> String {
+    let stats = &target.stats;
+    let digest = digest.map(|d| format!(" ({d})")).unwrap_or_default();
+    let seconds = target.duration_ms as f64 / 1000.0;
+    let destination = &target.target;
+    match &target.outcome {
+        Outcome::Failed { error, .. } => format!("failed {source} -> {destination}: {error}"),
+        Outcome::Skipped { .. } => {
+            format!("up to date {source} -> {destination}{digest} in {seconds:.1}s")
+        }
+        Outcome::Synced => format!(
+            "copied {source} -> {destination}{digest}: blobs {} copied, {} skipped, {} mounted; {} manifests; {} in {seconds:.1}s",
             stats.blobs_copied,
             stats.blobs_skipped,
             stats.blobs_mounted,

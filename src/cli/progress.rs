@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::copy::Stats;
+use crate::engine::Stats;
 
 /// Redraws a spinner from the run's counters until dropped.
 pub struct Progress {

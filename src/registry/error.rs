@@ -121,6 +121,15 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The source stream feeding this upload failed (the same blob was going to several
+    /// targets at once).
+    #[error("source stream failed: {detail}")]
+    SourceFailed {
+        /// The source's error.
+        detail: String,
+        /// Whether the source's error was worth retrying.
+        retryable: bool,
+    },
     /// The registry refused a single-request upload; this client now uploads to it in chunks,
     /// so the transfer is worth retrying.
     #[error(
@@ -167,6 +176,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::ChunkedUploadRequired { .. } => true,
             Error::Status { status, .. } => *status >= 500,
+            Error::SourceFailed { retryable, .. } => *retryable,
             _ => false,
         }
     }

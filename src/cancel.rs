@@ -1,0 +1,65 @@
+//! Cancellation: one flag with several triggers (SIGINT/SIGTERM, a Lambda deadline, a watch
+//! shutdown). Work checks it between steps: nothing new starts once it is set, and what is in
+//! flight finishes or fails on its own.
+
+use tokio::sync::watch;
+
+/// A cloneable cancellation flag.
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    sender: std::sync::Arc<watch::Sender<bool>>,
+    receiver: watch::Receiver<bool>,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        let (sender, receiver) = watch::channel(false);
+        Cancel {
+            sender: std::sync::Arc::new(sender),
+            receiver,
+        }
+    }
+}
+
+impl Cancel {
+    /// Sets the flag for every clone.
+    pub fn cancel(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_cancelled(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Resolves once the flag is set.
+    pub async fn cancelled(&self) {
+        let mut receiver = self.receiver.clone();
+        let _ = receiver.wait_for(|cancelled| *cancelled).await;
+    }
+
+    /// Sets the flag on the first SIGINT or SIGTERM.
+    pub fn on_signals(&self) {
+        let cancel = self.clone();
+        tokio::spawn(async move {
+            let interrupt = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let terminate = std::future::pending::<()>();
+            tokio::select! {
+                _ = interrupt => {}
+                () = terminate => {}
+            }
+            tracing::warn!("signal received: starting nothing new, finishing transfers in flight");
+            cancel.cancel();
+        });
+    }
+}

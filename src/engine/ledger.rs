@@ -1,0 +1,167 @@
+//! What this run knows about blobs at its targets, so each blob is handled once per target
+//! repository however many images need it, and can be mounted from where it already landed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use crate::oci::Digest;
+
+type Key = (String, String, Digest);
+
+enum Slot {
+    /// Some task is checking or transferring it; the receiver says how that ended.
+    InFlight(watch::Receiver<Option<bool>>),
+    /// Confirmed present at the target.
+    Present,
+}
+
+/// Blob states by target registry, repository and digest.
+#[derive(Default)]
+pub struct BlobLedger {
+    slots: Mutex<HashMap<Key, Slot>>,
+    /// A repository per (registry, digest) where the blob is confirmed, for mounts.
+    present: Mutex<HashMap<(String, Digest), String>>,
+}
+
+impl std::fmt::Debug for BlobLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobLedger").finish_non_exhaustive()
+    }
+}
+
+/// The answer to [`BlobLedger::claim`].
+pub enum Claim<'l> {
+    /// Already confirmed at the target in this run.
+    Present,
+    /// Another task is on it: wait, then claim again.
+    Wait(watch::Receiver<Option<bool>>),
+    /// This task handles it and must report how that went.
+    Owner(Owner<'l>),
+}
+
+/// The duty to handle one blob for one target repository. Dropping it unfinished (a failure
+/// or a cancelled task) releases the blob so another task may try.
+pub struct Owner<'l> {
+    ledger: &'l BlobLedger,
+    key: Key,
+    sender: watch::Sender<Option<bool>>,
+    finished: bool,
+}
+
+impl BlobLedger {
+    /// Claims `digest` for `registry`/`repository`.
+    pub fn claim(&self, registry: &str, repository: &str, digest: &Digest) -> Claim<'_> {
+        let key = (registry.to_string(), repository.to_string(), digest.clone());
+        let mut slots = self.slots.lock().expect("ledger lock poisoned");
+        match slots.get(&key) {
+            Some(Slot::Present) => Claim::Present,
+            Some(Slot::InFlight(receiver)) => Claim::Wait(receiver.clone()),
+            None => {
+                let (sender, receiver) = watch::channel(None);
+                slots.insert(key.clone(), Slot::InFlight(receiver));
+                Claim::Owner(Owner {
+                    ledger: self,
+                    key,
+                    sender,
+                    finished: false,
+                })
+            }
+        }
+    }
+
+    /// A repository of `registry` where `digest` is confirmed in this run, other than `except`.
+    pub fn present_elsewhere(
+        &self,
+        registry: &str,
+        digest: &Digest,
+        except: &str,
+    ) -> Option<String> {
+        let present = self.present.lock().expect("ledger lock poisoned");
+        present
+            .get(&(registry.to_string(), digest.clone()))
+            .filter(|repository| *repository != except)
+            .cloned()
+    }
+}
+
+impl Owner<'_> {
+    /// The blob is at the target now.
+    pub fn confirm(mut self) {
+        let (registry, repository, digest) = self.key.clone();
+        self.ledger
+            .slots
+            .lock()
+            .expect("ledger lock poisoned")
+            .insert(self.key.clone(), Slot::Present);
+        self.ledger
+            .present
+            .lock()
+            .expect("ledger lock poisoned")
+            .insert((registry, digest), repository);
+        self.sender.send_replace(Some(true));
+        self.finished = true;
+    }
+}
+
+impl Drop for Owner<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.ledger
+                .slots
+                .lock()
+                .expect("ledger lock poisoned")
+                .remove(&self.key);
+            self.sender.send_replace(Some(false));
+        }
+    }
+}
+
+/// Waits for another task's claim to end.
+pub async fn settled(mut receiver: watch::Receiver<Option<bool>>) {
+    let _ = receiver.wait_for(Option::is_some).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest() -> Digest {
+        Digest::sha256_of(b"layer")
+    }
+
+    #[test]
+    fn the_first_claim_owns_and_later_ones_wait_or_see_it_present() {
+        let ledger = BlobLedger::default();
+        let Claim::Owner(owner) = ledger.claim("r", "a", &digest()) else {
+            panic!("first claim owns")
+        };
+        assert!(matches!(ledger.claim("r", "a", &digest()), Claim::Wait(_)));
+        assert!(
+            matches!(ledger.claim("r", "b", &digest()), Claim::Owner(_)),
+            "other repositories are separate"
+        );
+        owner.confirm();
+        assert!(matches!(ledger.claim("r", "a", &digest()), Claim::Present));
+        assert_eq!(
+            ledger.present_elsewhere("r", &digest(), "c").as_deref(),
+            Some("a")
+        );
+        assert_eq!(ledger.present_elsewhere("r", &digest(), "a"), None);
+    }
+
+    #[test]
+    fn a_dropped_claim_releases_the_blob() {
+        let ledger = BlobLedger::default();
+        let Claim::Owner(owner) = ledger.claim("r", "a", &digest()) else {
+            panic!("first claim owns")
+        };
+        let Claim::Wait(receiver) = ledger.claim("r", "a", &digest()) else {
+            panic!("second waits")
+        };
+        drop(owner);
+        assert_eq!(*receiver.borrow(), Some(false));
+        assert!(matches!(ledger.claim("r", "a", &digest()), Claim::Owner(_)));
+    }
+}

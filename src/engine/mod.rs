@@ -1,0 +1,701 @@
+//! The copy engine: one image (index, manifest or artifact) from a source to any number of
+//! targets. Children before the index, blobs before the manifest, the tag last, so a tag at a
+//! target never points at something incomplete.
+//!
+//! Nothing unchanged is transferred: a target whose tag already has the source digest costs
+//! HEADs only; a blob already at a target is not sent; a blob already in another repository of
+//! the same registry is mounted; a blob going to several targets is read from the source once
+//! and streamed to all of them ([`tee`]); a blob shared by several images is handled once per
+//! target repository ([`BlobLedger`]). One target failing does not stop the others.
+
+mod ledger;
+mod limits;
+mod stats;
+mod tee;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+pub use ledger::BlobLedger;
+pub use limits::Limits;
+pub use stats::{Stats, StatsSnapshot};
+
+use crate::cancel::Cancel;
+use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestKind};
+use crate::registry::{self, BlobStream, MountOutcome, Registry, UploadSession};
+use ledger::{Claim, Owner};
+use stats::Event;
+
+/// Attempts per blob transfer (a failed attempt restarts from the source).
+const BLOB_ATTEMPTS: u32 = 3;
+
+/// Why an image could not be copied to a target.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A registry operation failed.
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    /// The source tag or digest does not exist.
+    #[error("source {reference} not found")]
+    SourceNotFound {
+        /// The source reference.
+        reference: String,
+    },
+    /// The run was cancelled before this target was complete; nothing incomplete was tagged.
+    #[error("interrupted before completion; the tag was not pushed")]
+    Cancelled,
+}
+
+impl Error {
+    /// Credentials were missing or refused.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Registry(e) if e.is_auth())
+    }
+}
+
+/// Where an image comes from.
+pub struct Source<'a, R> {
+    /// The registry.
+    pub registry: &'a R,
+    /// The repository.
+    pub repository: &'a str,
+    /// Tag or digest, as asked for.
+    pub reference: String,
+    /// The digest, when discovery already knows it (saves a HEAD).
+    pub digest: Option<Digest>,
+}
+
+/// Where an image goes.
+pub struct Target<'a, R> {
+    /// The registry.
+    pub registry: &'a R,
+    /// The repository.
+    pub repository: &'a str,
+    /// Tag or digest to push under.
+    pub reference: String,
+    /// What the target has under `reference`, when discovery already knows it
+    /// (`Some(None)`: nothing). `None` makes the engine ask.
+    pub current: Option<Option<Digest>>,
+}
+
+/// One image to one or more targets.
+pub struct ImageJob<'a, R> {
+    /// The source.
+    pub source: Source<'a, R>,
+    /// The targets.
+    pub targets: Vec<Target<'a, R>>,
+}
+
+/// What happened at one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Copied (some parts may already have been there).
+    Synced,
+    /// Nothing to do.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Failed; nothing was tagged.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// Whether it was an authentication failure.
+        #[serde(skip)]
+        auth: bool,
+    },
+}
+
+/// The result for one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// `registry/repository:tag`.
+    pub target: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Blobs and bytes for this target.
+    pub stats: StatsSnapshot,
+    /// Time from the start of the image to this target's end.
+    pub duration_ms: u64,
+}
+
+/// The result for one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// `registry/repository:tag`.
+    pub source: String,
+    /// The source digest, once known.
+    pub digest: Option<Digest>,
+    /// One entry per target.
+    pub targets: Vec<TargetReport>,
+}
+
+/// A target while its image is being copied.
+struct Live<'j, R> {
+    target: &'j Target<'j, R>,
+    stats: Arc<Stats>,
+    failure: Mutex<Option<Arc<Error>>>,
+    skipped: Mutex<Option<String>>,
+}
+
+impl<R> Live<'_, R> {
+    fn failed(&self) -> bool {
+        self.failure
+            .lock()
+            .expect("failure lock poisoned")
+            .is_some()
+    }
+
+    fn fail(&self, error: Arc<Error>) {
+        self.failure
+            .lock()
+            .expect("failure lock poisoned")
+            .get_or_insert(error);
+    }
+}
+
+/// What [`Engine::prepare_blob`] decided for one target.
+enum Preparation<'l, 'j, R> {
+    /// Nothing to send (present, mounted, or failed).
+    Done,
+    /// Upload it, in `session` if the registry opened one.
+    Upload(Owner<'l>, &'j Live<'j, R>, Option<UploadSession>),
+    /// Another image is handling this blob for this repository: ask again when it is done.
+    Busy(&'j Live<'j, R>, tokio::sync::watch::Receiver<Option<bool>>),
+}
+
+/// Copies images; shared by every image of a run so blobs are handled once.
+pub struct Engine {
+    ledger: BlobLedger,
+    limits: Limits,
+    stats: Arc<Stats>,
+    cancel: Cancel,
+    fan_out: usize,
+}
+
+impl Engine {
+    /// An engine bounded by `limits`; `fan_out` children or blobs of one image run at once.
+    pub fn new(limits: Limits, cancel: Cancel, fan_out: usize) -> Self {
+        Engine {
+            ledger: BlobLedger::default(),
+            limits,
+            stats: Arc::new(Stats::default()),
+            cancel,
+            fan_out: fan_out.max(1),
+        }
+    }
+
+    /// Totals of the run so far.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Copies one image to every target that does not have it yet.
+    pub async fn copy<R: Registry>(&self, job: &ImageJob<'_, R>) -> ImageReport {
+        let started = Instant::now();
+        let source = &job.source;
+        let lives: Vec<Live<R>> = job
+            .targets
+            .iter()
+            .map(|target| Live {
+                target,
+                stats: Arc::default(),
+                failure: Mutex::new(None),
+                skipped: Mutex::new(None),
+            })
+            .collect();
+        let digest = match self.source_digest(source).await {
+            Ok(digest) => Some(digest),
+            Err(error) => {
+                let error = Arc::new(error);
+                lives.iter().for_each(|live| live.fail(error.clone()));
+                None
+            }
+        };
+        if let Some(digest) = &digest {
+            let pending = self.pending_targets(digest, &lives).await;
+            if !pending.is_empty() {
+                self.copy_top(source, digest, pending).await;
+            }
+        }
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let targets = lives
+            .iter()
+            .map(|live| report_target(live, duration_ms))
+            .collect();
+        ImageReport {
+            source: label(source.registry, source.repository, &source.reference),
+            digest,
+            targets,
+        }
+    }
+
+    async fn source_digest<R: Registry>(&self, source: &Source<'_, R>) -> Result<Digest, Error> {
+        if let Some(digest) = &source.digest {
+            return Ok(digest.clone());
+        }
+        if let Ok(digest) = source.reference.parse::<Digest>() {
+            return Ok(digest);
+        }
+        let head = source
+            .registry
+            .head_manifest(source.repository, &source.reference)
+            .await?;
+        head.map(|h| h.digest).ok_or_else(|| Error::SourceNotFound {
+            reference: label(source.registry, source.repository, &source.reference),
+        })
+    }
+
+    /// The targets whose reference does not already have `digest`.
+    async fn pending_targets<'j, R: Registry>(
+        &self,
+        digest: &Digest,
+        lives: &'j [Live<'j, R>],
+    ) -> Vec<&'j Live<'j, R>> {
+        let checks = lives.iter().map(|live| async move {
+            let current = match &live.target.current {
+                Some(current) => current.clone(),
+                None => match live
+                    .target
+                    .registry
+                    .head_manifest(live.target.repository, &live.target.reference)
+                    .await
+                {
+                    Ok(head) => head.map(|h| h.digest),
+                    Err(error) => {
+                        live.fail(Arc::new(error.into()));
+                        return None;
+                    }
+                },
+            };
+            if current.as_ref() == Some(digest) {
+                *live.skipped.lock().expect("skip lock poisoned") =
+                    Some("target already has this digest".into());
+                None
+            } else {
+                Some(live)
+            }
+        });
+        futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn copy_top<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        digest: &Digest,
+        pending: Vec<&Live<'_, R>>,
+    ) {
+        if self.cancel.is_cancelled() {
+            pending
+                .iter()
+                .for_each(|live| live.fail(Arc::new(Error::Cancelled)));
+            return;
+        }
+        let manifest = match source
+            .registry
+            .get_manifest(source.repository, digest.as_str())
+            .await
+        {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                let error = Arc::new(if error.is_not_found() {
+                    Error::SourceNotFound {
+                        reference: label(source.registry, source.repository, &source.reference),
+                    }
+                } else {
+                    error.into()
+                });
+                pending.iter().for_each(|live| live.fail(error.clone()));
+                return;
+            }
+        };
+        let targets = pending
+            .into_iter()
+            .map(|live| (live, live.target.reference.clone()))
+            .collect();
+        self.copy_manifest(source, &manifest, targets).await;
+    }
+
+    /// Copies what `manifest` refers to, then pushes it to each target that is still healthy.
+    async fn copy_manifest<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        manifest: &Manifest,
+        targets: Vec<(&Live<'_, R>, String)>,
+    ) {
+        let kind = match manifest.kind() {
+            Ok(kind) => kind,
+            Err(source_error) => {
+                let error = Arc::new(Error::Registry(registry::Error::Manifest {
+                    registry: source.registry.name().to_string(),
+                    repository: source.repository.to_string(),
+                    reference: manifest.digest.to_string(),
+                    source: Box::new(source_error),
+                }));
+                targets
+                    .iter()
+                    .for_each(|(live, _)| live.fail(error.clone()));
+                return;
+            }
+        };
+        let lives: Vec<&Live<R>> = targets.iter().map(|(live, _)| *live).collect();
+        match kind {
+            ManifestKind::Index { children } => {
+                futures_util::stream::iter(
+                    children
+                        .iter()
+                        .map(|child| self.copy_child(source, &child.digest, &lives)),
+                )
+                .buffer_unordered(self.fan_out)
+                .collect::<Vec<()>>()
+                .await;
+            }
+            ManifestKind::Image { blobs } => {
+                let mut seen = std::collections::HashSet::new();
+                let distinct = blobs.iter().filter(|blob| seen.insert(&blob.digest));
+                futures_util::stream::iter(
+                    distinct.map(|blob| self.copy_blob(source, blob, &lives)),
+                )
+                .buffer_unordered(self.fan_out)
+                .collect::<Vec<()>>()
+                .await;
+            }
+        }
+        let pushes =
+            targets
+                .iter()
+                .filter(|(live, _)| !live.failed())
+                .map(|(live, reference)| async move {
+                    match live
+                        .target
+                        .registry
+                        .put_manifest(live.target.repository, reference, manifest)
+                        .await
+                    {
+                        Ok(()) => {
+                            live.stats.record(Event::ManifestPushed);
+                            self.stats.record(Event::ManifestPushed);
+                        }
+                        Err(error) => live.fail(Arc::new(error.into())),
+                    }
+                });
+        futures_util::future::join_all(pushes).await;
+    }
+
+    /// A child of an index, for the targets that do not have it by digest.
+    async fn copy_child<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        digest: &Digest,
+        lives: &[&Live<'_, R>],
+    ) {
+        if self.cancel.is_cancelled() {
+            lives
+                .iter()
+                .for_each(|live| live.fail(Arc::new(Error::Cancelled)));
+            return;
+        }
+        let checks = lives
+            .iter()
+            .filter(|live| !live.failed())
+            .map(|live| async move {
+                match live
+                    .target
+                    .registry
+                    .head_manifest(live.target.repository, digest.as_str())
+                    .await
+                {
+                    Ok(Some(_)) => None,
+                    Ok(None) => Some(*live),
+                    Err(error) => {
+                        live.fail(Arc::new(error.into()));
+                        None
+                    }
+                }
+            });
+        let needy: Vec<&Live<R>> = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if needy.is_empty() {
+            return;
+        }
+        match source
+            .registry
+            .get_manifest(source.repository, digest.as_str())
+            .await
+        {
+            Ok(child) => {
+                let targets = needy
+                    .into_iter()
+                    .map(|live| (live, digest.to_string()))
+                    .collect();
+                // Boxed: an index may (rarely) contain another index.
+                Box::pin(self.copy_manifest(source, &child, targets)).await;
+            }
+            Err(error) => {
+                let error = Arc::new(error.into());
+                needy.iter().for_each(|live| live.fail(Arc::clone(&error)));
+            }
+        }
+    }
+
+    /// Gets one blob to every target that lacks it, reading the source at most once per
+    /// attempt. Claims held by this task are settled before it waits on anyone else's, so two
+    /// images sharing blobs and targets cannot wait on each other.
+    async fn copy_blob<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        blob: &BlobDescriptor,
+        lives: &[&Live<'_, R>],
+    ) {
+        let mut todo: Vec<&Live<R>> = lives
+            .iter()
+            .copied()
+            .filter(|live| !live.failed())
+            .collect();
+        while !todo.is_empty() {
+            let preparations = futures_util::future::join_all(
+                todo.iter()
+                    .map(|live| self.prepare_blob(source, blob, live)),
+            )
+            .await;
+            let mut uploads = Vec::new();
+            let mut busy = Vec::new();
+            for preparation in preparations {
+                match preparation {
+                    Preparation::Done => {}
+                    Preparation::Upload(owner, live, session) => {
+                        uploads.push((owner, live, session))
+                    }
+                    Preparation::Busy(live, receiver) => busy.push((live, receiver)),
+                }
+            }
+            if !uploads.is_empty() {
+                if self.cancel.is_cancelled() {
+                    uploads
+                        .iter()
+                        .for_each(|(_, live, _)| live.fail(Arc::new(Error::Cancelled)));
+                } else {
+                    self.transfer(source, blob, uploads).await;
+                }
+            }
+            todo = Vec::new();
+            for (live, receiver) in busy {
+                ledger::settled(receiver).await;
+                todo.push(live);
+            }
+        }
+    }
+
+    async fn prepare_blob<'l, 'j, R: Registry>(
+        &'l self,
+        source: &Source<'_, R>,
+        blob: &BlobDescriptor,
+        live: &'j Live<'j, R>,
+    ) -> Preparation<'l, 'j, R> {
+        let target = live.target;
+        let registry_name = target.registry.name();
+        let owner = match self
+            .ledger
+            .claim(registry_name, target.repository, &blob.digest)
+        {
+            Claim::Present => {
+                self.record(live, Event::Skipped);
+                return Preparation::Done;
+            }
+            Claim::Wait(receiver) => return Preparation::Busy(live, receiver),
+            Claim::Owner(owner) => owner,
+        };
+        match target
+            .registry
+            .blob_exists(target.repository, &blob.digest)
+            .await
+        {
+            Ok(true) => {
+                owner.confirm();
+                self.record(live, Event::Skipped);
+                return Preparation::Done;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                live.fail(Arc::new(error.into()));
+                return Preparation::Done;
+            }
+        }
+        let mount_from = self
+            .ledger
+            .present_elsewhere(registry_name, &blob.digest, target.repository)
+            .or_else(|| {
+                (target.registry.same_registry(source.registry)
+                    && target.repository != source.repository)
+                    .then(|| source.repository.to_string())
+            });
+        let mut session = None;
+        if let Some(from) = mount_from {
+            match target
+                .registry
+                .mount_blob(target.repository, &blob.digest, &from)
+                .await
+            {
+                Ok(MountOutcome::Mounted) => {
+                    owner.confirm();
+                    self.record(live, Event::Mounted);
+                    return Preparation::Done;
+                }
+                Ok(MountOutcome::NotMounted(opened)) => session = Some(opened),
+                Err(error) => {
+                    tracing::warn!(digest = %blob.digest, %from, %error, "mount failed; uploading instead")
+                }
+            }
+        }
+        Preparation::Upload(owner, live, session)
+    }
+
+    /// Streams the blob from the source to every upload at once; retryable failures go again.
+    async fn transfer<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        blob: &BlobDescriptor,
+        mut pending: Vec<(Owner<'_>, &Live<'_, R>, Option<UploadSession>)>,
+    ) {
+        let registries = pending
+            .iter()
+            .map(|(_, live, _)| live.target.registry.name());
+        let _permits = self
+            .limits
+            .acquire(std::iter::once(source.registry.name()).chain(registries))
+            .await;
+        let mut attempt = 1;
+        loop {
+            let body = match source.registry.get_blob(source.repository, blob).await {
+                Ok(body) => body,
+                Err(error) if error.is_retryable() && attempt < BLOB_ATTEMPTS => {
+                    tracing::warn!(digest = %blob.digest, attempt, %error, "blob download failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(retry_delay(attempt)).await;
+                    continue;
+                }
+                Err(error) => {
+                    let error = Arc::new(error.into());
+                    pending
+                        .iter()
+                        .for_each(|(_, live, _)| live.fail(Arc::clone(&error)));
+                    return;
+                }
+            };
+            let results = if let [(_, live, session)] = pending.as_mut_slice() {
+                let body = self.counted(body, live);
+                vec![
+                    live.target
+                        .registry
+                        .push_blob(live.target.repository, blob, body, session.take())
+                        .await,
+                ]
+            } else {
+                let (branches, driver) = tee::tee(body, pending.len());
+                let uploads =
+                    pending
+                        .iter_mut()
+                        .zip(branches)
+                        .map(|((_, live, session), branch)| {
+                            let body = self.counted(branch, live);
+                            live.target.registry.push_blob(
+                                live.target.repository,
+                                blob,
+                                body,
+                                session.take(),
+                            )
+                        });
+                let (results, ()) =
+                    futures_util::future::join(futures_util::future::join_all(uploads), driver)
+                        .await;
+                results
+            };
+            let mut again = Vec::new();
+            for ((owner, live, _), result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        owner.confirm();
+                        self.record(live, Event::Copied);
+                    }
+                    Err(error)
+                        if error.is_retryable()
+                            && attempt < BLOB_ATTEMPTS
+                            && !self.cancel.is_cancelled() =>
+                    {
+                        tracing::warn!(digest = %blob.digest, target = live.target.registry.name(), attempt, %error, "blob upload failed; retrying");
+                        again.push((owner, live, None));
+                    }
+                    Err(error) => live.fail(Arc::new(error.into())),
+                }
+            }
+            if again.is_empty() {
+                return;
+            }
+            pending = again;
+            attempt += 1;
+            tokio::time::sleep(retry_delay(attempt)).await;
+        }
+    }
+
+    fn record<R>(&self, live: &Live<'_, R>, event: Event) {
+        live.stats.record(event);
+        self.stats.record(event);
+    }
+
+    /// Counts bytes as they go to a target, for the target's report and the run's progress.
+    fn counted<R>(&self, body: BlobStream, live: &Live<'_, R>) -> BlobStream {
+        let (target_stats, run_stats) = (live.stats.clone(), self.stats.clone());
+        body.inspect_ok(move |chunk| {
+            let n = chunk.len() as u64;
+            target_stats
+                .bytes
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            run_stats
+                .bytes
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        })
+        .boxed()
+    }
+}
+
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(250 * u64::from(attempt))
+}
+
+fn report_target<R: Registry>(live: &Live<'_, R>, duration_ms: u64) -> TargetReport {
+    let failure = live.failure.lock().expect("failure lock poisoned").clone();
+    let skipped = live.skipped.lock().expect("skip lock poisoned").clone();
+    let outcome = match (failure, skipped) {
+        (Some(error), _) => Outcome::Failed {
+            error: error.to_string(),
+            auth: error.is_auth(),
+        },
+        (None, Some(reason)) => Outcome::Skipped { reason },
+        (None, None) => Outcome::Synced,
+    };
+    let target = live.target;
+    TargetReport {
+        target: label(target.registry, target.repository, &target.reference),
+        outcome,
+        stats: live.stats.snapshot(),
+        duration_ms,
+    }
+}
+
+/// `registry/repository:tag` or `registry/repository@digest`.
+pub fn label<R: Registry>(registry: &R, repository: &str, reference: &str) -> String {
+    let separator = if reference.contains(':') { '@' } else { ':' };
+    format!("{}/{repository}{separator}{reference}", registry.name())
+}

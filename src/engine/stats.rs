@@ -1,0 +1,80 @@
+//! Counters of a run and of each target, shared by concurrent transfers and read by
+//! progress displays and reports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Live counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Blobs streamed from source to target.
+    pub blobs_copied: AtomicU64,
+    /// Blobs already present at the target.
+    pub blobs_skipped: AtomicU64,
+    /// Blobs mounted from another repository of the target registry.
+    pub blobs_mounted: AtomicU64,
+    /// Manifests pushed (children and tags).
+    pub manifests_pushed: AtomicU64,
+    /// Bytes sent to targets so far, including transfers still running and failed attempts.
+    pub bytes: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// Blobs streamed.
+    pub blobs_copied: u64,
+    /// Blobs already present.
+    pub blobs_skipped: u64,
+    /// Blobs mounted.
+    pub blobs_mounted: u64,
+    /// Manifests pushed.
+    pub manifests_pushed: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+}
+
+impl Stats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            blobs_copied: self.blobs_copied.load(Ordering::Relaxed),
+            blobs_skipped: self.blobs_skipped.load(Ordering::Relaxed),
+            blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
+            manifests_pushed: self.manifests_pushed.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::ops::AddAssign for StatsSnapshot {
+    fn add_assign(&mut self, other: Self) {
+        self.blobs_copied += other.blobs_copied;
+        self.blobs_skipped += other.blobs_skipped;
+        self.blobs_mounted += other.blobs_mounted;
+        self.manifests_pushed += other.manifests_pushed;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Which counter an event bumps.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Event {
+    Copied,
+    Skipped,
+    Mounted,
+    ManifestPushed,
+}
+
+impl Stats {
+    pub(super) fn record(&self, event: Event) {
+        let counter = match event {
+            Event::Copied => &self.blobs_copied,
+            Event::Skipped => &self.blobs_skipped,
+            Event::Mounted => &self.blobs_mounted,
+            Event::ManifestPushed => &self.manifests_pushed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
