@@ -64,6 +64,20 @@ impl Blob {
         }
     }
 
+    /// The bytes in memory (for small blobs and in-memory registries).
+    pub fn bytes(&self) -> Bytes {
+        match &self.content {
+            Content::Inline(bytes) => bytes.clone(),
+            Content::Random { seed } => {
+                let mut all = Vec::with_capacity(self.descriptor.size as usize);
+                for_each_random_chunk(*seed, self.descriptor.size, |chunk| {
+                    all.extend_from_slice(chunk)
+                });
+                Bytes::from(all)
+            }
+        }
+    }
+
     /// The bytes as a stream.
     pub fn stream(&self) -> BlobStream {
         match &self.content {

@@ -699,3 +699,6 @@ pub fn label<R: Registry>(registry: &R, repository: &str, reference: &str) -> St
     let separator = if reference.contains(':') { '@' } else { ':' };
     format!("{}/{repository}{separator}{reference}", registry.name())
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@
 pub mod auth;
 mod error;
 pub mod http;
+pub mod memory;
 mod verify;
 
 use std::future::Future;
