@@ -22,5 +22,7 @@ pub mod connect;
 pub mod engine;
 pub mod filter;
 pub mod oci;
+pub mod plan;
 pub mod registry;
+pub mod sync;
 pub mod testdata;

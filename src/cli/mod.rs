@@ -1,8 +1,10 @@
 //! The command-line surface: argument parsing, logging setup, exit codes.
 //! `bin/ocync.rs` only builds the runtime and calls [`run`].
 
+mod config_cmds;
 mod copy;
 mod progress;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +60,16 @@ pub struct Cli {
 enum Command {
     /// Copy one image, index or artifact: `ocync copy SRC DST`.
     Copy(copy::CopyArgs),
+    /// Mirror every mapping of a config: `ocync sync --config ocync.yaml`.
+    Sync(sync::SyncArgs),
+    /// Show what `sync` would do, writing nothing (`sync --dry-run`).
+    Plan(sync::SyncArgs),
+    /// Check a config: exit 0, or 3 with every problem and its path.
+    Validate(config_cmds::ValidateArgs),
+    /// Print a config with `${VAR}`s expanded (secret-looking values masked).
+    Expand(config_cmds::ExpandArgs),
+    /// Show which tags of a repository a filter selects.
+    Tags(config_cmds::TagsArgs),
     /// Print the version.
     Version,
 }
@@ -88,11 +100,35 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     init_logging(cli.log_format, cli.verbose);
     match cli.command {
         Command::Copy(args) => copy::run(args).await.into(),
+        Command::Sync(args) => sync::run(args).await.into(),
+        Command::Plan(args) => sync::run(sync::SyncArgs {
+            dry_run: true,
+            ..args
+        })
+        .await
+        .into(),
+        Command::Validate(args) => config_cmds::validate(args).into(),
+        Command::Expand(args) => config_cmds::expand(args).into(),
+        Command::Tags(args) => config_cmds::tags(args).await.into(),
         Command::Version => {
             println!("ocync {}", env!("CARGO_PKG_VERSION"));
             Exit::Success.into()
         }
     }
+}
+
+/// Loads and validates a config, printing every problem; `Err` carries the exit code.
+pub(crate) fn load_config(location: &str) -> Result<crate::config::Config, Exit> {
+    if location.starts_with("s3://") {
+        eprintln!(
+            "error: {location}: configs in S3 are not supported by this build yet; use a file"
+        );
+        return Err(Exit::Config);
+    }
+    crate::config::Config::load(std::path::Path::new(location)).map_err(|error| {
+        eprintln!("error: {error}");
+        Exit::Config
+    })
 }
 
 fn init_logging(format: LogFormat, verbose: u8) {

@@ -1,0 +1,178 @@
+//! `ocync sync` (and `ocync plan`, the same with `--dry-run`).
+
+use std::time::Duration;
+
+use super::progress::{Progress, human_bytes};
+use super::{Exit, load_config};
+use crate::cancel::Cancel;
+use crate::config::Mapping;
+use crate::engine::{Engine, Limits};
+use crate::plan::{Action, Plan};
+use crate::sync::{self, Clients, RunStatus};
+
+/// Arguments of `ocync sync`.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The config: a file path (`s3://bucket/key` arrives with the AWS integration).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub(super) config: String,
+    /// Plan only: list what would be copied and skipped, write nothing.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+    /// Print one JSON document on stdout (the report, or the plan with --dry-run).
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Only these mappings (0-based positions in `mappings`); repeatable.
+    #[arg(long = "mapping", value_name = "INDEX")]
+    pub(super) mappings: Vec<usize>,
+    /// After SIGINT/SIGTERM, how long transfers in flight may take to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub(super) grace_period: u64,
+}
+
+/// Runs a sync or a dry run.
+pub async fn run(args: SyncArgs) -> Exit {
+    let config = match load_config(&args.config) {
+        Ok(config) => config,
+        Err(exit) => return exit,
+    };
+    if let Some(missing) = args.mappings.iter().find(|i| **i >= config.mappings.len()) {
+        eprintln!(
+            "error: --mapping {missing}: the config has {} mappings",
+            config.mappings.len()
+        );
+        return Exit::Config;
+    }
+    let mappings: Vec<&Mapping> = config
+        .mappings
+        .iter()
+        .filter(|m| args.mappings.is_empty() || args.mappings.contains(&m.index))
+        .collect();
+    let clients = Clients::connect(&config, &mappings).await;
+    let plan = sync::plan(&mappings, &clients, args.dry_run).await;
+    if args.dry_run {
+        return print_plan(&plan, args.json);
+    }
+
+    let per_registry = config
+        .registries
+        .values()
+        .filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
+    let transfers = config.global.max_concurrent_transfers;
+    let cancel = Cancel::default();
+    cancel.on_signals();
+    let engine = Engine::new(
+        Limits::new(transfers, per_registry),
+        cancel.clone(),
+        transfers,
+    );
+    let progress = Progress::start(engine.stats(), !args.json);
+    let grace = Duration::from_secs(args.grace_period);
+    let execution = sync::execute(&plan, &mappings, &clients, &engine, transfers);
+    let report = tokio::select! {
+        report = execution => report,
+        () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
+            drop(progress);
+            eprintln!("error: transfers did not finish within the {}s grace period; stopped", grace.as_secs());
+            return Exit::Partial;
+        }
+    };
+    drop(progress);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("reports serialise")
+        );
+    } else {
+        println!("{}", report.summary());
+    }
+    match report.status {
+        _ if cancel.is_cancelled() => Exit::Partial,
+        RunStatus::Success => Exit::Success,
+        RunStatus::Partial => Exit::Partial,
+        RunStatus::Failed => Exit::Failed,
+        RunStatus::AuthFailed => Exit::Auth,
+    }
+}
+
+fn print_plan(plan: &Plan, json: bool) -> Exit {
+    if json {
+        println!("{}", serde_json::to_string(plan).expect("plans serialise"));
+    } else {
+        println!("{}", render_plan(plan));
+    }
+    let broken = plan
+        .mappings
+        .iter()
+        .any(|m| m.error.is_some() || m.images.iter().any(|i| i.error.is_some()));
+    if broken { Exit::Partial } else { Exit::Success }
+}
+
+/// The plan for people: per mapping the tags kept and dropped, then one line per image.
+fn render_plan(plan: &Plan) -> String {
+    let mut lines = Vec::new();
+    let (mut copies, mut bytes) = (0, 0);
+    for mapping in &plan.mappings {
+        lines.push(format!(
+            "{} (mappings[{}], from {})",
+            mapping.key, mapping.index, mapping.source
+        ));
+        if let Some(error) = &mapping.error {
+            lines.push(format!("  FAILED: {error}"));
+            continue;
+        }
+        lines.push(format!(
+            "  tags: {} kept, {} dropped",
+            mapping.kept.len(),
+            mapping.dropped.len()
+        ));
+        for dropped in &mapping.dropped {
+            lines.push(format!("    drop {}: {}", dropped.tag, dropped.reason));
+        }
+        for image in &mapping.images {
+            let digest = image
+                .digest
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if let Some(error) = &image.error {
+                lines.push(format!("  error {}: {error}", image.tag));
+                continue;
+            }
+            let (to_copy, up_to_date): (Vec<_>, Vec<_>) =
+                image.targets.iter().partition(|t| t.action == Action::Copy);
+            let names = |targets: &[&crate::plan::TargetPlan]| {
+                targets
+                    .iter()
+                    .map(|t| t.registry.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !to_copy.is_empty() {
+                copies += to_copy.len();
+                bytes += image.bytes.unwrap_or(0) * to_copy.len() as u64;
+                let size = image
+                    .bytes
+                    .map(|b| format!(" ({})", human_bytes(b)))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "  copy {} {digest} -> {}{size}",
+                    image.tag,
+                    names(&to_copy)
+                ));
+            }
+            if !up_to_date.is_empty() {
+                lines.push(format!(
+                    "  skip {} {digest}: up to date at {}",
+                    image.tag,
+                    names(&up_to_date)
+                ));
+            }
+        }
+    }
+    lines.push(format!(
+        "would copy {copies} image(s) to targets, at most {} of blobs",
+        human_bytes(bytes)
+    ));
+    lines.join("\n")
+}

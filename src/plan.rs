@@ -1,0 +1,263 @@
+//! Planning, pure: which tags a mapping keeps, and for each kept tag which targets need the
+//! image. The plan is what `--dry-run` prints, and what execution follows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Mapping;
+use crate::filter::{Dropped, Selection};
+use crate::oci::Digest;
+
+/// The plan of a whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    /// One entry per mapping, in config order.
+    pub mappings: Vec<MappingPlan>,
+}
+
+/// What to do for one mapping.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingPlan {
+    /// Position in the config's `mappings`.
+    pub index: usize,
+    /// `from -> to`.
+    pub key: String,
+    /// Source registry name.
+    pub source: String,
+    /// Source repository.
+    pub from: String,
+    /// Target repository.
+    pub to: String,
+    /// Tags the filter kept, newest first when sorted.
+    pub kept: Vec<String>,
+    /// Tags the filter dropped, with reasons.
+    pub dropped: Vec<Dropped>,
+    /// One entry per kept tag.
+    pub images: Vec<ImagePlan>,
+    /// Why the mapping cannot run (tag listing failed, too few tags, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What to do for one tag.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImagePlan {
+    /// The tag (same at source and targets).
+    pub tag: String,
+    /// The source digest.
+    pub digest: Option<Digest>,
+    /// Why the image cannot be copied (the source HEAD failed or the tag vanished).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Per target.
+    pub targets: Vec<TargetPlan>,
+    /// Bytes of the image's distinct blobs (dry runs only: it costs manifest GETs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// What to do at one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetPlan {
+    /// Target registry name.
+    pub registry: String,
+    /// What the target has under the tag: `Some(None)` nothing, `None` unknown (its HEAD failed;
+    /// the copy will ask again).
+    pub current: Option<Option<Digest>>,
+    /// Copy or leave alone.
+    pub action: Action,
+}
+
+/// The decision for one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The target lacks the source digest under this tag.
+    Copy,
+    /// The target already has it.
+    UpToDate,
+}
+
+impl ImagePlan {
+    /// Whether any target needs the image.
+    pub fn needs_copy(&self) -> bool {
+        self.error.is_none() && self.targets.iter().any(|t| t.action == Action::Copy)
+    }
+}
+
+/// Applies the mapping's filter to the listed tags, enforcing `min_tags`.
+pub fn select_tags(mapping: &Mapping, listed: &[String]) -> Result<Selection, String> {
+    let filter = mapping.tags.compile().map_err(|e| format!("tags.{e}"))?;
+    let selection = filter.select(listed);
+    if let Some(min) = mapping.tags.min_tags
+        && selection.kept.len() < min
+    {
+        return Err(format!(
+            "only {} of {} tags match the filter, fewer than min_tags: {min}",
+            selection.kept.len(),
+            listed.len()
+        ));
+    }
+    Ok(selection)
+}
+
+/// Decides per target: copy unless the target's digest equals the source's.
+pub fn plan_image(
+    tag: &str,
+    source: Result<Option<Digest>, String>,
+    targets: Vec<(String, Option<Option<Digest>>)>,
+) -> ImagePlan {
+    let (digest, error) = match source {
+        Ok(Some(digest)) => (Some(digest), None),
+        Ok(None) => (None, Some(format!("tag {tag} disappeared from the source"))),
+        Err(error) => (None, Some(error)),
+    };
+    let targets = targets
+        .into_iter()
+        .map(|(registry, current)| {
+            let up_to_date = digest.is_some()
+                && current
+                    .as_ref()
+                    .is_some_and(|c| c.as_ref() == digest.as_ref());
+            let action = if up_to_date {
+                Action::UpToDate
+            } else {
+                Action::Copy
+            };
+            TargetPlan {
+                registry,
+                current,
+                action,
+            }
+        })
+        .collect();
+    ImagePlan {
+        tag: tag.to_string(),
+        digest,
+        error,
+        targets,
+        bytes: None,
+    }
+}
+
+/// A plan for a mapping that could not list or select its tags.
+pub fn failed_mapping(mapping: &Mapping, error: String) -> MappingPlan {
+    MappingPlan {
+        index: mapping.index,
+        key: mapping.key(),
+        source: mapping.source.clone(),
+        from: mapping.from.clone(),
+        to: mapping.to.clone(),
+        kept: Vec::new(),
+        dropped: Vec::new(),
+        images: Vec::new(),
+        error: Some(error),
+    }
+}
+
+/// Assembles a mapping's plan from its selection and per-tag decisions.
+pub fn mapping_plan(
+    mapping: &Mapping,
+    selection: Selection,
+    images: Vec<ImagePlan>,
+) -> MappingPlan {
+    MappingPlan {
+        kept: selection.kept,
+        dropped: selection.dropped,
+        images,
+        error: None,
+        ..failed_mapping(mapping, String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::TagFilter;
+
+    fn digest(fill: char) -> Digest {
+        format!("sha256:{}", fill.to_string().repeat(64))
+            .parse()
+            .unwrap()
+    }
+
+    fn mapping(tags: TagFilter) -> Mapping {
+        Mapping {
+            index: 0,
+            source: "src".into(),
+            from: "a".into(),
+            to: "b".into(),
+            targets: vec!["t".into()],
+            tags,
+        }
+    }
+
+    #[test]
+    fn targets_with_the_source_digest_are_up_to_date_and_others_copied() {
+        let plan = plan_image(
+            "v1",
+            Ok(Some(digest('a'))),
+            vec![
+                ("same".into(), Some(Some(digest('a')))),
+                ("old".into(), Some(Some(digest('b')))),
+                ("empty".into(), Some(None)),
+                ("unknown".into(), None),
+            ],
+        );
+        let actions: Vec<Action> = plan.targets.iter().map(|t| t.action).collect();
+        assert_eq!(
+            actions,
+            [Action::UpToDate, Action::Copy, Action::Copy, Action::Copy]
+        );
+        assert!(plan.needs_copy());
+    }
+
+    #[test]
+    fn a_vanished_or_unreadable_source_tag_is_an_image_error() {
+        let vanished = plan_image("v1", Ok(None), vec![("t".into(), Some(None))]);
+        assert_eq!(
+            vanished.error.as_deref(),
+            Some("tag v1 disappeared from the source")
+        );
+        assert!(!vanished.needs_copy());
+        let failed = plan_image("v1", Err("401".into()), vec![]);
+        assert_eq!(failed.error.as_deref(), Some("401"));
+    }
+
+    #[test]
+    fn min_tags_fails_the_mapping_with_counts() {
+        let filter = TagFilter {
+            globs: vec!["v*".into()],
+            min_tags: Some(3),
+            ..Default::default()
+        };
+        let listed: Vec<String> = ["v1", "v2", "latest"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let error = select_tags(&mapping(filter), &listed).unwrap_err();
+        assert_eq!(
+            error,
+            "only 2 of 3 tags match the filter, fewer than min_tags: 3"
+        );
+    }
+
+    #[test]
+    fn a_plan_serialises_with_actions_and_reasons() {
+        let filter = TagFilter {
+            globs: vec!["v*".into()],
+            ..Default::default()
+        };
+        let listed: Vec<String> = ["v1", "dev"].iter().map(|s| s.to_string()).collect();
+        let selection = select_tags(&mapping(filter), &listed).unwrap();
+        let image = plan_image("v1", Ok(Some(digest('a'))), vec![("t".into(), Some(None))]);
+        let plan = mapping_plan(&mapping(TagFilter::default()), selection, vec![image]);
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["kept"], serde_json::json!(["v1"]));
+        assert_eq!(
+            json["dropped"][0],
+            serde_json::json!({"tag": "dev", "reason": "no_glob_match"})
+        );
+        assert_eq!(json["images"][0]["targets"][0]["action"], "copy");
+        assert_eq!(json["key"], "a -> b");
+    }
+}

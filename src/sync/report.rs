@@ -1,0 +1,248 @@
+//! The report of a sync: per mapping and per image and target, with totals and the run's
+//! overall status (which the CLI turns into an exit code).
+
+use serde::Serialize;
+
+use crate::engine::{Outcome, StatsSnapshot};
+use crate::oci::Digest;
+
+/// One image at one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    /// `registry/repository:tag` at the source.
+    pub source: String,
+    /// `registry/repository:tag` at the target.
+    pub target: String,
+    /// The source digest.
+    pub digest: Option<Digest>,
+    /// synced, skipped or failed, with the reason.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Blobs and bytes.
+    pub stats: StatsSnapshot,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// One mapping.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingReport {
+    /// Position in the config.
+    pub index: usize,
+    /// `from -> to`.
+    pub key: String,
+    /// Why the mapping failed as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Tags the filter kept.
+    pub tags_kept: usize,
+    /// Tags the filter dropped.
+    pub tags_dropped: usize,
+    /// Per image and target.
+    pub images: Vec<ImageResult>,
+}
+
+/// Counts over the run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Totals {
+    /// Mappings in the run.
+    pub mappings: usize,
+    /// Mappings that failed as a whole.
+    pub mappings_failed: usize,
+    /// Image × target entries synced.
+    pub synced: usize,
+    /// … already up to date.
+    pub skipped: usize,
+    /// … failed.
+    pub failed: usize,
+    /// Blob and byte counts summed.
+    #[serde(flatten)]
+    pub stats: StatsSnapshot,
+}
+
+/// How the run went as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Nothing failed.
+    Success,
+    /// Some things failed, others did not.
+    Partial,
+    /// Everything failed.
+    Failed,
+    /// Everything failed, on authentication.
+    AuthFailed,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// Overall status.
+    pub status: RunStatus,
+    /// Totals.
+    pub totals: Totals,
+    /// Per mapping.
+    pub mappings: Vec<MappingReport>,
+    /// Wall time of the execution phase.
+    pub duration_ms: u64,
+}
+
+impl SyncReport {
+    /// Totals and status from the mapping reports.
+    pub fn new(mappings: Vec<MappingReport>, duration_ms: u64) -> Self {
+        let mut totals = Totals {
+            mappings: mappings.len(),
+            ..Totals::default()
+        };
+        let mut all_failures_auth = true;
+        for mapping in &mappings {
+            if mapping.error.is_some() {
+                totals.mappings_failed += 1;
+                all_failures_auth = false;
+            }
+            for image in &mapping.images {
+                totals.stats += image.stats;
+                match &image.outcome {
+                    Outcome::Synced => totals.synced += 1,
+                    Outcome::Skipped { .. } => totals.skipped += 1,
+                    Outcome::Failed { auth, .. } => {
+                        totals.failed += 1;
+                        all_failures_auth &= *auth;
+                    }
+                }
+            }
+        }
+        let failures = totals.failed + totals.mappings_failed;
+        let successes = totals.synced + totals.skipped;
+        let status = match (failures, successes) {
+            (0, _) => RunStatus::Success,
+            (_, 0) if all_failures_auth => RunStatus::AuthFailed,
+            (_, 0) => RunStatus::Failed,
+            _ => RunStatus::Partial,
+        };
+        SyncReport {
+            status,
+            totals,
+            mappings,
+            duration_ms,
+        }
+    }
+
+    /// A few lines for people: one per mapping, then the totals.
+    pub fn summary(&self) -> String {
+        let mut lines = Vec::new();
+        for mapping in &self.mappings {
+            let count = |wanted: fn(&Outcome) -> bool| {
+                mapping.images.iter().filter(|i| wanted(&i.outcome)).count()
+            };
+            match &mapping.error {
+                Some(error) => lines.push(format!("{}: FAILED: {error}", mapping.key)),
+                None => lines.push(format!(
+                    "{}: {} tags kept ({} dropped); {} synced, {} up to date, {} failed",
+                    mapping.key,
+                    mapping.tags_kept,
+                    mapping.tags_dropped,
+                    count(|o| matches!(o, Outcome::Synced)),
+                    count(|o| matches!(o, Outcome::Skipped { .. })),
+                    count(|o| matches!(o, Outcome::Failed { .. })),
+                )),
+            }
+            for image in &mapping.images {
+                if let Outcome::Failed { error, .. } = &image.outcome {
+                    lines.push(format!(
+                        "  failed {} -> {}: {error}",
+                        image.source, image.target
+                    ));
+                }
+            }
+        }
+        let t = &self.totals;
+        lines.push(format!(
+            "total: {} mappings ({} failed); images {} synced, {} up to date, {} failed; blobs {} copied, {} skipped, {} mounted; {} bytes in {:.1}s",
+            t.mappings,
+            t.mappings_failed,
+            t.synced,
+            t.skipped,
+            t.failed,
+            t.stats.blobs_copied,
+            t.stats.blobs_skipped,
+            t.stats.blobs_mounted,
+            t.stats.bytes,
+            self.duration_ms as f64 / 1000.0
+        ));
+        lines.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(outcome: Outcome) -> ImageResult {
+        ImageResult {
+            source: "s".into(),
+            target: "t".into(),
+            digest: None,
+            outcome,
+            stats: StatsSnapshot::default(),
+            duration_ms: 0,
+        }
+    }
+
+    fn mapping(error: Option<&str>, images: Vec<ImageResult>) -> MappingReport {
+        MappingReport {
+            index: 0,
+            key: "a -> b".into(),
+            error: error.map(str::to_string),
+            tags_kept: 1,
+            tags_dropped: 0,
+            images,
+        }
+    }
+
+    fn failed(auth: bool) -> Outcome {
+        Outcome::Failed {
+            error: "x".into(),
+            auth,
+        }
+    }
+
+    #[test]
+    fn status_follows_the_mix_of_outcomes() {
+        let status = |mappings| SyncReport::new(mappings, 0).status;
+        assert_eq!(
+            status(vec![mapping(None, vec![image(Outcome::Synced)])]),
+            RunStatus::Success
+        );
+        assert_eq!(
+            status(vec![mapping(
+                None,
+                vec![image(Outcome::Synced), image(failed(false))]
+            )]),
+            RunStatus::Partial
+        );
+        assert_eq!(
+            status(vec![
+                mapping(None, vec![image(Outcome::Synced)]),
+                mapping(Some("boom"), vec![])
+            ]),
+            RunStatus::Partial
+        );
+        assert_eq!(
+            status(vec![mapping(None, vec![image(failed(false))])]),
+            RunStatus::Failed
+        );
+        assert_eq!(
+            status(vec![mapping(
+                None,
+                vec![image(failed(true)), image(failed(true))]
+            )]),
+            RunStatus::AuthFailed
+        );
+        assert_eq!(
+            status(vec![mapping(Some("boom"), vec![])]),
+            RunStatus::Failed
+        );
+        assert_eq!(status(vec![]), RunStatus::Success);
+    }
+}
