@@ -44,12 +44,7 @@ struct Args {
     big_mib: u64,
 }
 
-const PLATFORMS: [(&str, &str); 4] = [
-    ("linux", "amd64"),
-    ("linux", "arm64"),
-    ("linux", "ppc64le"),
-    ("linux", "s390x"),
-];
+const PLATFORMS: [(&str, &str); 4] = [("linux", "amd64"), ("linux", "arm64"), ("linux", "ppc64le"), ("linux", "s390x")];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -70,21 +65,13 @@ async fn main() -> ExitCode {
         Kind::Index => testdata::index(args.seed, &base, platforms, false),
         Kind::DockerList => testdata::index(args.seed, &base, platforms, true),
         Kind::Image => testdata::Built::Image(testdata::image(&base, platforms[0], false)),
-        Kind::Helm => {
-            testdata::Built::Image(testdata::helm_chart("demo", &format!("0.{}.0", args.seed)))
-        }
+        Kind::Helm => testdata::Built::Image(testdata::helm_chart("demo", &format!("0.{}.0", args.seed))),
     };
     let mut settings = RegistrySettings::new(&reference.registry);
     settings.plain_http = reference.plain_http;
     let result = async {
         let registry = HttpRegistry::new(settings)?;
-        testdata::push(
-            &registry,
-            &reference.repository,
-            &reference.manifest_reference(),
-            &built,
-        )
-        .await
+        testdata::push(&registry, &reference.repository, &reference.manifest_reference(), &built).await
     }
     .await;
     match result {

@@ -14,10 +14,7 @@ pub struct Cancel {
 impl Default for Cancel {
     fn default() -> Self {
         let (sender, receiver) = watch::channel(false);
-        Cancel {
-            sender: std::sync::Arc::new(sender),
-            receiver,
-        }
+        Cancel { sender: std::sync::Arc::new(sender), receiver }
     }
 }
 

@@ -7,11 +7,7 @@ use crate::registry::{Error, HttpRegistry, RegistrySettings};
 
 /// A client for the registry `host` (as written in a reference). `plain_http` comes from an
 /// `http://` prefix on the reference; the config entry can also ask for it.
-pub async fn open(
-    host: &str,
-    plain_http: bool,
-    config: Option<&Config>,
-) -> Result<HttpRegistry, Error> {
+pub async fn open(host: &str, plain_http: bool, config: Option<&Config>) -> Result<HttpRegistry, Error> {
     let entry = config.and_then(|c| c.registry_for_host(host));
     let mut settings = RegistrySettings::new(host);
     if let Some(config) = config {
@@ -28,42 +24,31 @@ pub async fn open(
 }
 
 async fn credentials(host: &str, entry: Option<&RegistryConfig>) -> Result<Credentials, Error> {
-    let setup = |detail: String| Error::Setup {
-        registry: host.to_string(),
-        detail,
-    };
-    let from_docker = || async {
-        docker_config_lookup(host)
-            .await
-            .map_err(|e| setup(e.to_string()))
-    };
+    let setup = |detail: String| Error::Setup { registry: host.to_string(), detail };
+    let from_docker = || async { docker_config_lookup(host).await.map_err(|e| setup(e.to_string())) };
     let basic = |entry: &RegistryConfig| {
-        entry.credentials.as_ref().map(|c| Credentials::Basic {
-            username: c.username.clone(),
-            password: Secret::new(c.password.clone()),
-        })
+        entry
+            .credentials
+            .as_ref()
+            .map(|c| Credentials::Basic { username: c.username.clone(), password: Secret::new(c.password.clone()) })
     };
     let Some(entry) = entry else {
         return Ok(from_docker().await?.unwrap_or_default());
     };
     match entry.auth_type {
         Some(AuthType::Anonymous) => Ok(Credentials::Anonymous),
-        Some(AuthType::Basic) => {
-            basic(entry).ok_or_else(|| setup("auth_type basic without credentials".into()))
-        }
+        Some(AuthType::Basic) => basic(entry).ok_or_else(|| setup("auth_type basic without credentials".into())),
         Some(AuthType::StaticToken) => entry
             .token
             .as_ref()
             .map(|t| Credentials::Bearer(Secret::new(t.clone())))
             .ok_or_else(|| setup("auth_type static_token without a token".into())),
         Some(AuthType::DockerConfig) => from_docker().await?.ok_or_else(|| {
-            setup(format!(
-                "auth_type docker_config, but docker's config.json has no credentials for {host}"
-            ))
+            setup(format!("auth_type docker_config, but docker's config.json has no credentials for {host}"))
         }),
-        Some(kind @ (AuthType::Ecr | AuthType::Gar | AuthType::Gcr)) => Err(setup(format!(
-            "auth_type {kind:?} is not implemented yet; use docker_config with a credential helper"
-        ))),
+        Some(kind @ (AuthType::Ecr | AuthType::Gar | AuthType::Gcr)) => {
+            Err(setup(format!("auth_type {kind:?} is not implemented yet; use docker_config with a credential helper")))
+        }
         None => match (basic(entry), &entry.token) {
             (Some(credentials), _) => Ok(credentials),
             (None, Some(token)) => Ok(Credentials::Bearer(Secret::new(token.clone()))),

@@ -12,9 +12,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
 /// Words that mark a prerelease when a suffix token starts with them.
-const PRERELEASE_WORDS: [&str; 8] = [
-    "rc", "alpha", "beta", "pre", "preview", "snapshot", "nightly", "dev",
-];
+const PRERELEASE_WORDS: [&str; 8] = ["rc", "alpha", "beta", "pre", "preview", "snapshot", "nightly", "dev"];
 
 /// How kept tags are ordered before `latest` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -86,9 +84,7 @@ impl std::fmt::Display for DropReason {
             DropReason::Excluded { pattern } => write!(f, "excluded by {pattern:?}"),
             DropReason::NotAVersion => f.write_str("not a version"),
             DropReason::OutsideRange => f.write_str("outside the semver range"),
-            DropReason::Prerelease => {
-                f.write_str("prerelease (set include_prereleases: true to keep)")
-            }
+            DropReason::Prerelease => f.write_str("prerelease (set include_prereleases: true to keep)"),
             DropReason::BeyondLatest { latest } => write!(f, "not among the newest {latest}"),
         }
     }
@@ -128,10 +124,8 @@ impl TagFilter {
     /// Checks patterns and the range; the error names the key at fault.
     pub fn compile(&self) -> Result<CompiledFilter, FilterError> {
         let glob = |field: &'static str, pattern: &str| {
-            Glob::new(pattern).map_err(|e| FilterError {
-                field,
-                message: format!("invalid pattern {pattern:?}: {}", e.kind()),
-            })
+            Glob::new(pattern)
+                .map_err(|e| FilterError { field, message: format!("invalid pattern {pattern:?}: {}", e.kind()) })
         };
         let globs = if self.globs.is_empty() {
             None
@@ -140,10 +134,7 @@ impl TagFilter {
             for pattern in &self.globs {
                 builder.add(glob("glob", pattern)?);
             }
-            Some(builder.build().map_err(|e| FilterError {
-                field: "glob",
-                message: e.to_string(),
-            })?)
+            Some(builder.build().map_err(|e| FilterError { field: "glob", message: e.to_string() })?)
         };
         let exclude = self
             .exclude
@@ -154,17 +145,12 @@ impl TagFilter {
             .semver
             .as_deref()
             .map(|text| {
-                semver::VersionReq::parse(text).map_err(|e| FilterError {
-                    field: "semver",
-                    message: format!("invalid range {text:?}: {e}"),
-                })
+                semver::VersionReq::parse(text)
+                    .map_err(|e| FilterError { field: "semver", message: format!("invalid range {text:?}: {e}") })
             })
             .transpose()?;
         if self.latest == Some(0) {
-            return Err(FilterError {
-                field: "latest",
-                message: "must be at least 1".into(),
-            });
+            return Err(FilterError { field: "latest", message: "must be at least 1".into() });
         }
         let sort = self.sort.or(self.latest.map(|_| Sort::Semver));
         Ok(CompiledFilter {
@@ -183,21 +169,14 @@ impl CompiledFilter {
     pub fn select(&self, tags: &[String]) -> Selection {
         let mut selection = Selection::default();
         let needs_version = self.range.is_some() || self.sort == Some(Sort::Semver);
-        let prereleases_count =
-            !(self.range.is_some() || self.latest.is_some()) || self.include_prereleases;
+        let prereleases_count = !(self.range.is_some() || self.latest.is_some()) || self.include_prereleases;
         let mut candidates: Vec<(&String, Option<TagVersion>)> = Vec::new();
         for tag in tags {
             let version = TagVersion::parse(tag);
-            let reason = if self
-                .globs
-                .as_ref()
-                .is_some_and(|globs| !globs.is_match(tag))
-            {
+            let reason = if self.globs.as_ref().is_some_and(|globs| !globs.is_match(tag)) {
                 Some(DropReason::NoGlobMatch)
             } else if let Some((pattern, _)) = self.exclude.iter().find(|(_, m)| m.is_match(tag)) {
-                Some(DropReason::Excluded {
-                    pattern: pattern.clone(),
-                })
+                Some(DropReason::Excluded { pattern: pattern.clone() })
             } else if needs_version && version.is_none() {
                 Some(DropReason::NotAVersion)
             } else if version.as_ref().is_some_and(|v| v.prerelease) && !prereleases_count {
@@ -210,10 +189,7 @@ impl CompiledFilter {
                 None
             };
             match reason {
-                Some(reason) => selection.dropped.push(Dropped {
-                    tag: tag.clone(),
-                    reason,
-                }),
+                Some(reason) => selection.dropped.push(Dropped { tag: tag.clone(), reason }),
                 None => candidates.push((tag, version)),
             }
         }
@@ -228,20 +204,14 @@ impl CompiledFilter {
                 selection.kept.push(tag.clone());
             } else {
                 let latest = self.latest.expect("only a latest limit drops here");
-                selection.dropped.push(Dropped {
-                    tag: tag.clone(),
-                    reason: DropReason::BeyondLatest { latest },
-                });
+                selection.dropped.push(Dropped { tag: tag.clone(), reason: DropReason::BeyondLatest { latest } });
             }
         }
         selection
     }
 }
 
-fn compare_versions(
-    a: &(&String, Option<TagVersion>),
-    b: &(&String, Option<TagVersion>),
-) -> Ordering {
+fn compare_versions(a: &(&String, Option<TagVersion>), b: &(&String, Option<TagVersion>)) -> Ordering {
     match (&a.1, &b.1) {
         (Some(x), Some(y)) => x.cmp(y).then_with(|| a.0.cmp(b.0)),
         _ => a.0.cmp(b.0),
@@ -277,18 +247,11 @@ impl TagVersion {
             *slot = part.parse().ok()?;
         }
         let prerelease = suffix.split(['-', '.', '_']).any(|token| {
-            let word: String = token
-                .chars()
-                .take_while(char::is_ascii_alphabetic)
-                .collect::<String>()
-                .to_ascii_lowercase();
+            let word: String =
+                token.chars().take_while(char::is_ascii_alphabetic).collect::<String>().to_ascii_lowercase();
             PRERELEASE_WORDS.contains(&word.as_str())
         });
-        Some(TagVersion {
-            numbers,
-            prerelease,
-            suffix: suffix.to_string(),
-        })
+        Some(TagVersion { numbers, prerelease, suffix: suffix.to_string() })
     }
 
     /// Whether the suffix marks a prerelease.
@@ -331,13 +294,7 @@ mod tests {
     }
 
     fn reason_of(selection: &Selection, tag: &str) -> DropReason {
-        selection
-            .dropped
-            .iter()
-            .find(|d| d.tag == tag)
-            .unwrap_or_else(|| panic!("{tag} not dropped"))
-            .reason
-            .clone()
+        selection.dropped.iter().find(|d| d.tag == tag).unwrap_or_else(|| panic!("{tag} not dropped")).reason.clone()
     }
 
     #[test]
@@ -354,105 +311,51 @@ mod tests {
             ("1.2.3-alpine-nightly", [1, 2, 3, 0], true),
         ] {
             let version = TagVersion::parse(tag).unwrap_or_else(|| panic!("{tag}"));
-            assert_eq!(
-                (version.numbers, version.prerelease),
-                (numbers, prerelease),
-                "{tag}"
-            );
+            assert_eq!((version.numbers, version.prerelease), (numbers, prerelease), "{tag}");
         }
-        for tag in [
-            "latest",
-            "1.2.3.4.5",
-            "1..2",
-            "v",
-            "main-abc123",
-            "sha256-abcd.sig",
-        ] {
+        for tag in ["latest", "1.2.3.4.5", "1..2", "v", "main-abc123", "sha256-abcd.sig"] {
             assert_eq!(TagVersion::parse(tag), None, "{tag}");
         }
     }
 
     #[test]
     fn semver_sort_orders_tricky_versions_newest_first() {
-        let filter = TagFilter {
-            sort: Some(Sort::Semver),
-            ..Default::default()
-        };
-        let selection = select(
-            filter,
-            "1.9 1.10 1.2.10 1.2.9 v2.0.0 2.0.0-rc1 1.10.0-alpine 0.9",
-        );
-        assert_eq!(
-            selection.kept,
-            tags("v2.0.0 2.0.0-rc1 1.10.0-alpine 1.10 1.9 1.2.10 1.2.9 0.9")
-        );
+        let filter = TagFilter { sort: Some(Sort::Semver), ..Default::default() };
+        let selection = select(filter, "1.9 1.10 1.2.10 1.2.9 v2.0.0 2.0.0-rc1 1.10.0-alpine 0.9");
+        assert_eq!(selection.kept, tags("v2.0.0 2.0.0-rc1 1.10.0-alpine 1.10 1.9 1.2.10 1.2.9 0.9"));
     }
 
     #[test]
     fn latest_skips_prereleases_unless_included() {
         let list = "1.0.0 1.1.0 2.0.0-rc1 2.0.0-beta.2 latest";
-        let selection = select(
-            TagFilter {
-                latest: Some(2),
-                ..Default::default()
-            },
-            list,
-        );
+        let selection = select(TagFilter { latest: Some(2), ..Default::default() }, list);
         assert_eq!(selection.kept, tags("1.1.0 1.0.0"));
         assert_eq!(reason_of(&selection, "2.0.0-rc1"), DropReason::Prerelease);
         assert_eq!(reason_of(&selection, "latest"), DropReason::NotAVersion);
 
-        let with_pre = select(
-            TagFilter {
-                latest: Some(2),
-                include_prereleases: true,
-                ..Default::default()
-            },
-            list,
-        );
+        let with_pre = select(TagFilter { latest: Some(2), include_prereleases: true, ..Default::default() }, list);
         assert_eq!(with_pre.kept, tags("2.0.0-rc1 2.0.0-beta.2"));
     }
 
     #[test]
     fn exclude_wins_over_glob() {
-        let filter = TagFilter {
-            globs: vec!["v*".into()],
-            exclude: vec!["*-debug".into()],
-            ..Default::default()
-        };
+        let filter = TagFilter { globs: vec!["v*".into()], exclude: vec!["*-debug".into()], ..Default::default() };
         let selection = select(filter, "v1 v1-debug 1.0 v2");
         assert_eq!(selection.kept, tags("v1 v2"));
-        assert_eq!(
-            reason_of(&selection, "v1-debug"),
-            DropReason::Excluded {
-                pattern: "*-debug".into()
-            }
-        );
+        assert_eq!(reason_of(&selection, "v1-debug"), DropReason::Excluded { pattern: "*-debug".into() });
         assert_eq!(reason_of(&selection, "1.0"), DropReason::NoGlobMatch);
     }
 
     #[test]
     fn glob_lists_are_or_ed_and_keep_input_order_without_sort() {
-        let filter = TagFilter {
-            globs: vec!["7.6.0".into(), "8.*".into()],
-            ..Default::default()
-        };
-        assert_eq!(
-            select(filter, "8.1 7.6.0 7.6.1 8.0").kept,
-            tags("8.1 7.6.0 8.0")
-        );
+        let filter = TagFilter { globs: vec!["7.6.0".into(), "8.*".into()], ..Default::default() };
+        assert_eq!(select(filter, "8.1 7.6.0 7.6.1 8.0").kept, tags("8.1 7.6.0 8.0"));
     }
 
     #[test]
     fn semver_ranges_keep_matching_versions_only() {
-        let filter = TagFilter {
-            semver: Some(">=1.25, <2".into()),
-            ..Default::default()
-        };
-        let selection = select(
-            filter,
-            "1.24.9 1.25 1.25.3-alpine 1.30.1 2.0 2.0.0-rc1 edge",
-        );
+        let filter = TagFilter { semver: Some(">=1.25, <2".into()), ..Default::default() };
+        let selection = select(filter, "1.24.9 1.25 1.25.3-alpine 1.30.1 2.0 2.0.0-rc1 edge");
         assert_eq!(selection.kept, tags("1.25 1.25.3-alpine 1.30.1"));
         assert_eq!(reason_of(&selection, "2.0"), DropReason::OutsideRange);
         assert_eq!(reason_of(&selection, "2.0.0-rc1"), DropReason::Prerelease);
@@ -461,50 +364,19 @@ mod tests {
 
     #[test]
     fn alpha_sort_with_latest_keeps_the_last_names() {
-        let filter = TagFilter {
-            sort: Some(Sort::Alpha),
-            latest: Some(2),
-            ..Default::default()
-        };
+        let filter = TagFilter { sort: Some(Sort::Alpha), latest: Some(2), ..Default::default() };
         let selection = select(filter, "2024-01 2024-03 2023-12 2024-02");
         assert_eq!(selection.kept, tags("2024-03 2024-02"));
-        assert_eq!(
-            reason_of(&selection, "2024-01"),
-            DropReason::BeyondLatest { latest: 2 }
-        );
+        assert_eq!(reason_of(&selection, "2024-01"), DropReason::BeyondLatest { latest: 2 });
     }
 
     #[test]
     fn invalid_filters_name_their_key() {
         for (filter, field) in [
-            (
-                TagFilter {
-                    globs: vec!["[".into()],
-                    ..Default::default()
-                },
-                "glob",
-            ),
-            (
-                TagFilter {
-                    exclude: vec!["a[".into()],
-                    ..Default::default()
-                },
-                "exclude",
-            ),
-            (
-                TagFilter {
-                    semver: Some(">=banana".into()),
-                    ..Default::default()
-                },
-                "semver",
-            ),
-            (
-                TagFilter {
-                    latest: Some(0),
-                    ..Default::default()
-                },
-                "latest",
-            ),
+            (TagFilter { globs: vec!["[".into()], ..Default::default() }, "glob"),
+            (TagFilter { exclude: vec!["a[".into()], ..Default::default() }, "exclude"),
+            (TagFilter { semver: Some(">=banana".into()), ..Default::default() }, "semver"),
+            (TagFilter { latest: Some(0), ..Default::default() }, "latest"),
         ] {
             assert_eq!(filter.compile().unwrap_err().field, field);
         }

@@ -114,29 +114,12 @@ pub fn plan_image(
     let targets = targets
         .into_iter()
         .map(|(registry, current)| {
-            let up_to_date = digest.is_some()
-                && current
-                    .as_ref()
-                    .is_some_and(|c| c.as_ref() == digest.as_ref());
-            let action = if up_to_date {
-                Action::UpToDate
-            } else {
-                Action::Copy
-            };
-            TargetPlan {
-                registry,
-                current,
-                action,
-            }
+            let up_to_date = digest.is_some() && current.as_ref().is_some_and(|c| c.as_ref() == digest.as_ref());
+            let action = if up_to_date { Action::UpToDate } else { Action::Copy };
+            TargetPlan { registry, current, action }
         })
         .collect();
-    ImagePlan {
-        tag: tag.to_string(),
-        digest,
-        error,
-        targets,
-        bytes: None,
-    }
+    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None }
 }
 
 /// A plan for a mapping that could not list or select its tags.
@@ -155,11 +138,7 @@ pub fn failed_mapping(mapping: &Mapping, error: String) -> MappingPlan {
 }
 
 /// Assembles a mapping's plan from its selection and per-tag decisions.
-pub fn mapping_plan(
-    mapping: &Mapping,
-    selection: Selection,
-    images: Vec<ImagePlan>,
-) -> MappingPlan {
+pub fn mapping_plan(mapping: &Mapping, selection: Selection, images: Vec<ImagePlan>) -> MappingPlan {
     MappingPlan {
         kept: selection.kept,
         dropped: selection.dropped,
@@ -175,20 +154,11 @@ mod tests {
     use crate::filter::TagFilter;
 
     fn digest(fill: char) -> Digest {
-        format!("sha256:{}", fill.to_string().repeat(64))
-            .parse()
-            .unwrap()
+        format!("sha256:{}", fill.to_string().repeat(64)).parse().unwrap()
     }
 
     fn mapping(tags: TagFilter) -> Mapping {
-        Mapping {
-            index: 0,
-            source: "src".into(),
-            from: "a".into(),
-            to: "b".into(),
-            targets: vec!["t".into()],
-            tags,
-        }
+        Mapping { index: 0, source: "src".into(), from: "a".into(), to: "b".into(), targets: vec!["t".into()], tags }
     }
 
     #[test]
@@ -204,20 +174,14 @@ mod tests {
             ],
         );
         let actions: Vec<Action> = plan.targets.iter().map(|t| t.action).collect();
-        assert_eq!(
-            actions,
-            [Action::UpToDate, Action::Copy, Action::Copy, Action::Copy]
-        );
+        assert_eq!(actions, [Action::UpToDate, Action::Copy, Action::Copy, Action::Copy]);
         assert!(plan.needs_copy());
     }
 
     #[test]
     fn a_vanished_or_unreadable_source_tag_is_an_image_error() {
         let vanished = plan_image("v1", Ok(None), vec![("t".into(), Some(None))]);
-        assert_eq!(
-            vanished.error.as_deref(),
-            Some("tag v1 disappeared from the source")
-        );
+        assert_eq!(vanished.error.as_deref(), Some("tag v1 disappeared from the source"));
         assert!(!vanished.needs_copy());
         let failed = plan_image("v1", Err("401".into()), vec![]);
         assert_eq!(failed.error.as_deref(), Some("401"));
@@ -225,38 +189,22 @@ mod tests {
 
     #[test]
     fn min_tags_fails_the_mapping_with_counts() {
-        let filter = TagFilter {
-            globs: vec!["v*".into()],
-            min_tags: Some(3),
-            ..Default::default()
-        };
-        let listed: Vec<String> = ["v1", "v2", "latest"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let filter = TagFilter { globs: vec!["v*".into()], min_tags: Some(3), ..Default::default() };
+        let listed: Vec<String> = ["v1", "v2", "latest"].iter().map(|s| s.to_string()).collect();
         let error = select_tags(&mapping(filter), &listed).unwrap_err();
-        assert_eq!(
-            error,
-            "only 2 of 3 tags match the filter, fewer than min_tags: 3"
-        );
+        assert_eq!(error, "only 2 of 3 tags match the filter, fewer than min_tags: 3");
     }
 
     #[test]
     fn a_plan_serialises_with_actions_and_reasons() {
-        let filter = TagFilter {
-            globs: vec!["v*".into()],
-            ..Default::default()
-        };
+        let filter = TagFilter { globs: vec!["v*".into()], ..Default::default() };
         let listed: Vec<String> = ["v1", "dev"].iter().map(|s| s.to_string()).collect();
         let selection = select_tags(&mapping(filter), &listed).unwrap();
         let image = plan_image("v1", Ok(Some(digest('a'))), vec![("t".into(), Some(None))]);
         let plan = mapping_plan(&mapping(TagFilter::default()), selection, vec![image]);
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["kept"], serde_json::json!(["v1"]));
-        assert_eq!(
-            json["dropped"][0],
-            serde_json::json!({"tag": "dev", "reason": "no_glob_match"})
-        );
+        assert_eq!(json["dropped"][0], serde_json::json!({"tag": "dev", "reason": "no_glob_match"}));
         assert_eq!(json["images"][0]["targets"][0]["action"], "copy");
         assert_eq!(json["key"], "a -> b");
     }

@@ -40,28 +40,17 @@ pub struct Blob {
 impl Blob {
     fn inline(bytes: Bytes) -> Self {
         Blob {
-            descriptor: BlobDescriptor {
-                digest: Digest::sha256_of(&bytes),
-                size: bytes.len() as u64,
-            },
+            descriptor: BlobDescriptor { digest: Digest::sha256_of(&bytes), size: bytes.len() as u64 },
             content: Content::Inline(bytes),
         }
     }
 
     /// A random blob; hashing it streams through the bytes once.
     pub fn random(seed: u64, size: u64) -> Self {
-        let expected: Digest = format!("sha256:{}", "0".repeat(64))
-            .parse()
-            .expect("static digest");
+        let expected: Digest = format!("sha256:{}", "0".repeat(64)).parse().expect("static digest");
         let mut verifier = Verifier::new(&expected);
         for_each_random_chunk(seed, size, |chunk| verifier.update(chunk));
-        Blob {
-            descriptor: BlobDescriptor {
-                digest: verifier.finish(),
-                size,
-            },
-            content: Content::Random { seed },
-        }
+        Blob { descriptor: BlobDescriptor { digest: verifier.finish(), size }, content: Content::Random { seed } }
     }
 
     /// The bytes in memory (for small blobs and in-memory registries).
@@ -70,9 +59,7 @@ impl Blob {
             Content::Inline(bytes) => bytes.clone(),
             Content::Random { seed } => {
                 let mut all = Vec::with_capacity(self.descriptor.size as usize);
-                for_each_random_chunk(*seed, self.descriptor.size, |chunk| {
-                    all.extend_from_slice(chunk)
-                });
+                for_each_random_chunk(*seed, self.descriptor.size, |chunk| all.extend_from_slice(chunk));
                 Bytes::from(all)
             }
         }
@@ -152,19 +139,13 @@ impl Built {
             Built::Index { children, .. } => children.iter().flat_map(|c| &c.blobs).collect(),
         };
         let mut seen = std::collections::HashSet::new();
-        all.into_iter()
-            .filter(|b| seen.insert(b.descriptor.digest.clone()))
-            .collect()
+        all.into_iter().filter(|b| seen.insert(b.descriptor.digest.clone())).collect()
     }
 }
 
 fn manifest_of(value: serde_json::Value, media_type: &str) -> Manifest {
     let bytes = Bytes::from(serde_json::to_vec_pretty(&value).expect("JSON values serialise"));
-    Manifest {
-        digest: Digest::sha256_of(&bytes),
-        bytes,
-        media_type: media_type.to_string(),
-    }
+    Manifest { digest: Digest::sha256_of(&bytes), bytes, media_type: media_type.to_string() }
 }
 
 fn descriptor(media_type: &str, blob: &BlobDescriptor) -> serde_json::Value {
@@ -181,16 +162,9 @@ pub fn image(layers: &[(u64, u64)], platform: (&str, &str), docker: bool) -> Ima
             "application/vnd.docker.image.rootfs.diff.tar.gzip",
         )
     } else {
-        (
-            media_type::OCI_MANIFEST,
-            "application/vnd.oci.image.config.v1+json",
-            "application/vnd.oci.image.layer.v1.tar",
-        )
+        (media_type::OCI_MANIFEST, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar")
     };
-    let layer_blobs: Vec<Blob> = layers
-        .iter()
-        .map(|&(seed, size)| Blob::random(seed, size))
-        .collect();
+    let layer_blobs: Vec<Blob> = layers.iter().map(|&(seed, size)| Blob::random(seed, size)).collect();
     let config = Blob::inline(Bytes::from(
         serde_json::to_vec(&json!({
             "architecture": platform.1,
@@ -209,10 +183,7 @@ pub fn image(layers: &[(u64, u64)], platform: (&str, &str), docker: bool) -> Ima
         }),
         manifest_type,
     );
-    Image {
-        manifest,
-        blobs: std::iter::once(config).chain(layer_blobs).collect(),
-    }
+    Image { manifest, blobs: std::iter::once(config).chain(layer_blobs).collect() }
 }
 
 /// A multi-platform index: one image per platform, each with the shared `base` layers plus a
@@ -223,18 +194,11 @@ pub fn index(seed: u64, base: &[(u64, u64)], platforms: &[(&str, &str)], docker:
         .enumerate()
         .map(|(i, &platform)| {
             let mut layers = base.to_vec();
-            layers.push((
-                seed.wrapping_mul(1000).wrapping_add(i as u64 + 1),
-                4096 + i as u64,
-            ));
+            layers.push((seed.wrapping_mul(1000).wrapping_add(i as u64 + 1), 4096 + i as u64));
             image(&layers, platform, docker)
         })
         .collect();
-    let index_type = if docker {
-        media_type::DOCKER_MANIFEST_LIST
-    } else {
-        media_type::OCI_INDEX
-    };
+    let index_type = if docker { media_type::DOCKER_MANIFEST_LIST } else { media_type::OCI_INDEX };
     let entries: Vec<serde_json::Value> = children
         .iter()
         .zip(platforms)
@@ -247,10 +211,7 @@ pub fn index(seed: u64, base: &[(u64, u64)], platforms: &[(&str, &str)], docker:
             })
         })
         .collect();
-    let index = manifest_of(
-        json!({ "schemaVersion": 2, "mediaType": index_type, "manifests": entries }),
-        index_type,
-    );
+    let index = manifest_of(json!({ "schemaVersion": 2, "mediaType": index_type, "manifests": entries }), index_type);
     Built::Index { index, children }
 }
 
@@ -270,10 +231,7 @@ pub fn helm_chart(name: &str, version: &str) -> Image {
         }),
         media_type::OCI_MANIFEST,
     );
-    Image {
-        manifest,
-        blobs: vec![config, chart],
-    }
+    Image { manifest, blobs: vec![config, chart] }
 }
 
 /// An OCI 1.1 artifact with the empty config, an `artifactType`, one payload layer and
@@ -289,42 +247,24 @@ pub fn artifact(artifact_type: &str, payload: &[u8], subject: Option<&Manifest>)
         "layers": [descriptor("application/octet-stream", &layer.descriptor)],
     });
     if let Some(subject) = subject {
-        value["subject"] = json!({ "mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len() });
+        value["subject"] =
+            json!({ "mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len() });
     }
-    Image {
-        manifest: manifest_of(value, media_type::OCI_MANIFEST),
-        blobs: vec![empty, layer],
-    }
+    Image { manifest: manifest_of(value, media_type::OCI_MANIFEST), blobs: vec![empty, layer] }
 }
 
 /// Pushes `built` to `repository` under `tag`: blobs, children by digest, then the tag.
-pub async fn push<R: Registry>(
-    registry: &R,
-    repository: &str,
-    tag: &str,
-    built: &Built,
-) -> Result<()> {
+pub async fn push<R: Registry>(registry: &R, repository: &str, tag: &str, built: &Built) -> Result<()> {
     for blob in built.blobs() {
-        if !registry
-            .blob_exists(repository, &blob.descriptor.digest)
-            .await?
-        {
-            registry
-                .push_blob(repository, &blob.descriptor, blob.stream(), None)
-                .await?;
+        if !registry.blob_exists(repository, &blob.descriptor.digest).await? {
+            registry.push_blob(repository, &blob.descriptor, blob.stream(), None).await?;
         }
     }
     match built {
-        Built::Image(image) => {
-            registry
-                .put_manifest(repository, tag, &image.manifest)
-                .await
-        }
+        Built::Image(image) => registry.put_manifest(repository, tag, &image.manifest).await,
         Built::Index { index, children } => {
             for child in children {
-                registry
-                    .put_manifest(repository, child.manifest.digest.as_str(), &child.manifest)
-                    .await?;
+                registry.put_manifest(repository, child.manifest.digest.as_str(), &child.manifest).await?;
             }
             registry.put_manifest(repository, tag, index).await
         }
@@ -347,21 +287,11 @@ mod tests {
 
     #[test]
     fn images_sharing_a_base_share_its_layer() {
-        let Built::Index { children, .. } = index(
-            1,
-            &[(42, 1000)],
-            &[("linux", "amd64"), ("linux", "arm64")],
-            false,
-        ) else {
+        let Built::Index { children, .. } = index(1, &[(42, 1000)], &[("linux", "amd64"), ("linux", "arm64")], false)
+        else {
             panic!("not an index")
         };
-        assert_eq!(
-            children[0].blobs[1].descriptor,
-            children[1].blobs[1].descriptor
-        );
-        assert_ne!(
-            children[0].blobs[2].descriptor,
-            children[1].blobs[2].descriptor
-        );
+        assert_eq!(children[0].blobs[1].descriptor, children[1].blobs[1].descriptor);
+        assert_ne!(children[0].blobs[2].descriptor, children[1].blobs[2].descriptor);
     }
 }

@@ -55,13 +55,7 @@ pub fn expand(args: ExpandArgs) -> Exit {
     let show_secrets = args.show_secrets;
     let lookup = |name: &str| {
         let value = std::env::var(name).ok()?;
-        Some(
-            if looks_secret(name) && !show_secrets && !value.is_empty() {
-                format!("<{name} hidden>")
-            } else {
-                value
-            },
-        )
+        Some(if looks_secret(name) && !show_secrets && !value.is_empty() { format!("<{name} hidden>") } else { value })
     };
     match interpolate(&text, lookup) {
         Ok(expanded) => {
@@ -123,13 +117,7 @@ pub async fn tags(args: TagsArgs) -> Exit {
         globs: args.glob,
         semver: args.semver,
         exclude: args.exclude,
-        sort: args.sort.map(|s| {
-            if s == "alpha" {
-                Sort::Alpha
-            } else {
-                Sort::Semver
-            }
-        }),
+        sort: args.sort.map(|s| if s == "alpha" { Sort::Alpha } else { Sort::Semver }),
         latest: args.latest,
         min_tags: None,
         include_prereleases: args.include_prereleases,
@@ -152,9 +140,7 @@ pub async fn tags(args: TagsArgs) -> Exit {
         None => None,
     };
     let listed = async {
-        let registry =
-            crate::connect::open(&reference.registry, reference.plain_http, config.as_ref())
-                .await?;
+        let registry = crate::connect::open(&reference.registry, reference.plain_http, config.as_ref()).await?;
         registry.list_tags(&reference.repository).await
     }
     .await;
@@ -162,19 +148,12 @@ pub async fn tags(args: TagsArgs) -> Exit {
         Ok(tags) => tags,
         Err(error) => {
             eprintln!("error: {error}");
-            return if error.is_auth() {
-                Exit::Auth
-            } else {
-                Exit::Failed
-            };
+            return if error.is_auth() { Exit::Auth } else { Exit::Failed };
         }
     };
     let selection = compiled.select(&listed);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&selection).expect("selections serialise")
-        );
+        println!("{}", serde_json::to_string(&selection).expect("selections serialise"));
     } else {
         for tag in &selection.kept {
             println!("{tag}");

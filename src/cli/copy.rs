@@ -43,24 +43,16 @@ pub async fn run(args: CopyArgs) -> Exit {
         },
         None => None,
     };
-    let concurrency = args
-        .concurrency
-        .map(usize::from)
-        .or(config.as_ref().map(|c| c.global.max_concurrent_transfers))
-        .unwrap_or(32);
+    let concurrency =
+        args.concurrency.map(usize::from).or(config.as_ref().map(|c| c.global.max_concurrent_transfers)).unwrap_or(32);
     let cancel = Cancel::default();
     cancel.on_signals();
     let engine = Engine::new(Limits::new(concurrency, []), cancel, concurrency);
     let progress = Progress::start(engine.stats(), !args.json);
     let opened = async {
-        let source_registry =
-            crate::connect::open(&source.registry, source.plain_http, config.as_ref()).await?;
-        let target_registry = crate::connect::open(
-            &destination.registry,
-            destination.plain_http,
-            config.as_ref(),
-        )
-        .await?;
+        let source_registry = crate::connect::open(&source.registry, source.plain_http, config.as_ref()).await?;
+        let target_registry =
+            crate::connect::open(&destination.registry, destination.plain_http, config.as_ref()).await?;
         Ok::<_, crate::registry::Error>((source_registry, target_registry))
     }
     .await;
@@ -109,10 +101,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         json["digest"] = serde_json::json!(report.digest);
         println!("{json}");
     } else {
-        println!(
-            "{}",
-            summary(&report.source, report.digest.as_ref(), target)
-        );
+        println!("{}", summary(&report.source, report.digest.as_ref(), target));
     }
     exit
 }
@@ -120,8 +109,7 @@ pub async fn run(args: CopyArgs) -> Exit {
 /// Parses both references; a destination without tag or digest takes the source's tag.
 fn parse_references(source: &str, destination: &str) -> Result<(Reference, Reference), String> {
     let source: Reference = source.parse().map_err(|e| format!("source: {e}"))?;
-    let mut destination =
-        Reference::parse_bare(destination).map_err(|e| format!("destination: {e}"))?;
+    let mut destination = Reference::parse_bare(destination).map_err(|e| format!("destination: {e}"))?;
     if destination.tag.is_none() && destination.digest.is_none() {
         destination.tag = source.tag.clone();
         destination.digest = source.digest.clone();
@@ -157,17 +145,13 @@ mod tests {
 
     #[test]
     fn destination_without_tag_takes_the_source_tag() {
-        let (_, destination) =
-            parse_references("ghcr.io/a/b:1.2", "http://127.0.0.1:5000/b").unwrap();
+        let (_, destination) = parse_references("ghcr.io/a/b:1.2", "http://127.0.0.1:5000/b").unwrap();
         assert_eq!(destination.to_string(), "http://127.0.0.1:5000/b:1.2");
     }
 
     #[test]
     fn bad_references_say_which_side_is_wrong() {
         let error = parse_references("ghcr.io/a/b:1.2", "UPPER/case").unwrap_err();
-        assert!(
-            error.starts_with("destination: invalid reference \"UPPER/case\""),
-            "{error}"
-        );
+        assert!(error.starts_with("destination: invalid reference \"UPPER/case\""), "{error}");
     }
 }

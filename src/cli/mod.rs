@@ -89,9 +89,7 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Err(error) => {
             let _ = error.print();
             return match error.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    Exit::Success
-                }
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Success,
                 _ => Exit::Config,
             }
             .into();
@@ -101,12 +99,7 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     match cli.command {
         Command::Copy(args) => copy::run(args).await.into(),
         Command::Sync(args) => sync::run(args).await.into(),
-        Command::Plan(args) => sync::run(sync::SyncArgs {
-            dry_run: true,
-            ..args
-        })
-        .await
-        .into(),
+        Command::Plan(args) => sync::run(sync::SyncArgs { dry_run: true, ..args }).await.into(),
         Command::Validate(args) => config_cmds::validate(args).into(),
         Command::Expand(args) => config_cmds::expand(args).into(),
         Command::Tags(args) => config_cmds::tags(args).await.into(),
@@ -120,9 +113,7 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
 /// Loads and validates a config, printing every problem; `Err` carries the exit code.
 pub(crate) fn load_config(location: &str) -> Result<crate::config::Config, Exit> {
     if location.starts_with("s3://") {
-        eprintln!(
-            "error: {location}: configs in S3 are not supported by this build yet; use a file"
-        );
+        eprintln!("error: {location}: configs in S3 are not supported by this build yet; use a file");
         return Err(Exit::Config);
     }
     crate::config::Config::load(std::path::Path::new(location)).map_err(|error| {
@@ -139,13 +130,9 @@ fn init_logging(format: LogFormat, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }

@@ -17,16 +17,10 @@ impl Progress {
     /// Starts the display if stderr is a terminal and `enabled`.
     pub fn start(stats: Arc<Stats>, enabled: bool) -> Self {
         if !enabled || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            return Progress {
-                bar: None,
-                ticker: None,
-            };
+            return Progress { bar: None, ticker: None };
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .expect("static template is valid"),
-        );
+        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template is valid"));
         let ticking = bar.clone();
         let ticker = tokio::spawn(async move {
             loop {
@@ -42,10 +36,7 @@ impl Progress {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        Progress {
-            bar: Some(bar),
-            ticker: Some(ticker),
-        }
+        Progress { bar: Some(bar), ticker: Some(ticker) }
     }
 }
 
@@ -69,11 +60,7 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]

@@ -37,35 +37,22 @@ pub async fn run(args: SyncArgs) -> Exit {
         Err(exit) => return exit,
     };
     if let Some(missing) = args.mappings.iter().find(|i| **i >= config.mappings.len()) {
-        eprintln!(
-            "error: --mapping {missing}: the config has {} mappings",
-            config.mappings.len()
-        );
+        eprintln!("error: --mapping {missing}: the config has {} mappings", config.mappings.len());
         return Exit::Config;
     }
-    let mappings: Vec<&Mapping> = config
-        .mappings
-        .iter()
-        .filter(|m| args.mappings.is_empty() || args.mappings.contains(&m.index))
-        .collect();
+    let mappings: Vec<&Mapping> =
+        config.mappings.iter().filter(|m| args.mappings.is_empty() || args.mappings.contains(&m.index)).collect();
     let clients = Clients::connect(&config, &mappings).await;
     let plan = sync::plan(&mappings, &clients, args.dry_run).await;
     if args.dry_run {
         return print_plan(&plan, args.json);
     }
 
-    let per_registry = config
-        .registries
-        .values()
-        .filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
+    let per_registry = config.registries.values().filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
     let transfers = config.global.max_concurrent_transfers;
     let cancel = Cancel::default();
     cancel.on_signals();
-    let engine = Engine::new(
-        Limits::new(transfers, per_registry),
-        cancel.clone(),
-        transfers,
-    );
+    let engine = Engine::new(Limits::new(transfers, per_registry), cancel.clone(), transfers);
     let progress = Progress::start(engine.stats(), !args.json);
     let grace = Duration::from_secs(args.grace_period);
     let execution = sync::execute(&plan, &mappings, &clients, &engine, transfers);
@@ -79,10 +66,7 @@ pub async fn run(args: SyncArgs) -> Exit {
     };
     drop(progress);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("reports serialise")
-        );
+        println!("{}", serde_json::to_string(&report).expect("reports serialise"));
     } else {
         println!("{}", report.summary());
     }
@@ -101,10 +85,7 @@ fn print_plan(plan: &Plan, json: bool) -> Exit {
     } else {
         println!("{}", render_plan(plan));
     }
-    let broken = plan
-        .mappings
-        .iter()
-        .any(|m| m.error.is_some() || m.images.iter().any(|i| i.error.is_some()));
+    let broken = plan.mappings.iter().any(|m| m.error.is_some() || m.images.iter().any(|i| i.error.is_some()));
     if broken { Exit::Partial } else { Exit::Success }
 }
 
@@ -113,66 +94,36 @@ fn render_plan(plan: &Plan) -> String {
     let mut lines = Vec::new();
     let (mut copies, mut bytes) = (0, 0);
     for mapping in &plan.mappings {
-        lines.push(format!(
-            "{} (mappings[{}], from {})",
-            mapping.key, mapping.index, mapping.source
-        ));
+        lines.push(format!("{} (mappings[{}], from {})", mapping.key, mapping.index, mapping.source));
         if let Some(error) = &mapping.error {
             lines.push(format!("  FAILED: {error}"));
             continue;
         }
-        lines.push(format!(
-            "  tags: {} kept, {} dropped",
-            mapping.kept.len(),
-            mapping.dropped.len()
-        ));
+        lines.push(format!("  tags: {} kept, {} dropped", mapping.kept.len(), mapping.dropped.len()));
         for dropped in &mapping.dropped {
             lines.push(format!("    drop {}: {}", dropped.tag, dropped.reason));
         }
         for image in &mapping.images {
-            let digest = image
-                .digest
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let digest = image.digest.as_ref().map(ToString::to_string).unwrap_or_default();
             if let Some(error) = &image.error {
                 lines.push(format!("  error {}: {error}", image.tag));
                 continue;
             }
-            let (to_copy, up_to_date): (Vec<_>, Vec<_>) =
-                image.targets.iter().partition(|t| t.action == Action::Copy);
+            let (to_copy, up_to_date): (Vec<_>, Vec<_>) = image.targets.iter().partition(|t| t.action == Action::Copy);
             let names = |targets: &[&crate::plan::TargetPlan]| {
-                targets
-                    .iter()
-                    .map(|t| t.registry.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                targets.iter().map(|t| t.registry.as_str()).collect::<Vec<_>>().join(", ")
             };
             if !to_copy.is_empty() {
                 copies += to_copy.len();
                 bytes += image.bytes.unwrap_or(0) * to_copy.len() as u64;
-                let size = image
-                    .bytes
-                    .map(|b| format!(" ({})", human_bytes(b)))
-                    .unwrap_or_default();
-                lines.push(format!(
-                    "  copy {} {digest} -> {}{size}",
-                    image.tag,
-                    names(&to_copy)
-                ));
+                let size = image.bytes.map(|b| format!(" ({})", human_bytes(b))).unwrap_or_default();
+                lines.push(format!("  copy {} {digest} -> {}{size}", image.tag, names(&to_copy)));
             }
             if !up_to_date.is_empty() {
-                lines.push(format!(
-                    "  skip {} {digest}: up to date at {}",
-                    image.tag,
-                    names(&up_to_date)
-                ));
+                lines.push(format!("  skip {} {digest}: up to date at {}", image.tag, names(&up_to_date)));
             }
         }
     }
-    lines.push(format!(
-        "would copy {copies} image(s) to targets, at most {} of blobs",
-        human_bytes(bytes)
-    ));
+    lines.push(format!("would copy {copies} image(s) to targets, at most {} of blobs", human_bytes(bytes)));
     lines.join("\n")
 }

@@ -13,19 +13,13 @@ pub struct InterpolationError {
 
 /// Expands variables in `text` using `lookup` (the environment, in production). Every problem
 /// is reported, not just the first.
-pub fn interpolate(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, Vec<InterpolationError>> {
+pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<InterpolationError>> {
     let mut output = String::with_capacity(text.len());
     let mut errors = Vec::new();
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
         output.push_str(&rest[..dollar]);
-        let line = text[..text.len() - rest.len() + dollar]
-            .matches('\n')
-            .count()
-            + 1;
+        let line = text[..text.len() - rest.len() + dollar].matches('\n').count() + 1;
         let after = &rest[dollar + 1..];
         if let Some(after_escape) = after.strip_prefix('$') {
             output.push('$');
@@ -38,10 +32,7 @@ pub fn interpolate(
             continue;
         };
         let Some(close) = body_and_rest.find('}') else {
-            errors.push(InterpolationError {
-                line,
-                message: "unclosed ${".to_string(),
-            });
+            errors.push(InterpolationError { line, message: "unclosed ${".to_string() });
             rest = "";
             break;
         };
@@ -52,11 +43,7 @@ pub fn interpolate(
         rest = &body_and_rest[close + 1..];
     }
     output.push_str(rest);
-    if errors.is_empty() {
-        Ok(output)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(output) } else { Err(errors) }
 }
 
 fn expand(body: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -81,17 +68,7 @@ fn expand(body: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String
 /// Whether a variable name looks like it holds a secret (for `ocync expand`).
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    [
-        "PASSWORD",
-        "PASSWD",
-        "SECRET",
-        "TOKEN",
-        "KEY",
-        "CREDENTIAL",
-        "AUTH",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
+    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "AUTH"].iter().any(|word| upper.contains(word))
 }
 
 #[cfg(test)]
@@ -109,10 +86,7 @@ mod tests {
     #[test]
     fn expands_set_variables_defaults_and_escapes() {
         let text = "url: ${ACCOUNT}.dkr\nport: ${PORT:-5000}\nliteral: $$HOME and $5";
-        assert_eq!(
-            interpolate(text, env).unwrap(),
-            "url: 123456789012.dkr\nport: 5000\nliteral: $HOME and $5"
-        );
+        assert_eq!(interpolate(text, env).unwrap(), "url: 123456789012.dkr\nport: 5000\nliteral: $HOME and $5");
     }
 
     #[test]
@@ -122,11 +96,8 @@ mod tests {
 
     #[test]
     fn reports_every_missing_variable_with_its_line() {
-        let errors = interpolate(
-            "a: ${NOPE}\nb: ${TOKEN:?set TOKEN to the robot password}\nc: ${bad-name}",
-            env,
-        )
-        .unwrap_err();
+        let errors =
+            interpolate("a: ${NOPE}\nb: ${TOKEN:?set TOKEN to the robot password}\nc: ${bad-name}", env).unwrap_err();
         let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(
             messages,

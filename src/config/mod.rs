@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use interpolate::{InterpolationError, interpolate, looks_secret};
-pub use raw::{
-    AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
-};
+pub use raw::{AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags};
 pub use resolve::Mapping;
 
 use crate::oci::endpoint_host;
@@ -100,11 +98,7 @@ pub struct Global {
 
 impl Default for Global {
     fn default() -> Self {
-        Global {
-            max_concurrent_transfers: 32,
-            timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-        }
+        Global { max_concurrent_transfers: 32, timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60) }
     }
 }
 
@@ -125,65 +119,39 @@ impl Config {
     /// Reads, interpolates and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
-            origin: origin.clone(),
-            reason: e.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Read { origin: origin.clone(), reason: e.to_string() })?;
         Config::parse(&text, &origin, |name| std::env::var(name).ok())
     }
 
     /// Interpolates, parses and validates config text; `origin` names it in errors.
-    pub fn parse(
-        text: &str,
-        origin: &str,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, Error> {
-        let invalid = |problems| Error::Invalid {
-            origin: origin.to_string(),
-            problems,
-        };
+    pub fn parse(text: &str, origin: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let invalid = |problems| Error::Invalid { origin: origin.to_string(), problems };
         let expanded = interpolate(text, lookup).map_err(|errors| {
             invalid(
                 errors
                     .into_iter()
-                    .map(|e| Problem {
-                        path: String::new(),
-                        line: Some(e.line),
-                        message: e.message,
-                    })
+                    .map(|e| Problem { path: String::new(), line: Some(e.line), message: e.message })
                     .collect(),
             )
         })?;
-        let raw: RawConfig = serde_norway::from_str(&expanded)
-            .map_err(|e| invalid(vec![raw::problem_from_serde(&e)]))?;
+        let raw: RawConfig =
+            serde_norway::from_str(&expanded).map_err(|e| invalid(vec![raw::problem_from_serde(&e)]))?;
         let mut problems = Vec::new();
         let global = validate_global(&raw, &mut problems);
         let registries = raw
             .registries
             .iter()
-            .filter_map(|(name, entry)| {
-                validate_registry(name, entry, &mut problems).map(|r| (name.clone(), r))
-            })
+            .filter_map(|(name, entry)| validate_registry(name, entry, &mut problems).map(|r| (name.clone(), r)))
             .collect();
         let mappings = resolve::resolve(&raw, &registries, &mut problems);
-        if problems.is_empty() {
-            Ok(Config {
-                global,
-                registries,
-                mappings,
-                raw,
-            })
-        } else {
-            Err(invalid(problems))
-        }
+        if problems.is_empty() { Ok(Config { global, registries, mappings, raw }) } else { Err(invalid(problems)) }
     }
 
     /// The registry entry whose host matches `host` (Docker Hub's spellings are one host).
     pub fn registry_for_host(&self, host: &str) -> Option<&RegistryConfig> {
         let wanted = endpoint_host(host);
-        self.registries
-            .values()
-            .find(|r| endpoint_host(&r.host) == wanted)
+        self.registries.values().find(|r| endpoint_host(&r.host) == wanted)
     }
 }
 
@@ -194,20 +162,13 @@ fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
     };
     if let Some(n) = raw_global.max_concurrent_transfers {
         if n == 0 {
-            problems.push(problem(
-                "global.max_concurrent_transfers",
-                "must be at least 1",
-            ));
+            problems.push(problem("global.max_concurrent_transfers", "must be at least 1"));
         }
         global.max_concurrent_transfers = n;
     }
     for (key, value, slot) in [
         ("global.timeout", &raw_global.timeout, &mut global.timeout),
-        (
-            "global.idle_timeout",
-            &raw_global.idle_timeout,
-            &mut global.idle_timeout,
-        ),
+        ("global.idle_timeout", &raw_global.idle_timeout, &mut global.idle_timeout),
     ] {
         if let Some(text) = value {
             match parse_duration(text) {
@@ -219,58 +180,37 @@ fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
     global
 }
 
-fn validate_registry(
-    name: &str,
-    entry: &RawRegistry,
-    problems: &mut Vec<Problem>,
-) -> Option<RegistryConfig> {
+fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem>) -> Option<RegistryConfig> {
     let path = |key: &str| format!("registries.{name}.{key}");
     let before = problems.len();
     let (plain_http, rest) = match entry.url.split_once("://") {
         Some(("http", rest)) => (true, rest),
         Some(("https", rest)) => (false, rest),
         Some((scheme, _)) => {
-            problems.push(problem(
-                &path("url"),
-                &format!("scheme {scheme}:// is not supported (use http:// or https://)"),
-            ));
+            problems
+                .push(problem(&path("url"), &format!("scheme {scheme}:// is not supported (use http:// or https://)")));
             (false, "")
         }
         None => (false, entry.url.as_str()),
     };
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
-        problems.push(problem(
-            &path("url"),
-            &format!("{:?} is not a registry host[:port]", entry.url),
-        ));
+        problems.push(problem(&path("url"), &format!("{:?} is not a registry host[:port]", entry.url)));
     }
     match entry.auth_type {
         Some(AuthType::Basic) if entry.credentials.is_none() => {
-            problems.push(problem(
-                &path("credentials"),
-                "auth_type basic needs credentials: { username, password }",
-            ));
+            problems.push(problem(&path("credentials"), "auth_type basic needs credentials: { username, password }"));
         }
         Some(AuthType::StaticToken) if entry.token.is_none() => {
-            problems.push(problem(
-                &path("token"),
-                "auth_type static_token needs a token",
-            ));
+            problems.push(problem(&path("token"), "auth_type static_token needs a token"));
         }
         _ => {}
     }
     if entry.credentials.is_some() && !matches!(entry.auth_type, None | Some(AuthType::Basic)) {
-        problems.push(problem(
-            &path("credentials"),
-            "credentials are only used with auth_type basic",
-        ));
+        problems.push(problem(&path("credentials"), "credentials are only used with auth_type basic"));
     }
     if entry.aws_profile.is_some() && entry.auth_type != Some(AuthType::Ecr) {
-        problems.push(problem(
-            &path("aws_profile"),
-            "aws_profile requires auth_type: ecr",
-        ));
+        problems.push(problem(&path("aws_profile"), "aws_profile requires auth_type: ecr"));
     }
     if entry.max_concurrent == Some(0) {
         problems.push(problem(&path("max_concurrent"), "must be at least 1"));
@@ -290,23 +230,15 @@ fn validate_registry(
 }
 
 fn problem(path: &str, message: &str) -> Problem {
-    Problem {
-        path: path.to_string(),
-        line: None,
-        message: message.to_string(),
-    }
+    Problem { path: path.to_string(), line: None, message: message.to_string() }
 }
 
 /// `30s`, `2m`, `500ms`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s, 2m or 500ms"))?;
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s, 2m or 500ms"))?;
     match unit.trim() {
         "" | "s" => Ok(Duration::from_secs(value)),
         "ms" => Ok(Duration::from_millis(value)),
@@ -321,9 +253,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, Error> {
-        Config::parse(text, "test.yaml", |name| {
-            (name == "CORP_TOKEN").then(|| "hunter2".to_string())
-        })
+        Config::parse(text, "test.yaml", |name| (name == "CORP_TOKEN").then(|| "hunter2".to_string()))
     }
 
     #[test]
@@ -341,13 +271,7 @@ mod tests {
     #[test]
     fn docker_hub_spellings_find_the_same_entry() {
         let config = parse("registries:\n  hub: { url: docker.io }\n").unwrap();
-        assert_eq!(
-            config
-                .registry_for_host("registry-1.docker.io")
-                .unwrap()
-                .name,
-            "hub"
-        );
+        assert_eq!(config.registry_for_host("registry-1.docker.io").unwrap().name, "hub");
     }
 
     #[test]
@@ -363,18 +287,13 @@ mod tests {
             "registries.b.credentials: auth_type basic needs credentials",
             "registries.c.aws_profile: aws_profile requires auth_type: ecr",
         ] {
-            assert!(
-                error.contains(expected),
-                "missing {expected:?} in:\n{error}"
-            );
+            assert!(error.contains(expected), "missing {expected:?} in:\n{error}");
         }
     }
 
     #[test]
     fn unknown_keys_are_errors_with_a_suggestion() {
-        let error = parse("registries:\n  a: { url: a.io, auth_typ: basic }\n")
-            .unwrap_err()
-            .to_string();
+        let error = parse("registries:\n  a: { url: a.io, auth_typ: basic }\n").unwrap_err().to_string();
         assert!(error.contains("unknown field `auth_typ`"), "{error}");
         assert!(error.contains("did you mean `auth_type`?"), "{error}");
         assert!(error.contains("line 2"), "{error}");

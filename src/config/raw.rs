@@ -93,10 +93,7 @@ pub struct RawCredentials {
 
 impl std::fmt::Debug for RawCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawCredentials")
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
+        f.debug_struct("RawCredentials").field("username", &self.username).field("password", &"***").finish()
     }
 }
 
@@ -171,11 +168,7 @@ pub fn problem_from_serde(error: &serde_norway::Error) -> Problem {
         Some(hint) => format!("{message}; did you mean `{hint}`?"),
         None => message,
     };
-    Problem {
-        path,
-        line: error.location().map(|l| l.line()),
-        message,
-    }
+    Problem { path, line: error.location().map(|l| l.line()), message }
 }
 
 /// For "unknown field `x`, expected one of `a`, `b`": the closest expected name.
@@ -186,10 +179,7 @@ fn suggestion(message: &str) -> Option<String> {
 }
 
 /// The candidate nearest to `word` by edit distance, if it is near enough to be a typo.
-pub(super) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(super) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (edit_distance(word, candidate), candidate))
@@ -218,14 +208,8 @@ mod tests {
 
     #[test]
     fn suggests_the_nearest_expected_field() {
-        assert_eq!(
-            suggestion("unknown field `form`, expected one of `from`, `to`, `source`").as_deref(),
-            Some("from")
-        );
-        assert_eq!(
-            suggestion("unknown field `zzzzzz`, expected one of `from`, `to`"),
-            None
-        );
+        assert_eq!(suggestion("unknown field `form`, expected one of `from`, `to`, `source`").as_deref(), Some("from"));
+        assert_eq!(suggestion("unknown field `zzzzzz`, expected one of `from`, `to`"), None);
         assert_eq!(suggestion("invalid type"), None);
     }
 

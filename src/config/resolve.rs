@@ -41,11 +41,7 @@ pub(super) fn resolve(
     problems: &mut Vec<Problem>,
 ) -> Vec<Mapping> {
     let problem = |problems: &mut Vec<Problem>, path: String, message: String| {
-        problems.push(Problem {
-            path,
-            line: None,
-            message,
-        });
+        problems.push(Problem { path, line: None, message });
     };
     let known = |name: &str| raw.registries.contains_key(name);
     let unknown_registry = |name: &str| {
@@ -56,19 +52,11 @@ pub(super) fn resolve(
     };
     for (group, members) in &raw.target_groups {
         if registries.contains_key(group) {
-            problem(
-                problems,
-                format!("target_groups.{group}"),
-                "has the same name as a registry".into(),
-            );
+            problem(problems, format!("target_groups.{group}"), "has the same name as a registry".into());
         }
         for (i, member) in members.iter().enumerate() {
             if !known(member) {
-                problem(
-                    problems,
-                    format!("target_groups.{group}[{i}]"),
-                    unknown_registry(member),
-                );
+                problem(problems, format!("target_groups.{group}[{i}]"), unknown_registry(member));
             }
         }
     }
@@ -80,11 +68,7 @@ pub(super) fn resolve(
     }
     let default_tags = defaults.tags.clone().unwrap_or_default();
     if let Err(error) = check_tags(&default_tags) {
-        problem(
-            problems,
-            format!("defaults.tags.{}", error.field),
-            error.message,
-        );
+        problem(problems, format!("defaults.tags.{}", error.field), error.message);
     }
 
     let mut mappings = Vec::new();
@@ -94,11 +78,7 @@ pub(super) fn resolve(
         let to = entry.to.clone().unwrap_or_else(|| entry.from.clone());
         for (key, repository) in [("from", &entry.from), ("to", &to)] {
             if let Err(reason) = validate_repository(repository) {
-                problem(
-                    problems,
-                    path(key),
-                    format!("repository {repository:?} {reason}"),
-                );
+                problem(problems, path(key), format!("repository {repository:?} {reason}"));
             }
         }
         let source = match entry.source.as_ref().or(defaults.source.as_ref()) {
@@ -110,58 +90,32 @@ pub(super) fn resolve(
                 String::new()
             }
             None => {
-                problem(
-                    problems,
-                    path("source"),
-                    "no source registry: set it here or in defaults.source".into(),
-                );
+                problem(problems, path("source"), "no source registry: set it here or in defaults.source".into());
                 String::new()
             }
         };
         let targets = match entry.targets.as_ref().or(defaults.targets.as_ref()) {
             None => {
-                problem(
-                    problems,
-                    path("targets"),
-                    "no targets: set them here or in defaults.targets".into(),
-                );
+                problem(problems, path("targets"), "no targets: set them here or in defaults.targets".into());
                 Vec::new()
             }
             Some(targets) => {
-                let reported_at = if entry.targets.is_some() {
-                    path("targets")
-                } else {
-                    "defaults.targets".to_string()
-                };
+                let reported_at =
+                    if entry.targets.is_some() { path("targets") } else { "defaults.targets".to_string() };
                 expand_targets(targets, raw, &reported_at, problems, &unknown_registry)
             }
         };
         if targets.contains(&source) && entry.from == to {
-            problem(
-                problems,
-                path("targets"),
-                format!("`{source}` is both source and target of {to}"),
-            );
+            problem(problems, path("targets"), format!("`{source}` is both source and target of {to}"));
         }
         let tags = merge_tags(&default_tags, entry.tags.as_ref());
         if entry.tags.is_some()
             && let Err(error) = check_tags(&tags)
         {
-            problem(
-                problems,
-                path(&format!("tags.{}", error.field)),
-                error.message,
-            );
+            problem(problems, path(&format!("tags.{}", error.field)), error.message);
         }
         if problems.len() == before {
-            mappings.push(Mapping {
-                index,
-                source,
-                from: entry.from.clone(),
-                to,
-                targets,
-                tags: to_filter(&tags),
-            });
+            mappings.push(Mapping { index, source, from: entry.from.clone(), to, targets, tags: to_filter(&tags) });
         }
     }
     mappings
@@ -185,23 +139,14 @@ fn expand_targets(
             Some(group) => group.clone(),
             None if raw.registries.contains_key(name) => vec![name.clone()],
             None => {
-                let candidates = raw
-                    .registries
-                    .keys()
-                    .chain(raw.target_groups.keys())
-                    .map(String::as_str);
+                let candidates = raw.registries.keys().chain(raw.target_groups.keys()).map(String::as_str);
                 let message = match closest(name, candidates) {
                     Some(hint) => {
                         format!("unknown target group or registry `{name}`; did you mean `{hint}`?")
                     }
-                    None => unknown_registry(name)
-                        .replace("unknown registry", "unknown target group or registry"),
+                    None => unknown_registry(name).replace("unknown registry", "unknown target group or registry"),
                 };
-                problems.push(Problem {
-                    path: path.to_string(),
-                    line: None,
-                    message,
-                });
+                problems.push(Problem { path: path.to_string(), line: None, message });
                 continue;
             }
         };
@@ -212,11 +157,7 @@ fn expand_targets(
         }
     }
     if resolved.is_empty() && !problems.iter().any(|p| p.path == path) {
-        problems.push(Problem {
-            path: path.to_string(),
-            line: None,
-            message: "names no target registry".into(),
-        });
+        problems.push(Problem { path: path.to_string(), line: None, message: "names no target registry".into() });
     }
     resolved
 }
@@ -290,9 +231,7 @@ mod tests {
 
     fn problems(rest: &str) -> Vec<String> {
         match parse(rest) {
-            Err(Error::Invalid { problems, .. }) => {
-                problems.iter().map(ToString::to_string).collect()
-            }
+            Err(Error::Invalid { problems, .. }) => problems.iter().map(ToString::to_string).collect(),
             other => panic!("expected problems, got {other:?}"),
         }
     }
@@ -305,15 +244,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.mappings[0].targets, ["ecr", "gar"]);
         assert_eq!(config.mappings[0].to, "chainguard/nginx");
-        assert_eq!(
-            config.mappings[1].targets,
-            ["gar", "ecr"],
-            "repeats are dropped"
-        );
-        assert_eq!(
-            config.mappings[0].key(),
-            "chainguard/nginx -> chainguard/nginx"
-        );
+        assert_eq!(config.mappings[1].targets, ["gar", "ecr"], "repeats are dropped");
+        assert_eq!(config.mappings[0].key(), "chainguard/nginx -> chainguard/nginx");
     }
 
     #[test]
@@ -323,10 +255,7 @@ mod tests {
         )
         .unwrap();
         let (a, b) = (&config.mappings[0].tags, &config.mappings[1].tags);
-        assert_eq!(
-            (a.globs.as_slice(), a.sort, a.latest),
-            (["*".to_string()].as_slice(), Some(Sort::Semver), Some(5))
-        );
+        assert_eq!((a.globs.as_slice(), a.sort, a.latest), (["*".to_string()].as_slice(), Some(Sort::Semver), Some(5)));
         assert_eq!(b.latest, Some(20));
     }
 
@@ -345,30 +274,19 @@ mod tests {
             "mappings[3].tags.sort: unknown sort `newest`, expected `semver` or `alpha`",
         ];
         for want in expected {
-            assert!(
-                found.iter().any(|p| p.starts_with(want)),
-                "missing {want:?} in {found:#?}"
-            );
+            assert!(found.iter().any(|p| p.starts_with(want)), "missing {want:?} in {found:#?}");
         }
     }
 
     #[test]
     fn a_wrongly_typed_value_is_reported_with_path_and_line() {
-        let found = problems(
-            "mappings:\n  - from: c\n    source: src\n    targets: ecr\n    tags: { latest: many }\n",
-        );
-        assert!(
-            found[0].starts_with("mappings[0].tags.latest (line 9): invalid type"),
-            "{found:?}"
-        );
+        let found = problems("mappings:\n  - from: c\n    source: src\n    targets: ecr\n    tags: { latest: many }\n");
+        assert!(found[0].starts_with("mappings[0].tags.latest (line 9): invalid type"), "{found:?}");
     }
 
     #[test]
     fn a_mapping_onto_itself_is_refused() {
         let found = problems("mappings:\n  - from: a\n    source: src\n    targets: [src]\n");
-        assert_eq!(
-            found,
-            ["mappings[0].targets: `src` is both source and target of a"]
-        );
+        assert_eq!(found, ["mappings[0].targets: `src` is both source and target of a"]);
     }
 }

@@ -23,6 +23,9 @@ pub struct BlobLedger {
     slots: Mutex<HashMap<Key, Slot>>,
     /// A repository per (registry, digest) where the blob is confirmed, for mounts.
     present: Mutex<HashMap<(String, Digest), String>>,
+    /// A transfer of the blob under way to some repository of the registry: others wait for
+    /// it and then mount, so the source is read once per registry.
+    underway: Mutex<HashMap<(String, Digest), watch::Receiver<Option<bool>>>>,
 }
 
 impl std::fmt::Debug for BlobLedger {
@@ -48,41 +51,40 @@ pub struct Owner<'l> {
     key: Key,
     sender: watch::Sender<Option<bool>>,
     finished: bool,
+    /// Whether this claim is the registry-wide transfer others wait for.
+    underway: bool,
 }
 
 impl BlobLedger {
-    /// Claims `digest` for `registry`/`repository`.
+    /// Claims `digest` for `registry`/`repository`. While another repository of the same
+    /// registry is receiving the blob, the answer is to wait (and then mount from there).
     pub fn claim(&self, registry: &str, repository: &str, digest: &Digest) -> Claim<'_> {
         let key = (registry.to_string(), repository.to_string(), digest.clone());
         let mut slots = self.slots.lock().expect("ledger lock poisoned");
         match slots.get(&key) {
-            Some(Slot::Present) => Claim::Present,
-            Some(Slot::InFlight(receiver)) => Claim::Wait(receiver.clone()),
-            None => {
-                let (sender, receiver) = watch::channel(None);
-                slots.insert(key.clone(), Slot::InFlight(receiver));
-                Claim::Owner(Owner {
-                    ledger: self,
-                    key,
-                    sender,
-                    finished: false,
-                })
-            }
+            Some(Slot::Present) => return Claim::Present,
+            Some(Slot::InFlight(receiver)) => return Claim::Wait(receiver.clone()),
+            None => {}
         }
+        let mut underway = self.underway.lock().expect("ledger lock poisoned");
+        let registry_key = (registry.to_string(), digest.clone());
+        let present_elsewhere = self.present.lock().expect("ledger lock poisoned").contains_key(&registry_key);
+        if !present_elsewhere && let Some(receiver) = underway.get(&registry_key) {
+            return Claim::Wait(receiver.clone());
+        }
+        let (sender, receiver) = watch::channel(None);
+        slots.insert(key.clone(), Slot::InFlight(receiver.clone()));
+        let leads = !present_elsewhere;
+        if leads {
+            underway.insert(registry_key, receiver);
+        }
+        Claim::Owner(Owner { ledger: self, key, sender, finished: false, underway: leads })
     }
 
     /// A repository of `registry` where `digest` is confirmed in this run, other than `except`.
-    pub fn present_elsewhere(
-        &self,
-        registry: &str,
-        digest: &Digest,
-        except: &str,
-    ) -> Option<String> {
+    pub fn present_elsewhere(&self, registry: &str, digest: &Digest, except: &str) -> Option<String> {
         let present = self.present.lock().expect("ledger lock poisoned");
-        present
-            .get(&(registry.to_string(), digest.clone()))
-            .filter(|repository| *repository != except)
-            .cloned()
+        present.get(&(registry.to_string(), digest.clone())).filter(|repository| *repository != except).cloned()
     }
 }
 
@@ -90,17 +92,17 @@ impl Owner<'_> {
     /// The blob is at the target now.
     pub fn confirm(mut self) {
         let (registry, repository, digest) = self.key.clone();
-        self.ledger
-            .slots
-            .lock()
-            .expect("ledger lock poisoned")
-            .insert(self.key.clone(), Slot::Present);
-        self.ledger
-            .present
-            .lock()
-            .expect("ledger lock poisoned")
-            .insert((registry, digest), repository);
-        self.sender.send_replace(Some(true));
+        self.ledger.slots.lock().expect("ledger lock poisoned").insert(self.key.clone(), Slot::Present);
+        self.ledger.present.lock().expect("ledger lock poisoned").insert((registry, digest), repository);
+        self.settle(true);
+    }
+
+    fn settle(&mut self, confirmed: bool) {
+        if self.underway {
+            let (registry, _, digest) = self.key.clone();
+            self.ledger.underway.lock().expect("ledger lock poisoned").remove(&(registry, digest));
+        }
+        self.sender.send_replace(Some(confirmed));
         self.finished = true;
     }
 }
@@ -108,12 +110,8 @@ impl Owner<'_> {
 impl Drop for Owner<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.ledger
-                .slots
-                .lock()
-                .expect("ledger lock poisoned")
-                .remove(&self.key);
-            self.sender.send_replace(Some(false));
+            self.ledger.slots.lock().expect("ledger lock poisoned").remove(&self.key);
+            self.settle(false);
         }
     }
 }
@@ -134,32 +132,22 @@ mod tests {
     #[test]
     fn the_first_claim_owns_and_later_ones_wait_or_see_it_present() {
         let ledger = BlobLedger::default();
-        let Claim::Owner(owner) = ledger.claim("r", "a", &digest()) else {
-            panic!("first claim owns")
-        };
+        let Claim::Owner(owner) = ledger.claim("r", "a", &digest()) else { panic!("first claim owns") };
         assert!(matches!(ledger.claim("r", "a", &digest()), Claim::Wait(_)));
-        assert!(
-            matches!(ledger.claim("r", "b", &digest()), Claim::Owner(_)),
-            "other repositories are separate"
-        );
+        assert!(matches!(ledger.claim("r", "b", &digest()), Claim::Wait(_)), "another repository waits to mount");
+        assert!(matches!(ledger.claim("other", "a", &digest()), Claim::Owner(_)), "other registries are separate");
         owner.confirm();
         assert!(matches!(ledger.claim("r", "a", &digest()), Claim::Present));
-        assert_eq!(
-            ledger.present_elsewhere("r", &digest(), "c").as_deref(),
-            Some("a")
-        );
+        assert!(matches!(ledger.claim("r", "b", &digest()), Claim::Owner(_)), "now it can be mounted");
+        assert_eq!(ledger.present_elsewhere("r", &digest(), "c").as_deref(), Some("a"));
         assert_eq!(ledger.present_elsewhere("r", &digest(), "a"), None);
     }
 
     #[test]
     fn a_dropped_claim_releases_the_blob() {
         let ledger = BlobLedger::default();
-        let Claim::Owner(owner) = ledger.claim("r", "a", &digest()) else {
-            panic!("first claim owns")
-        };
-        let Claim::Wait(receiver) = ledger.claim("r", "a", &digest()) else {
-            panic!("second waits")
-        };
+        let Claim::Owner(owner) = ledger.claim("r", "a", &digest()) else { panic!("first claim owns") };
+        let Claim::Wait(receiver) = ledger.claim("r", "a", &digest()) else { panic!("second waits") };
         drop(owner);
         assert_eq!(*receiver.borrow(), Some(false));
         assert!(matches!(ledger.claim("r", "a", &digest()), Claim::Owner(_)));

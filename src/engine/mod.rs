@@ -145,17 +145,11 @@ struct Live<'j, R> {
 
 impl<R> Live<'_, R> {
     fn failed(&self) -> bool {
-        self.failure
-            .lock()
-            .expect("failure lock poisoned")
-            .is_some()
+        self.failure.lock().expect("failure lock poisoned").is_some()
     }
 
     fn fail(&self, error: Arc<Error>) {
-        self.failure
-            .lock()
-            .expect("failure lock poisoned")
-            .get_or_insert(error);
+        self.failure.lock().expect("failure lock poisoned").get_or_insert(error);
     }
 }
 
@@ -202,12 +196,7 @@ impl Engine {
         let lives: Vec<Live<R>> = job
             .targets
             .iter()
-            .map(|target| Live {
-                target,
-                stats: Arc::default(),
-                failure: Mutex::new(None),
-                skipped: Mutex::new(None),
-            })
+            .map(|target| Live { target, stats: Arc::default(), failure: Mutex::new(None), skipped: Mutex::new(None) })
             .collect();
         let digest = match self.source_digest(source).await {
             Ok(digest) => Some(digest),
@@ -224,15 +213,8 @@ impl Engine {
             }
         }
         let duration_ms = started.elapsed().as_millis() as u64;
-        let targets = lives
-            .iter()
-            .map(|live| report_target(live, duration_ms))
-            .collect();
-        ImageReport {
-            source: label(source.registry, source.repository, &source.reference),
-            digest,
-            targets,
-        }
+        let targets = lives.iter().map(|live| report_target(live, duration_ms)).collect();
+        ImageReport { source: label(source.registry, source.repository, &source.reference), digest, targets }
     }
 
     async fn source_digest<R: Registry>(&self, source: &Source<'_, R>) -> Result<Digest, Error> {
@@ -242,10 +224,7 @@ impl Engine {
         if let Ok(digest) = source.reference.parse::<Digest>() {
             return Ok(digest);
         }
-        let head = source
-            .registry
-            .head_manifest(source.repository, &source.reference)
-            .await?;
+        let head = source.registry.head_manifest(source.repository, &source.reference).await?;
         head.map(|h| h.digest).ok_or_else(|| Error::SourceNotFound {
             reference: label(source.registry, source.repository, &source.reference),
         })
@@ -260,57 +239,36 @@ impl Engine {
         let checks = lives.iter().map(|live| async move {
             let current = match &live.target.current {
                 Some(current) => current.clone(),
-                None => match live
-                    .target
-                    .registry
-                    .head_manifest(live.target.repository, &live.target.reference)
-                    .await
-                {
-                    Ok(head) => head.map(|h| h.digest),
-                    Err(error) => {
-                        live.fail(Arc::new(error.into()));
-                        return None;
+                None => {
+                    match live.target.registry.head_manifest(live.target.repository, &live.target.reference).await {
+                        Ok(head) => head.map(|h| h.digest),
+                        Err(error) => {
+                            live.fail(Arc::new(error.into()));
+                            return None;
+                        }
                     }
-                },
+                }
             };
             if current.as_ref() == Some(digest) {
-                *live.skipped.lock().expect("skip lock poisoned") =
-                    Some("target already has this digest".into());
+                *live.skipped.lock().expect("skip lock poisoned") = Some("target already has this digest".into());
                 None
             } else {
                 Some(live)
             }
         });
-        futures_util::future::join_all(checks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        futures_util::future::join_all(checks).await.into_iter().flatten().collect()
     }
 
-    async fn copy_top<R: Registry>(
-        &self,
-        source: &Source<'_, R>,
-        digest: &Digest,
-        pending: Vec<&Live<'_, R>>,
-    ) {
+    async fn copy_top<R: Registry>(&self, source: &Source<'_, R>, digest: &Digest, pending: Vec<&Live<'_, R>>) {
         if self.cancel.is_cancelled() {
-            pending
-                .iter()
-                .for_each(|live| live.fail(Arc::new(Error::Cancelled)));
+            pending.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
             return;
         }
-        let manifest = match source
-            .registry
-            .get_manifest(source.repository, digest.as_str())
-            .await
-        {
+        let manifest = match source.registry.get_manifest(source.repository, digest.as_str()).await {
             Ok(manifest) => manifest,
             Err(error) => {
                 let error = Arc::new(if error.is_not_found() {
-                    Error::SourceNotFound {
-                        reference: label(source.registry, source.repository, &source.reference),
-                    }
+                    Error::SourceNotFound { reference: label(source.registry, source.repository, &source.reference) }
                 } else {
                     error.into()
                 });
@@ -318,10 +276,7 @@ impl Engine {
                 return;
             }
         };
-        let targets = pending
-            .into_iter()
-            .map(|live| (live, live.target.reference.clone()))
-            .collect();
+        let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
         self.copy_manifest(source, &manifest, targets).await;
     }
 
@@ -341,105 +296,62 @@ impl Engine {
                     reference: manifest.digest.to_string(),
                     source: Box::new(source_error),
                 }));
-                targets
-                    .iter()
-                    .for_each(|(live, _)| live.fail(error.clone()));
+                targets.iter().for_each(|(live, _)| live.fail(error.clone()));
                 return;
             }
         };
         let lives: Vec<&Live<R>> = targets.iter().map(|(live, _)| *live).collect();
         match kind {
             ManifestKind::Index { children } => {
-                futures_util::stream::iter(
-                    children
-                        .iter()
-                        .map(|child| self.copy_child(source, &child.digest, &lives)),
-                )
-                .buffer_unordered(self.fan_out)
-                .collect::<Vec<()>>()
-                .await;
+                futures_util::stream::iter(children.iter().map(|child| self.copy_child(source, &child.digest, &lives)))
+                    .buffer_unordered(self.fan_out)
+                    .collect::<Vec<()>>()
+                    .await;
             }
             ManifestKind::Image { blobs } => {
                 let mut seen = std::collections::HashSet::new();
                 let distinct = blobs.iter().filter(|blob| seen.insert(&blob.digest));
-                futures_util::stream::iter(
-                    distinct.map(|blob| self.copy_blob(source, blob, &lives)),
-                )
-                .buffer_unordered(self.fan_out)
-                .collect::<Vec<()>>()
-                .await;
+                futures_util::stream::iter(distinct.map(|blob| self.copy_blob(source, blob, &lives)))
+                    .buffer_unordered(self.fan_out)
+                    .collect::<Vec<()>>()
+                    .await;
             }
         }
-        let pushes =
-            targets
-                .iter()
-                .filter(|(live, _)| !live.failed())
-                .map(|(live, reference)| async move {
-                    match live
-                        .target
-                        .registry
-                        .put_manifest(live.target.repository, reference, manifest)
-                        .await
-                    {
-                        Ok(()) => {
-                            live.stats.record(Event::ManifestPushed);
-                            self.stats.record(Event::ManifestPushed);
-                        }
-                        Err(error) => live.fail(Arc::new(error.into())),
-                    }
-                });
+        let pushes = targets.iter().filter(|(live, _)| !live.failed()).map(|(live, reference)| async move {
+            match live.target.registry.put_manifest(live.target.repository, reference, manifest).await {
+                Ok(()) => {
+                    live.stats.record(Event::ManifestPushed);
+                    self.stats.record(Event::ManifestPushed);
+                }
+                Err(error) => live.fail(Arc::new(error.into())),
+            }
+        });
         futures_util::future::join_all(pushes).await;
     }
 
     /// A child of an index, for the targets that do not have it by digest.
-    async fn copy_child<R: Registry>(
-        &self,
-        source: &Source<'_, R>,
-        digest: &Digest,
-        lives: &[&Live<'_, R>],
-    ) {
+    async fn copy_child<R: Registry>(&self, source: &Source<'_, R>, digest: &Digest, lives: &[&Live<'_, R>]) {
         if self.cancel.is_cancelled() {
-            lives
-                .iter()
-                .for_each(|live| live.fail(Arc::new(Error::Cancelled)));
+            lives.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
             return;
         }
-        let checks = lives
-            .iter()
-            .filter(|live| !live.failed())
-            .map(|live| async move {
-                match live
-                    .target
-                    .registry
-                    .head_manifest(live.target.repository, digest.as_str())
-                    .await
-                {
-                    Ok(Some(_)) => None,
-                    Ok(None) => Some(*live),
-                    Err(error) => {
-                        live.fail(Arc::new(error.into()));
-                        None
-                    }
+        let checks = lives.iter().filter(|live| !live.failed()).map(|live| async move {
+            match live.target.registry.head_manifest(live.target.repository, digest.as_str()).await {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(*live),
+                Err(error) => {
+                    live.fail(Arc::new(error.into()));
+                    None
                 }
-            });
-        let needy: Vec<&Live<R>> = futures_util::future::join_all(checks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+            }
+        });
+        let needy: Vec<&Live<R>> = futures_util::future::join_all(checks).await.into_iter().flatten().collect();
         if needy.is_empty() {
             return;
         }
-        match source
-            .registry
-            .get_manifest(source.repository, digest.as_str())
-            .await
-        {
+        match source.registry.get_manifest(source.repository, digest.as_str()).await {
             Ok(child) => {
-                let targets = needy
-                    .into_iter()
-                    .map(|live| (live, digest.to_string()))
-                    .collect();
+                let targets = needy.into_iter().map(|live| (live, digest.to_string())).collect();
                 // Boxed: an index may (rarely) contain another index.
                 Box::pin(self.copy_manifest(source, &child, targets)).await;
             }
@@ -453,39 +365,23 @@ impl Engine {
     /// Gets one blob to every target that lacks it, reading the source at most once per
     /// attempt. Claims held by this task are settled before it waits on anyone else's, so two
     /// images sharing blobs and targets cannot wait on each other.
-    async fn copy_blob<R: Registry>(
-        &self,
-        source: &Source<'_, R>,
-        blob: &BlobDescriptor,
-        lives: &[&Live<'_, R>],
-    ) {
-        let mut todo: Vec<&Live<R>> = lives
-            .iter()
-            .copied()
-            .filter(|live| !live.failed())
-            .collect();
+    async fn copy_blob<R: Registry>(&self, source: &Source<'_, R>, blob: &BlobDescriptor, lives: &[&Live<'_, R>]) {
+        let mut todo: Vec<&Live<R>> = lives.iter().copied().filter(|live| !live.failed()).collect();
         while !todo.is_empty() {
-            let preparations = futures_util::future::join_all(
-                todo.iter()
-                    .map(|live| self.prepare_blob(source, blob, live)),
-            )
-            .await;
+            let preparations =
+                futures_util::future::join_all(todo.iter().map(|live| self.prepare_blob(source, blob, live))).await;
             let mut uploads = Vec::new();
             let mut busy = Vec::new();
             for preparation in preparations {
                 match preparation {
                     Preparation::Done => {}
-                    Preparation::Upload(owner, live, session) => {
-                        uploads.push((owner, live, session))
-                    }
+                    Preparation::Upload(owner, live, session) => uploads.push((owner, live, session)),
                     Preparation::Busy(live, receiver) => busy.push((live, receiver)),
                 }
             }
             if !uploads.is_empty() {
                 if self.cancel.is_cancelled() {
-                    uploads
-                        .iter()
-                        .for_each(|(_, live, _)| live.fail(Arc::new(Error::Cancelled)));
+                    uploads.iter().for_each(|(_, live, _)| live.fail(Arc::new(Error::Cancelled)));
                 } else {
                     self.transfer(source, blob, uploads).await;
                 }
@@ -506,10 +402,7 @@ impl Engine {
     ) -> Preparation<'l, 'j, R> {
         let target = live.target;
         let registry_name = target.registry.name();
-        let owner = match self
-            .ledger
-            .claim(registry_name, target.repository, &blob.digest)
-        {
+        let owner = match self.ledger.claim(registry_name, target.repository, &blob.digest) {
             Claim::Present => {
                 self.record(live, Event::Skipped);
                 return Preparation::Done;
@@ -517,11 +410,7 @@ impl Engine {
             Claim::Wait(receiver) => return Preparation::Busy(live, receiver),
             Claim::Owner(owner) => owner,
         };
-        match target
-            .registry
-            .blob_exists(target.repository, &blob.digest)
-            .await
-        {
+        match target.registry.blob_exists(target.repository, &blob.digest).await {
             Ok(true) => {
                 owner.confirm();
                 self.record(live, Event::Skipped);
@@ -533,21 +422,13 @@ impl Engine {
                 return Preparation::Done;
             }
         }
-        let mount_from = self
-            .ledger
-            .present_elsewhere(registry_name, &blob.digest, target.repository)
-            .or_else(|| {
-                (target.registry.same_registry(source.registry)
-                    && target.repository != source.repository)
-                    .then(|| source.repository.to_string())
-            });
+        let mount_from = self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).or_else(|| {
+            (target.registry.same_registry(source.registry) && target.repository != source.repository)
+                .then(|| source.repository.to_string())
+        });
         let mut session = None;
         if let Some(from) = mount_from {
-            match target
-                .registry
-                .mount_blob(target.repository, &blob.digest, &from)
-                .await
-            {
+            match target.registry.mount_blob(target.repository, &blob.digest, &from).await {
                 Ok(MountOutcome::Mounted) => {
                     owner.confirm();
                     self.record(live, Event::Mounted);
@@ -569,13 +450,8 @@ impl Engine {
         blob: &BlobDescriptor,
         mut pending: Vec<(Owner<'_>, &Live<'_, R>, Option<UploadSession>)>,
     ) {
-        let registries = pending
-            .iter()
-            .map(|(_, live, _)| live.target.registry.name());
-        let _permits = self
-            .limits
-            .acquire(std::iter::once(source.registry.name()).chain(registries))
-            .await;
+        let registries = pending.iter().map(|(_, live, _)| live.target.registry.name());
+        let _permits = self.limits.acquire(std::iter::once(source.registry.name()).chain(registries)).await;
         let mut attempt = 1;
         loop {
             let body = match source.registry.get_blob(source.repository, blob).await {
@@ -588,38 +464,20 @@ impl Engine {
                 }
                 Err(error) => {
                     let error = Arc::new(error.into());
-                    pending
-                        .iter()
-                        .for_each(|(_, live, _)| live.fail(Arc::clone(&error)));
+                    pending.iter().for_each(|(_, live, _)| live.fail(Arc::clone(&error)));
                     return;
                 }
             };
             let results = if let [(_, live, session)] = pending.as_mut_slice() {
                 let body = self.counted(body, live);
-                vec![
-                    live.target
-                        .registry
-                        .push_blob(live.target.repository, blob, body, session.take())
-                        .await,
-                ]
+                vec![live.target.registry.push_blob(live.target.repository, blob, body, session.take()).await]
             } else {
                 let (branches, driver) = tee::tee(body, pending.len());
-                let uploads =
-                    pending
-                        .iter_mut()
-                        .zip(branches)
-                        .map(|((_, live, session), branch)| {
-                            let body = self.counted(branch, live);
-                            live.target.registry.push_blob(
-                                live.target.repository,
-                                blob,
-                                body,
-                                session.take(),
-                            )
-                        });
-                let (results, ()) =
-                    futures_util::future::join(futures_util::future::join_all(uploads), driver)
-                        .await;
+                let uploads = pending.iter_mut().zip(branches).map(|((_, live, session), branch)| {
+                    let body = self.counted(branch, live);
+                    live.target.registry.push_blob(live.target.repository, blob, body, session.take())
+                });
+                let (results, ()) = futures_util::future::join(futures_util::future::join_all(uploads), driver).await;
                 results
             };
             let mut again = Vec::new();
@@ -629,11 +487,7 @@ impl Engine {
                         owner.confirm();
                         self.record(live, Event::Copied);
                     }
-                    Err(error)
-                        if error.is_retryable()
-                            && attempt < BLOB_ATTEMPTS
-                            && !self.cancel.is_cancelled() =>
-                    {
+                    Err(error) if error.is_retryable() && attempt < BLOB_ATTEMPTS && !self.cancel.is_cancelled() => {
                         tracing::warn!(digest = %blob.digest, target = live.target.registry.name(), attempt, %error, "blob upload failed; retrying");
                         again.push((owner, live, None));
                     }
@@ -659,12 +513,8 @@ impl Engine {
         let (target_stats, run_stats) = (live.stats.clone(), self.stats.clone());
         body.inspect_ok(move |chunk| {
             let n = chunk.len() as u64;
-            target_stats
-                .bytes
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            run_stats
-                .bytes
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            target_stats.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            run_stats.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         })
         .boxed()
     }
@@ -678,10 +528,7 @@ fn report_target<R: Registry>(live: &Live<'_, R>, duration_ms: u64) -> TargetRep
     let failure = live.failure.lock().expect("failure lock poisoned").clone();
     let skipped = live.skipped.lock().expect("skip lock poisoned").clone();
     let outcome = match (failure, skipped) {
-        (Some(error), _) => Outcome::Failed {
-            error: error.to_string(),
-            auth: error.is_auth(),
-        },
+        (Some(error), _) => Outcome::Failed { error: error.to_string(), auth: error.is_auth() },
         (None, Some(reason)) => Outcome::Skipped { reason },
         (None, None) => Outcome::Synced,
     };

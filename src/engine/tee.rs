@@ -16,17 +16,12 @@ const BRANCH_BUFFER: usize = 8;
 /// Splits `source` into `branches` streams; the returned future drives the source and must
 /// run alongside the consumers. A branch whose consumer stops is left behind; a source error
 /// reaches every branch as [`Error::SourceFailed`].
-pub fn tee(
-    source: BlobStream,
-    branches: usize,
-) -> (Vec<BlobStream>, impl Future<Output = ()> + Send) {
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..branches)
-        .map(|_| mpsc::channel::<Result<Bytes>>(BRANCH_BUFFER))
-        .unzip();
+pub fn tee(source: BlobStream, branches: usize) -> (Vec<BlobStream>, impl Future<Output = ()> + Send) {
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..branches).map(|_| mpsc::channel::<Result<Bytes>>(BRANCH_BUFFER)).unzip();
     let driver = async move {
         let mut source = source;
-        let mut senders: Vec<Option<mpsc::Sender<Result<Bytes>>>> =
-            senders.into_iter().map(Some).collect();
+        let mut senders: Vec<Option<mpsc::Sender<Result<Bytes>>>> = senders.into_iter().map(Some).collect();
         while let Some(item) = source.next().await {
             match item {
                 Ok(bytes) => {
@@ -43,10 +38,7 @@ pub fn tee(
                 }
                 Err(error) => {
                     for sender in senders.iter().flatten() {
-                        let shared = Error::SourceFailed {
-                            detail: error.to_string(),
-                            retryable: error.is_retryable(),
-                        };
+                        let shared = Error::SourceFailed { detail: error.to_string(), retryable: error.is_retryable() };
                         let _ = sender.send(Err(shared)).await;
                     }
                     return;
@@ -74,16 +66,12 @@ mod tests {
 
     /// Bytes a branch delivered, or its error.
     async fn total_len(branch: BlobStream) -> Result<usize> {
-        branch
-            .try_fold(0, |total, chunk| async move { Ok(total + chunk.len()) })
-            .await
+        branch.try_fold(0, |total, chunk| async move { Ok(total + chunk.len()) }).await
     }
 
     #[tokio::test]
     async fn every_branch_gets_every_byte() {
-        let chunks: Vec<Result<Bytes>> = (0..20)
-            .map(|i| Ok(Bytes::from(vec![i as u8; 100])))
-            .collect();
+        let chunks: Vec<Result<Bytes>> = (0..20).map(|i| Ok(Bytes::from(vec![i as u8; 100]))).collect();
         let (branches, driver) = tee(futures_util::stream::iter(chunks).boxed(), 3);
         let collect = futures_util::future::join_all(branches.into_iter().map(total_len));
         let (results, ()) = futures_util::future::join(collect, driver).await;
@@ -94,28 +82,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_source_error_reaches_every_branch_with_its_retryability() {
-        let items: Vec<Result<Bytes>> = vec![
-            Ok(Bytes::from_static(b"x")),
-            Err(Error::Setup {
-                registry: "r".into(),
-                detail: "boom".into(),
-            }),
-        ];
+        let items: Vec<Result<Bytes>> =
+            vec![Ok(Bytes::from_static(b"x")), Err(Error::Setup { registry: "r".into(), detail: "boom".into() })];
         let (branches, driver) = tee(futures_util::stream::iter(items).boxed(), 2);
         let collect = futures_util::future::join_all(branches.into_iter().map(total_len));
         let (results, ()) = futures_util::future::join(collect, driver).await;
         for result in results {
             let error = result.unwrap_err();
-            assert!(
-                matches!(
-                    error,
-                    Error::SourceFailed {
-                        retryable: false,
-                        ..
-                    }
-                ),
-                "{error}"
-            );
+            assert!(matches!(error, Error::SourceFailed { retryable: false, .. }), "{error}");
             assert!(error.to_string().contains("boom"));
         }
     }

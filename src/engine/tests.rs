@@ -16,12 +16,7 @@ fn index(seed: u64) -> Built {
 }
 
 fn target<'a>(registry: &'a MemoryRegistry, repository: &'a str) -> Target<'a, MemoryRegistry> {
-    Target {
-        registry,
-        repository,
-        reference: "v1".into(),
-        current: None,
-    }
+    Target { registry, repository, reference: "v1".into(), current: None }
 }
 
 fn job<'a>(
@@ -29,15 +24,7 @@ fn job<'a>(
     repository: &'a str,
     targets: Vec<Target<'a, MemoryRegistry>>,
 ) -> ImageJob<'a, MemoryRegistry> {
-    ImageJob {
-        source: Source {
-            registry: source,
-            repository,
-            reference: "v1".into(),
-            digest: None,
-        },
-        targets,
-    }
+    ImageJob { source: Source { registry: source, repository, reference: "v1".into(), digest: None }, targets }
 }
 
 fn statuses(report: &ImageReport) -> Vec<&Outcome> {
@@ -50,9 +37,7 @@ async fn a_cold_copy_lands_every_part_and_the_tag() {
     let built = index(1);
     source.insert("app", "v1", &built);
 
-    let report = engine()
-        .copy(&job(&source, "app", vec![target(&destination, "mirror")]))
-        .await;
+    let report = engine().copy(&job(&source, "app", vec![target(&destination, "mirror")])).await;
     assert_eq!(statuses(&report), [&Outcome::Synced]);
     assert_eq!(destination.tags("mirror")["v1"], *built.digest());
     for blob in built.blobs() {
@@ -66,15 +51,11 @@ async fn a_cold_copy_lands_every_part_and_the_tag() {
 async fn a_warm_copy_sends_only_heads() {
     let (source, destination) = (MemoryRegistry::new("src"), MemoryRegistry::new("dst"));
     source.insert("app", "v1", &index(2));
-    engine()
-        .copy(&job(&source, "app", vec![target(&destination, "mirror")]))
-        .await;
+    engine().copy(&job(&source, "app", vec![target(&destination, "mirror")])).await;
     source.reset_counts();
     destination.reset_counts();
 
-    let report = engine()
-        .copy(&job(&source, "app", vec![target(&destination, "mirror")]))
-        .await;
+    let report = engine().copy(&job(&source, "app", vec![target(&destination, "mirror")])).await;
     assert!(matches!(statuses(&report)[..], [Outcome::Skipped { .. }]));
     assert_eq!(source.counts(), [(Op::HeadManifest, 1)].into());
     assert_eq!(destination.counts(), [(Op::HeadManifest, 1)].into());
@@ -83,30 +64,15 @@ async fn a_warm_copy_sends_only_heads() {
 #[tokio::test]
 async fn three_targets_read_each_source_blob_once() {
     let source = MemoryRegistry::new("src");
-    let targets: Vec<MemoryRegistry> = ["a", "b", "c"]
-        .iter()
-        .map(|n| MemoryRegistry::new(n))
-        .collect();
+    let targets: Vec<MemoryRegistry> = ["a", "b", "c"].iter().map(|n| MemoryRegistry::new(n)).collect();
     let built = index(3);
     source.insert("app", "v1", &built);
 
-    let job = job(
-        &source,
-        "app",
-        targets.iter().map(|t| target(t, "app")).collect(),
-    );
+    let job = job(&source, "app", targets.iter().map(|t| target(t, "app")).collect());
     let report = engine().copy(&job).await;
     assert_eq!(statuses(&report), [&Outcome::Synced; 3]);
-    assert_eq!(
-        source.count(Op::GetBlob),
-        built.blobs().len() as u64,
-        "one read per distinct blob"
-    );
-    assert_eq!(
-        source.count(Op::GetManifest),
-        3,
-        "index and two children, once each"
-    );
+    assert_eq!(source.count(Op::GetBlob), built.blobs().len() as u64, "one read per distinct blob");
+    assert_eq!(source.count(Op::GetManifest), 3, "index and two children, once each");
     for registry in &targets {
         assert_eq!(registry.tags("app")["v1"], *built.digest());
         assert_eq!(registry.count(Op::PushBlob), built.blobs().len() as u64);
@@ -116,36 +82,18 @@ async fn three_targets_read_each_source_blob_once() {
 #[tokio::test]
 async fn blobs_shared_by_images_are_mounted_from_where_they_landed() {
     let (source, destination) = (MemoryRegistry::new("src"), MemoryRegistry::new("dst"));
-    let first = Built::Image(testdata::image(
-        &[(9, 5000), (10, 100)],
-        PLATFORMS[0],
-        false,
-    ));
-    let second = Built::Image(testdata::image(
-        &[(9, 5000), (11, 100)],
-        PLATFORMS[0],
-        false,
-    ));
+    let first = Built::Image(testdata::image(&[(9, 5000), (10, 100)], PLATFORMS[0], false));
+    let second = Built::Image(testdata::image(&[(9, 5000), (11, 100)], PLATFORMS[0], false));
     source.insert("one", "v1", &first);
     source.insert("two", "v1", &second);
     let engine = engine();
 
-    engine
-        .copy(&job(&source, "one", vec![target(&destination, "one")]))
-        .await;
+    engine.copy(&job(&source, "one", vec![target(&destination, "one")])).await;
     destination.reset_counts();
-    let report = engine
-        .copy(&job(&source, "two", vec![target(&destination, "two")]))
-        .await;
+    let report = engine.copy(&job(&source, "two", vec![target(&destination, "two")])).await;
 
-    assert_eq!(
-        report.targets[0].stats.blobs_mounted, 1,
-        "the shared base layer"
-    );
-    assert_eq!(
-        report.targets[0].stats.blobs_copied, 2,
-        "config and own layer"
-    );
+    assert_eq!(report.targets[0].stats.blobs_mounted, 1, "the shared base layer");
+    assert_eq!(report.targets[0].stats.blobs_copied, 2, "config and own layer");
     assert_eq!(destination.count(Op::Mount), 1);
     assert_eq!(destination.count(Op::PushBlob), 2);
 }
@@ -154,14 +102,8 @@ async fn blobs_shared_by_images_are_mounted_from_where_they_landed() {
 async fn a_fresh_engine_does_not_mount_across_registries() {
     let (source, destination) = (MemoryRegistry::new("src"), MemoryRegistry::new("dst"));
     source.insert("app", "v1", &index(4));
-    engine()
-        .copy(&job(&source, "app", vec![target(&destination, "mirror")]))
-        .await;
-    assert_eq!(
-        destination.count(Op::Mount),
-        0,
-        "the source is another registry"
-    );
+    engine().copy(&job(&source, "app", vec![target(&destination, "mirror")])).await;
+    assert_eq!(destination.count(Op::Mount), 0, "the source is another registry");
 }
 
 #[tokio::test]
@@ -171,39 +113,21 @@ async fn copies_within_one_registry_mount_from_the_source_repository() {
     registry.insert("app", "v1", &built);
     registry.reset_counts();
 
-    let report = engine()
-        .copy(&job(&registry, "app", vec![target(&registry, "copy")]))
-        .await;
-    assert_eq!(
-        report.targets[0].stats.blobs_mounted,
-        built.blobs().len() as u64
-    );
+    let report = engine().copy(&job(&registry, "app", vec![target(&registry, "copy")])).await;
+    assert_eq!(report.targets[0].stats.blobs_mounted, built.blobs().len() as u64);
     assert_eq!(registry.count(Op::GetBlob), 0);
     assert_eq!(registry.count(Op::PushBlob), 0);
 }
 
 #[tokio::test]
 async fn a_failing_target_does_not_stop_the_others() {
-    let (source, good, bad) = (
-        MemoryRegistry::new("src"),
-        MemoryRegistry::new("good"),
-        MemoryRegistry::new("bad"),
-    );
+    let (source, good, bad) = (MemoryRegistry::new("src"), MemoryRegistry::new("good"), MemoryRegistry::new("bad"));
     let built = index(6);
     source.insert("app", "v1", &built);
     bad.break_repository("app");
 
-    let report = engine()
-        .copy(&job(
-            &source,
-            "app",
-            vec![target(&bad, "app"), target(&good, "app")],
-        ))
-        .await;
-    assert!(
-        matches!(&report.targets[0].outcome, Outcome::Failed { error, .. } if error.contains("500")),
-        "{report:?}"
-    );
+    let report = engine().copy(&job(&source, "app", vec![target(&bad, "app"), target(&good, "app")])).await;
+    assert!(matches!(&report.targets[0].outcome, Outcome::Failed { error, .. } if error.contains("500")), "{report:?}");
     assert_eq!(report.targets[1].outcome, Outcome::Synced);
     assert_eq!(good.tags("app")["v1"], *built.digest());
 }
@@ -213,28 +137,18 @@ async fn a_corrupt_blob_fails_the_image_and_no_tag_points_at_it() {
     let (source, destination) = (MemoryRegistry::new("src"), MemoryRegistry::new("dst"));
     let built = index(7);
     source.insert("app", "v1", &built);
-    let Built::Index { children, .. } = &built else {
-        unreachable!()
-    };
+    let Built::Index { children, .. } = &built else { unreachable!() };
     let corrupt = &children[1].blobs[2].descriptor.digest;
     source.corrupt_blob(corrupt);
 
-    let report = engine()
-        .copy(&job(&source, "app", vec![target(&destination, "app")]))
-        .await;
+    let report = engine().copy(&job(&source, "app", vec![target(&destination, "app")])).await;
     assert!(
         matches!(&report.targets[0].outcome, Outcome::Failed { error, .. } if error.contains("is corrupt")),
         "{report:?}"
     );
-    assert!(
-        destination.tags("app").is_empty(),
-        "the index tag must not exist"
-    );
+    assert!(destination.tags("app").is_empty(), "the index tag must not exist");
     assert!(!destination.has_blob("app", corrupt));
-    assert!(
-        !destination.has_manifest("app", &children[1].manifest.digest),
-        "the broken child is not pushed"
-    );
+    assert!(!destination.has_manifest("app", &children[1].manifest.digest), "the broken child is not pushed");
 }
 
 #[tokio::test]
@@ -245,12 +159,8 @@ async fn a_cancelled_run_pushes_nothing_new() {
     cancel.cancel();
     let engine = Engine::new(Limits::new(8, []), cancel, 4);
 
-    let report = engine
-        .copy(&job(&source, "app", vec![target(&destination, "app")]))
-        .await;
-    assert!(
-        matches!(&report.targets[0].outcome, Outcome::Failed { error, .. } if error.contains("interrupted"))
-    );
+    let report = engine.copy(&job(&source, "app", vec![target(&destination, "app")])).await;
+    assert!(matches!(&report.targets[0].outcome, Outcome::Failed { error, .. } if error.contains("interrupted")));
     assert_eq!(destination.count(Op::PushBlob), 0);
     assert_eq!(destination.count(Op::PutManifest), 0);
 }
@@ -269,9 +179,7 @@ async fn two_images_sharing_blobs_and_targets_do_not_wait_on_each_other() {
     let job_two = job(&source, "two", vec![target(&b, "x"), target(&a, "x")]);
 
     let both = futures_util::future::join(engine.copy(&job_one), engine.copy(&job_two));
-    let (one, two) = tokio::time::timeout(Duration::from_secs(5), both)
-        .await
-        .expect("no deadlock");
+    let (one, two) = tokio::time::timeout(Duration::from_secs(5), both).await.expect("no deadlock");
     assert_eq!(statuses(&one), [&Outcome::Synced; 2]);
     assert_eq!(statuses(&two), [&Outcome::Synced; 2]);
     assert_eq!(

@@ -35,9 +35,7 @@ impl Digest {
 
     /// `sha256`, `sha512`.
     pub fn algorithm(&self) -> &str {
-        self.0
-            .split_once(':')
-            .map_or("", |(algorithm, _)| algorithm)
+        self.0.split_once(':').map_or("", |(algorithm, _)| algorithm)
     }
 
     /// The hex part after the colon.
@@ -55,13 +53,8 @@ impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = |reason| DigestError {
-            input: input.to_string(),
-            reason,
-        };
-        let (algorithm, hex) = input
-            .split_once(':')
-            .ok_or_else(|| fail("expected algorithm:hex"))?;
+        let fail = |reason| DigestError { input: input.to_string(), reason };
+        let (algorithm, hex) = input.split_once(':').ok_or_else(|| fail("expected algorithm:hex"))?;
         let expected_len = match algorithm {
             "sha256" => 64,
             "sha512" => 128,
@@ -130,12 +123,8 @@ impl Verifier {
     /// The digest of everything fed so far.
     pub fn finish(self) -> Digest {
         match self {
-            Verifier::Sha256(hasher) => {
-                Digest(format!("sha256:{}", hex::encode(hasher.finalize())))
-            }
-            Verifier::Sha512(hasher) => {
-                Digest(format!("sha512:{}", hex::encode(hasher.finalize())))
-            }
+            Verifier::Sha256(hasher) => Digest(format!("sha256:{}", hex::encode(hasher.finalize()))),
+            Verifier::Sha512(hasher) => Digest(format!("sha512:{}", hex::encode(hasher.finalize()))),
         }
     }
 }
@@ -144,8 +133,7 @@ impl Verifier {
 mod tests {
     use super::*;
 
-    const EMPTY_SHA256: &str =
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY_SHA256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn sha256_of_empty_input_is_the_well_known_value() {
@@ -163,18 +151,9 @@ mod tests {
     fn rejects_malformed_digests_with_a_reason() {
         for (input, reason) in [
             ("sha256", "expected algorithm:hex"),
-            (
-                "md5:abcd",
-                "unsupported algorithm (expected sha256 or sha512)",
-            ),
-            (
-                "sha256:abcd",
-                "hex part has the wrong length for its algorithm",
-            ),
-            (
-                &EMPTY_SHA256.to_uppercase().replace("SHA", "sha"),
-                "hex part must be lowercase hexadecimal",
-            ),
+            ("md5:abcd", "unsupported algorithm (expected sha256 or sha512)"),
+            ("sha256:abcd", "hex part has the wrong length for its algorithm"),
+            (&EMPTY_SHA256.to_uppercase().replace("SHA", "sha"), "hex part must be lowercase hexadecimal"),
         ] {
             let error = input.parse::<Digest>().unwrap_err();
             assert_eq!(error.reason, reason, "{input}");

@@ -94,20 +94,13 @@ impl Manifest {
         if let Some(expected) = expected
             && *expected != digest
         {
-            return Err(ManifestError::DigestMismatch {
-                expected: expected.clone(),
-                actual: digest,
-            });
+            return Err(ManifestError::DigestMismatch { expected: expected.clone(), actual: digest });
         }
         let media_type = match content_type.map(|t| t.split(';').next().unwrap_or(t).trim()) {
             Some(t) if t.starts_with("application/vnd.") => t.to_string(),
             _ => embedded_media_type(&bytes),
         };
-        Ok(Manifest {
-            bytes,
-            digest,
-            media_type,
-        })
+        Ok(Manifest { bytes, digest, media_type })
     }
 
     /// Whether this is an index or manifest list.
@@ -117,35 +110,20 @@ impl Manifest {
 
     /// Parses the view needed for copying: the children of an index, or the blobs of an image.
     pub fn kind(&self) -> Result<ManifestKind, ManifestError> {
-        let malformed = |reason: String| ManifestError::Malformed {
-            media_type: self.media_type.clone(),
-            reason,
-        };
+        let malformed = |reason: String| ManifestError::Malformed { media_type: self.media_type.clone(), reason };
         if self.is_index() {
-            let index: ImageIndex =
-                serde_json::from_slice(&self.bytes).map_err(|e| malformed(e.to_string()))?;
+            let index: ImageIndex = serde_json::from_slice(&self.bytes).map_err(|e| malformed(e.to_string()))?;
             let children = index
                 .manifests()
                 .iter()
-                .map(|d| {
-                    Ok(BlobDescriptor {
-                        digest: d.digest().to_string().parse()?,
-                        size: d.size(),
-                    })
-                })
+                .map(|d| Ok(BlobDescriptor { digest: d.digest().to_string().parse()?, size: d.size() }))
                 .collect::<Result<_, ManifestError>>()?;
             Ok(ManifestKind::Index { children })
         } else {
-            let manifest: ImageManifest =
-                serde_json::from_slice(&self.bytes).map_err(|e| malformed(e.to_string()))?;
+            let manifest: ImageManifest = serde_json::from_slice(&self.bytes).map_err(|e| malformed(e.to_string()))?;
             let blobs = std::iter::once(manifest.config())
                 .chain(manifest.layers())
-                .map(|d| {
-                    Ok(BlobDescriptor {
-                        digest: d.digest().to_string().parse()?,
-                        size: d.size(),
-                    })
-                })
+                .map(|d| Ok(BlobDescriptor { digest: d.digest().to_string().parse()?, size: d.size() }))
                 .collect::<Result<_, ManifestError>>()?;
             Ok(ManifestKind::Image { blobs })
         }
@@ -162,13 +140,8 @@ fn embedded_media_type(bytes: &[u8]) -> String {
         manifests: Option<serde::de::IgnoredAny>,
     }
     match serde_json::from_slice::<Probe>(bytes) {
-        Ok(Probe {
-            media_type: Some(t),
-            ..
-        }) => t,
-        Ok(Probe {
-            manifests: Some(_), ..
-        }) => media_type::OCI_INDEX.to_string(),
+        Ok(Probe { media_type: Some(t), .. }) => t,
+        Ok(Probe { manifests: Some(_), .. }) => media_type::OCI_INDEX.to_string(),
         _ => media_type::OCI_MANIFEST.to_string(),
     }
 }
@@ -193,13 +166,10 @@ mod tests {
     #[test]
     fn keeps_bytes_verbatim_and_lists_config_then_layers() {
         let bytes = Bytes::from(image_json());
-        let manifest =
-            Manifest::from_served(bytes.clone(), Some(media_type::OCI_MANIFEST), None).unwrap();
+        let manifest = Manifest::from_served(bytes.clone(), Some(media_type::OCI_MANIFEST), None).unwrap();
         assert_eq!(manifest.bytes, bytes);
         assert_eq!(manifest.digest, Digest::sha256_of(&bytes));
-        let ManifestKind::Image { blobs } = manifest.kind().unwrap() else {
-            panic!("not an image")
-        };
+        let ManifestKind::Image { blobs } = manifest.kind().unwrap() else { panic!("not an image") };
         assert_eq!(blobs.iter().map(|b| b.size).collect::<Vec<_>>(), [7, 9]);
         assert_eq!(blobs[0].digest.as_str(), digest('a'));
     }
@@ -207,12 +177,8 @@ mod tests {
     #[test]
     fn rejects_bytes_that_do_not_match_the_expected_digest() {
         let expected: Digest = digest('c').parse().unwrap();
-        let error =
-            Manifest::from_served(Bytes::from(image_json()), None, Some(&expected)).unwrap_err();
-        assert!(
-            matches!(error, ManifestError::DigestMismatch { .. }),
-            "{error}"
-        );
+        let error = Manifest::from_served(Bytes::from(image_json()), None, Some(&expected)).unwrap_err();
+        assert!(matches!(error, ManifestError::DigestMismatch { .. }), "{error}");
     }
 
     #[test]
@@ -222,27 +188,17 @@ mod tests {
             media_type::OCI_MANIFEST,
             digest('d')
         );
-        let manifest =
-            Manifest::from_served(Bytes::from(json), Some("application/json"), None).unwrap();
+        let manifest = Manifest::from_served(Bytes::from(json), Some("application/json"), None).unwrap();
         assert!(manifest.is_index());
-        let ManifestKind::Index { children } = manifest.kind().unwrap() else {
-            panic!("not an index")
-        };
+        let ManifestKind::Index { children } = manifest.kind().unwrap() else { panic!("not an index") };
         assert_eq!(children.len(), 1);
     }
 
     #[test]
     fn malformed_json_names_its_media_type() {
-        let manifest = Manifest::from_served(
-            Bytes::from_static(b"{\"layers\":5}"),
-            Some(media_type::OCI_MANIFEST),
-            None,
-        )
-        .unwrap();
+        let manifest =
+            Manifest::from_served(Bytes::from_static(b"{\"layers\":5}"), Some(media_type::OCI_MANIFEST), None).unwrap();
         let error = manifest.kind().unwrap_err().to_string();
-        assert!(
-            error.starts_with("malformed application/vnd.oci.image.manifest.v1+json manifest"),
-            "{error}"
-        );
+        assert!(error.starts_with("malformed application/vnd.oci.image.manifest.v1+json manifest"), "{error}");
     }
 }

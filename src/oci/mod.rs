@@ -11,6 +11,4 @@ mod reference;
 
 pub use digest::{Digest, DigestError, Verifier};
 pub use manifest::{BlobDescriptor, Manifest, ManifestError, ManifestHead, ManifestKind};
-pub use reference::{
-    DOCKER_HUB, DOCKER_HUB_ENDPOINT, Reference, ReferenceError, endpoint_host, validate_repository,
-};
+pub use reference::{DOCKER_HUB, DOCKER_HUB_ENDPOINT, Reference, ReferenceError, endpoint_host, validate_repository};

@@ -55,21 +55,13 @@ impl Reference {
 
     /// The same repository with another tag or digest.
     pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference {
-            tag: Some(tag.to_string()),
-            digest: None,
-            ..self.clone()
-        }
+        Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() }
     }
 }
 
 /// Maps a registry name to the host serving its API.
 pub fn endpoint_host(registry: &str) -> &str {
-    if registry == DOCKER_HUB || registry == "index.docker.io" {
-        DOCKER_HUB_ENDPOINT
-    } else {
-        registry
-    }
+    if registry == DOCKER_HUB || registry == "index.docker.io" { DOCKER_HUB_ENDPOINT } else { registry }
 }
 
 impl FromStr for Reference {
@@ -88,32 +80,23 @@ impl Reference {
     /// Parses like [`FromStr`] but leaves `tag` empty when the input names neither tag nor
     /// digest (a copy destination then takes the source's tag).
     pub fn parse_bare(input: &str) -> Result<Self, ReferenceError> {
-        let fail = |reason: String| ReferenceError {
-            input: input.to_string(),
-            reason,
-        };
+        let fail = |reason: String| ReferenceError { input: input.to_string(), reason };
         if input.trim() != input || input.is_empty() {
-            return Err(fail(
-                "must be non-empty and without surrounding whitespace".into(),
-            ));
+            return Err(fail("must be non-empty and without surrounding whitespace".into()));
         }
         let (plain_http, rest) = if let Some(rest) = input.strip_prefix("http://") {
             (true, rest)
         } else if let Some(rest) = input.strip_prefix("https://") {
             (false, rest)
         } else if input.contains("://") {
-            return Err(fail(
-                "only http:// and https:// prefixes are allowed".into(),
-            ));
+            return Err(fail("only http:// and https:// prefixes are allowed".into()));
         } else {
             (false, input)
         };
 
         let (name_and_tag, digest) = match rest.split_once('@') {
             Some((name, digest)) => {
-                let digest = digest
-                    .parse::<Digest>()
-                    .map_err(|e| fail(format!("digest {}", e.reason)))?;
+                let digest = digest.parse::<Digest>().map_err(|e| fail(format!("digest {}", e.reason)))?;
                 (name, Some(digest))
             }
             None => (rest, None),
@@ -122,10 +105,7 @@ impl Reference {
         let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
             Some(colon) => {
                 let split = last_slash + colon;
-                (
-                    &name_and_tag[..split],
-                    Some(name_and_tag[split + 1..].to_string()),
-                )
+                (&name_and_tag[..split], Some(name_and_tag[split + 1..].to_string()))
             }
             None => (name_and_tag, None),
         };
@@ -136,34 +116,21 @@ impl Reference {
         let (registry, repository) = match name.split_once('/') {
             Some((first, rest)) if looks_like_host(first) => (first.to_string(), rest.to_string()),
             _ if plain_http => {
-                return Err(fail(
-                    "an http:// reference must name its registry host".into(),
-                ));
+                return Err(fail("an http:// reference must name its registry host".into()));
             }
             _ if name.contains('/') => (DOCKER_HUB.to_string(), name.to_string()),
             _ => (DOCKER_HUB.to_string(), format!("library/{name}")),
         };
-        validate_host(&registry)
-            .map_err(|reason| fail(format!("registry {registry:?} {reason}")))?;
-        validate_repository(&repository)
-            .map_err(|reason| fail(format!("repository {repository:?} {reason}")))?;
+        validate_host(&registry).map_err(|reason| fail(format!("registry {registry:?} {reason}")))?;
+        validate_repository(&repository).map_err(|reason| fail(format!("repository {repository:?} {reason}")))?;
 
-        Ok(Reference {
-            registry,
-            repository,
-            tag,
-            digest,
-            plain_http,
-        })
+        Ok(Reference { registry, repository, tag, digest, plain_http })
     }
 }
 
 /// Docker's rule: the first path component is a host if it has a dot or a port, or is `localhost`.
 fn looks_like_host(component: &str) -> bool {
-    component.contains('.')
-        || component.contains(':')
-        || component == "localhost"
-        || component.starts_with('[')
+    component.contains('.') || component.contains(':') || component == "localhost" || component.starts_with('[')
 }
 
 fn validate_host(host: &str) -> Result<(), &'static str> {
@@ -174,12 +141,7 @@ fn validate_host(host: &str) -> Result<(), &'static str> {
         }
         match after {
             "" => return Ok(()),
-            _ => (
-                "",
-                after
-                    .strip_prefix(':')
-                    .ok_or("is not a valid host[:port]")?,
-            ),
+            _ => ("", after.strip_prefix(':').ok_or("is not a valid host[:port]")?),
         }
     } else {
         match host.split_once(':') {
@@ -192,9 +154,7 @@ fn validate_host(host: &str) -> Result<(), &'static str> {
     }
     let valid_label = |label: &str| {
         !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
@@ -225,16 +185,10 @@ pub fn validate_repository(repository: &str) -> Result<(), &'static str> {
         if !alnum(&bytes[0]) || !alnum(&bytes[bytes.len() - 1]) {
             return Err("components must start and end with a lowercase letter or digit");
         }
-        if !bytes
-            .iter()
-            .all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !bytes.iter().all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-')) {
             return Err("may contain only lowercase letters, digits, '.', '_', '-' and '/'");
         }
-        if component.contains("..")
-            || component.contains("___")
-            || component.contains("._")
-            || component.contains("_.")
+        if component.contains("..") || component.contains("___") || component.contains("._") || component.contains("_.")
         {
             return Err("has a malformed separator");
         }
@@ -254,10 +208,7 @@ fn validate_tag(tag: &str) -> Result<(), &'static str> {
     if !(bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_') {
         return Err("must start with a letter, digit or '_'");
     }
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
+    if !bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
         return Err("may contain only letters, digits, '_', '.' and '-'");
     }
     Ok(())
@@ -300,10 +251,7 @@ mod tests {
         let reference = parse("nginx");
         assert_eq!(reference.to_string(), "docker.io/library/nginx:latest");
         assert_eq!(reference.endpoint_host(), "registry-1.docker.io");
-        assert_eq!(
-            parse("bitnami/redis:7").to_string(),
-            "docker.io/bitnami/redis:7"
-        );
+        assert_eq!(parse("bitnami/redis:7").to_string(), "docker.io/bitnami/redis:7");
     }
 
     #[test]

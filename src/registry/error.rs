@@ -57,10 +57,7 @@ pub enum Error {
         detail: String,
     },
     /// Connection refused or reset, DNS, TLS, or a body that broke off.
-    #[error(
-        "network error talking to {registry} ({action} in {repository}): {}",
-        chain(source)
-    )]
+    #[error("network error talking to {registry} ({action} in {repository}): {}", chain(source))]
     Network {
         /// Registry host.
         registry: String,
@@ -132,9 +129,7 @@ pub enum Error {
     },
     /// The registry refused a single-request upload; this client now uploads to it in chunks,
     /// so the transfer is worth retrying.
-    #[error(
-        "{registry} refused a single-request upload to {repository} ({status}); switching to chunked uploads"
-    )]
+    #[error("{registry} refused a single-request upload to {repository} ({status}); switching to chunked uploads")]
     ChunkedUploadRequired {
         /// Registry host.
         registry: String,

@@ -78,8 +78,7 @@ impl MemoryRegistry {
             Built::Image(image) => image.manifest.clone(),
             Built::Index { index, children } => {
                 for child in children {
-                    repo.manifests
-                        .insert(child.manifest.digest.clone(), child.manifest.clone());
+                    repo.manifests.insert(child.manifest.digest.clone(), child.manifest.clone());
                 }
                 index.clone()
             }
@@ -90,22 +89,12 @@ impl MemoryRegistry {
 
     /// How many times `op` ran.
     pub fn count(&self, op: Op) -> u64 {
-        self.counts
-            .lock()
-            .expect("lock")
-            .get(&op)
-            .copied()
-            .unwrap_or(0)
+        self.counts.lock().expect("lock").get(&op).copied().unwrap_or(0)
     }
 
     /// Every count, for assertion messages.
     pub fn counts(&self) -> BTreeMap<Op, u64> {
-        self.counts
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(op, n)| (*op, *n))
-            .collect()
+        self.counts.lock().expect("lock").iter().map(|(op, n)| (*op, *n)).collect()
     }
 
     /// Forgets the counts.
@@ -132,38 +121,22 @@ impl MemoryRegistry {
 
     /// Makes every operation on `repository` fail with a 500.
     pub fn break_repository(&self, repository: &str) {
-        self.broken
-            .lock()
-            .expect("lock")
-            .insert(repository.to_string());
+        self.broken.lock().expect("lock").insert(repository.to_string());
     }
 
     /// The tags of `repository` and their digests.
     pub fn tags(&self, repository: &str) -> BTreeMap<String, Digest> {
-        self.repositories
-            .lock()
-            .expect("lock")
-            .get(repository)
-            .map(|r| r.tags.clone())
-            .unwrap_or_default()
+        self.repositories.lock().expect("lock").get(repository).map(|r| r.tags.clone()).unwrap_or_default()
     }
 
     /// Whether `repository` has the blob.
     pub fn has_blob(&self, repository: &str, digest: &Digest) -> bool {
-        self.repositories
-            .lock()
-            .expect("lock")
-            .get(repository)
-            .is_some_and(|r| r.blobs.contains(digest))
+        self.repositories.lock().expect("lock").get(repository).is_some_and(|r| r.blobs.contains(digest))
     }
 
     /// Whether `repository` has the manifest.
     pub fn has_manifest(&self, repository: &str, digest: &Digest) -> bool {
-        self.repositories
-            .lock()
-            .expect("lock")
-            .get(repository)
-            .is_some_and(|r| r.manifests.contains_key(digest))
+        self.repositories.lock().expect("lock").get(repository).is_some_and(|r| r.manifests.contains_key(digest))
     }
 
     fn enter(&self, op: Op, repository: &str) -> Result<()> {
@@ -181,11 +154,7 @@ impl MemoryRegistry {
     }
 
     fn not_found(&self, repository: &str, what: String) -> Error {
-        Error::NotFound {
-            registry: self.name.clone(),
-            repository: repository.to_string(),
-            what,
-        }
+        Error::NotFound { registry: self.name.clone(), repository: repository.to_string(), what }
     }
 
     fn lookup(&self, repository: &str, reference: &str) -> Option<Manifest> {
@@ -208,11 +177,7 @@ impl Registry for MemoryRegistry {
         std::ptr::eq(self, other)
     }
 
-    async fn head_manifest(
-        &self,
-        repository: &str,
-        reference: &str,
-    ) -> Result<Option<ManifestHead>> {
+    async fn head_manifest(&self, repository: &str, reference: &str) -> Result<Option<ManifestHead>> {
         self.enter(Op::HeadManifest, repository)?;
         Ok(self.lookup(repository, reference).map(|m| ManifestHead {
             digest: m.digest.clone(),
@@ -223,25 +188,17 @@ impl Registry for MemoryRegistry {
 
     async fn get_manifest(&self, repository: &str, reference: &str) -> Result<Manifest> {
         self.enter(Op::GetManifest, repository)?;
-        self.lookup(repository, reference)
-            .ok_or_else(|| self.not_found(repository, format!("manifest {reference}")))
+        self.lookup(repository, reference).ok_or_else(|| self.not_found(repository, format!("manifest {reference}")))
     }
 
-    async fn put_manifest(
-        &self,
-        repository: &str,
-        reference: &str,
-        manifest: &Manifest,
-    ) -> Result<()> {
+    async fn put_manifest(&self, repository: &str, reference: &str, manifest: &Manifest) -> Result<()> {
         self.enter(Op::PutManifest, repository)?;
         let mut repositories = self.repositories.lock().expect("lock");
         let repo = repositories.entry(repository.to_string()).or_default();
         if reference.parse::<Digest>().is_err() {
-            repo.tags
-                .insert(reference.to_string(), manifest.digest.clone());
+            repo.tags.insert(reference.to_string(), manifest.digest.clone());
         }
-        repo.manifests
-            .insert(manifest.digest.clone(), manifest.clone());
+        repo.manifests.insert(manifest.digest.clone(), manifest.clone());
         Ok(())
     }
 
@@ -255,37 +212,19 @@ impl Registry for MemoryRegistry {
         if !self.has_blob(repository, &blob.digest) {
             return Err(self.not_found(repository, format!("blob {}", blob.digest)));
         }
-        let bytes = self
-            .contents
-            .lock()
-            .expect("lock")
-            .get(&blob.digest)
-            .cloned()
-            .unwrap_or_default();
-        self.bytes_served
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let bytes = self.contents.lock().expect("lock").get(&blob.digest).cloned().unwrap_or_default();
+        self.bytes_served.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let body = futures_util::stream::iter([Ok(bytes)]).boxed();
         Ok(VerifiedStream::new(body, blob.clone(), &self.name, repository).boxed())
     }
 
-    async fn mount_blob(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        from: &str,
-    ) -> Result<MountOutcome> {
+    async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<MountOutcome> {
         self.enter(Op::Mount, repository)?;
         if !self.has_blob(from, digest) {
-            return Ok(MountOutcome::NotMounted(UploadSession {
-                location: format!("memory://{repository}"),
-            }));
+            return Ok(MountOutcome::NotMounted(UploadSession { location: format!("memory://{repository}") }));
         }
         let mut repositories = self.repositories.lock().expect("lock");
-        repositories
-            .entry(repository.to_string())
-            .or_default()
-            .blobs
-            .insert(digest.clone());
+        repositories.entry(repository.to_string()).or_default().blobs.insert(digest.clone());
         Ok(MountOutcome::Mounted)
     }
 
@@ -307,16 +246,9 @@ impl Registry for MemoryRegistry {
                 reason: "uploaded bytes do not match".into(),
             });
         }
-        self.contents
-            .lock()
-            .expect("lock")
-            .insert(blob.digest.clone(), bytes);
+        self.contents.lock().expect("lock").insert(blob.digest.clone(), bytes);
         let mut repositories = self.repositories.lock().expect("lock");
-        repositories
-            .entry(repository.to_string())
-            .or_default()
-            .blobs
-            .insert(blob.digest.clone());
+        repositories.entry(repository.to_string()).or_default().blobs.insert(blob.digest.clone());
         Ok(())
     }
 

@@ -59,11 +59,7 @@ pub trait Registry: Send + Sync + 'static {
 
     /// `GET` a manifest by tag or digest; the bytes are checked against the digest when the
     /// reference is one.
-    fn get_manifest(
-        &self,
-        repository: &str,
-        reference: &str,
-    ) -> impl Future<Output = Result<Manifest>> + Send;
+    fn get_manifest(&self, repository: &str, reference: &str) -> impl Future<Output = Result<Manifest>> + Send;
 
     /// `PUT` manifest bytes unchanged under a tag or digest.
     fn put_manifest(
@@ -74,18 +70,10 @@ pub trait Registry: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Whether a blob exists in `repository`.
-    fn blob_exists(
-        &self,
-        repository: &str,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    fn blob_exists(&self, repository: &str, digest: &Digest) -> impl Future<Output = Result<bool>> + Send;
 
     /// Streams a blob; the stream fails if the bytes do not match the descriptor.
-    fn get_blob(
-        &self,
-        repository: &str,
-        blob: &BlobDescriptor,
-    ) -> impl Future<Output = Result<BlobStream>> + Send;
+    fn get_blob(&self, repository: &str, blob: &BlobDescriptor) -> impl Future<Output = Result<BlobStream>> + Send;
 
     /// Asks the registry to link a blob from repository `from` into `repository`.
     fn mount_blob(

@@ -50,11 +50,7 @@ impl VerifiedStream {
             return Ok(());
         };
         let actual = verifier.finish();
-        if actual == self.blob.digest {
-            Ok(())
-        } else {
-            Err(self.corrupt(format!("received bytes hash to {actual}")))
-        }
+        if actual == self.blob.digest { Ok(()) } else { Err(self.corrupt(format!("received bytes hash to {actual}"))) }
     }
 }
 
@@ -89,8 +85,7 @@ impl Stream for VerifiedStream {
             }
             Poll::Ready(None) => {
                 if self.seen < self.blob.size {
-                    let reason =
-                        format!("body ended after {} of {} bytes", self.seen, self.blob.size);
+                    let reason = format!("body ended after {} of {} bytes", self.seen, self.blob.size);
                     return Poll::Ready(Some(Err(self.corrupt(reason))));
                 }
                 Poll::Ready(self.finish().err().map(Err))
@@ -109,29 +104,20 @@ mod tests {
     fn verified(chunks: &[&'static [u8]], declared: &[u8]) -> VerifiedStream {
         let chunks: Vec<Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
         let inner = stream::iter(chunks).boxed();
-        let blob = BlobDescriptor {
-            digest: Digest::sha256_of(declared),
-            size: declared.len() as u64,
-        };
+        let blob = BlobDescriptor { digest: Digest::sha256_of(declared), size: declared.len() as u64 };
         VerifiedStream::new(inner, blob, "registry.test", "app")
     }
 
     #[tokio::test]
     async fn passes_matching_bytes_through() {
-        let chunks: Vec<Bytes> = verified(&[b"hello ", b"world"], b"hello world")
-            .try_collect()
-            .await
-            .unwrap();
+        let chunks: Vec<Bytes> = verified(&[b"hello ", b"world"], b"hello world").try_collect().await.unwrap();
         assert_eq!(chunks.concat(), b"hello world");
     }
 
     #[tokio::test]
     async fn withholds_the_last_chunk_of_corrupt_bytes() {
         let mut stream = verified(&[b"hello ", b"WORLD"], b"hello world");
-        assert_eq!(
-            stream.next().await.unwrap().unwrap(),
-            Bytes::from_static(b"hello ")
-        );
+        assert_eq!(stream.next().await.unwrap().unwrap(), Bytes::from_static(b"hello "));
         let error = stream.next().await.unwrap().unwrap_err();
         assert!(matches!(error, Error::BlobCorrupt { .. }), "{error}");
         assert!(error.to_string().contains("registry.test/app"), "{error}");
@@ -141,20 +127,9 @@ mod tests {
     #[tokio::test]
     async fn truncated_and_oversized_bodies_fail() {
         let short: Result<Vec<Bytes>> = verified(&[b"hello"], b"hello world").try_collect().await;
-        assert!(
-            short
-                .unwrap_err()
-                .to_string()
-                .contains("body ended after 5 of 11 bytes")
-        );
-        let long: Result<Vec<Bytes>> = verified(&[b"hello world!"], b"hello world")
-            .try_collect()
-            .await;
-        assert!(
-            long.unwrap_err()
-                .to_string()
-                .contains("more than the declared 11 bytes")
-        );
+        assert!(short.unwrap_err().to_string().contains("body ended after 5 of 11 bytes"));
+        let long: Result<Vec<Bytes>> = verified(&[b"hello world!"], b"hello world").try_collect().await;
+        assert!(long.unwrap_err().to_string().contains("more than the declared 11 bytes"));
     }
 
     #[tokio::test]

@@ -15,11 +15,7 @@ use crate::registry::Registry;
 const HEAD_CONCURRENCY: usize = 16;
 
 /// Plans one mapping; problems become the plan's error or an image's error, never a panic.
-pub async fn discover<R: Registry>(
-    mapping: &Mapping,
-    clients: &Clients<R>,
-    estimate_bytes: bool,
-) -> MappingPlan {
+pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, estimate_bytes: bool) -> MappingPlan {
     let source = match clients.get(&mapping.source) {
         Ok(source) => source,
         Err(error) => return plan::failed_mapping(mapping, error),
@@ -38,19 +34,14 @@ pub async fn discover<R: Registry>(
             .await
             .map(|head| head.map(|h| h.digest))
             .map_err(|e| e.to_string());
-        let targets =
-            futures_util::future::join_all(mapping.targets.iter().map(|name| async move {
-                let current = match clients.get(name) {
-                    Ok(target) => target
-                        .head_manifest(&mapping.to, tag)
-                        .await
-                        .ok()
-                        .map(|head| head.map(|h| h.digest)),
-                    Err(_) => None,
-                };
-                (name.clone(), current)
-            }))
-            .await;
+        let targets = futures_util::future::join_all(mapping.targets.iter().map(|name| async move {
+            let current = match clients.get(name) {
+                Ok(target) => target.head_manifest(&mapping.to, tag).await.ok().map(|head| head.map(|h| h.digest)),
+                Err(_) => None,
+            };
+            (name.clone(), current)
+        }))
+        .await;
         let mut image = plan::plan_image(tag, source_digest, targets);
         if estimate_bytes
             && image.needs_copy()
@@ -74,15 +65,9 @@ async fn image_bytes<R: Registry>(source: &R, repository: &str, digest: &Digest)
     while let Some(next) = pending.pop() {
         let manifest = source.get_manifest(repository, next.as_str()).await.ok()?;
         match manifest.kind().ok()? {
-            ManifestKind::Index { children } => {
-                pending.extend(children.into_iter().map(|c| c.digest))
-            }
+            ManifestKind::Index { children } => pending.extend(children.into_iter().map(|c| c.digest)),
             ManifestKind::Image { blobs } => {
-                total += blobs
-                    .into_iter()
-                    .filter(|b| seen.insert(b.digest.clone()))
-                    .map(|b| b.size)
-                    .sum::<u64>();
+                total += blobs.into_iter().filter(|b| seen.insert(b.digest.clone())).map(|b| b.size).sum::<u64>();
             }
         }
     }

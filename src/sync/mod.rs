@@ -30,9 +30,7 @@ pub struct Clients<R> {
 impl<R: Registry> Clients<R> {
     /// Clients from ready values (tests, the in-memory benchmark).
     pub fn new(clients: impl IntoIterator<Item = (String, Result<Arc<R>, String>)>) -> Self {
-        Clients {
-            by_name: clients.into_iter().collect(),
-        }
+        Clients { by_name: clients.into_iter().collect() }
     }
 
     /// The client for a registry name.
@@ -48,39 +46,26 @@ impl<R: Registry> Clients<R> {
 impl Clients<crate::registry::HttpRegistry> {
     /// HTTP clients for every registry the given mappings use.
     pub async fn connect(config: &Config, mappings: &[&Mapping]) -> Self {
-        let mut names: Vec<&String> = mappings
-            .iter()
-            .flat_map(|m| std::iter::once(&m.source).chain(&m.targets))
-            .collect();
+        let mut names: Vec<&String> =
+            mappings.iter().flat_map(|m| std::iter::once(&m.source).chain(&m.targets)).collect();
         names.sort();
         names.dedup();
         let mut by_name = HashMap::new();
         for name in names {
             let entry = &config.registries[name];
             let client = crate::connect::open(&entry.host, entry.plain_http, Some(config)).await;
-            by_name.insert(
-                name.clone(),
-                client.map(Arc::new).map_err(|e| e.to_string()),
-            );
+            by_name.insert(name.clone(), client.map(Arc::new).map_err(|e| e.to_string()));
         }
         Clients { by_name }
     }
 }
 
 /// Plans every mapping (concurrently); `estimate_bytes` adds manifest GETs to size the work.
-pub async fn plan<R: Registry>(
-    mappings: &[&Mapping],
-    clients: &Clients<R>,
-    estimate_bytes: bool,
-) -> Plan {
-    let plans = futures_util::stream::iter(
-        mappings
-            .iter()
-            .map(|mapping| discover(mapping, clients, estimate_bytes)),
-    )
-    .buffered(DISCOVERY_CONCURRENCY)
-    .collect()
-    .await;
+pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, estimate_bytes: bool) -> Plan {
+    let plans = futures_util::stream::iter(mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes)))
+        .buffered(DISCOVERY_CONCURRENCY)
+        .collect()
+        .await;
     Plan { mappings: plans }
 }
 
@@ -99,11 +84,7 @@ pub async fn execute<R: Registry>(
     let by_index: HashMap<usize, &Mapping> = mappings.iter().map(|m| (m.index, *m)).collect();
     let jobs = plan.mappings.iter().flat_map(|mapping_plan| {
         let mapping = by_index[&mapping_plan.index];
-        mapping_plan
-            .images
-            .iter()
-            .filter(|image| image.needs_copy())
-            .map(move |image| (mapping, image))
+        mapping_plan.images.iter().filter(|image| image.needs_copy()).map(move |image| (mapping, image))
     });
     let copied: Vec<(usize, crate::engine::ImageReport)> =
         futures_util::stream::iter(jobs.map(|(mapping, image)| async move {
@@ -114,16 +95,10 @@ pub async fn execute<R: Registry>(
         .collect()
         .await;
 
-    let mut reports: Vec<MappingReport> = plan
-        .mappings
-        .iter()
-        .map(|p| planned_report(p, &by_index[&p.index].to, clients))
-        .collect();
+    let mut reports: Vec<MappingReport> =
+        plan.mappings.iter().map(|p| planned_report(p, &by_index[&p.index].to, clients)).collect();
     for (index, image) in copied {
-        let report = reports
-            .iter_mut()
-            .find(|r| r.index == index)
-            .expect("every job comes from a planned mapping");
+        let report = reports.iter_mut().find(|r| r.index == index).expect("every job comes from a planned mapping");
         for target in image.targets {
             report.images.push(ImageResult {
                 source: image.source.clone(),
@@ -144,9 +119,7 @@ async fn copy_image<R: Registry>(
     clients: &Clients<R>,
     engine: &Engine,
 ) -> crate::engine::ImageReport {
-    let source = clients
-        .get(&mapping.source)
-        .expect("planned mappings have a source client");
+    let source = clients.get(&mapping.source).expect("planned mappings have a source client");
     let targets = image
         .targets
         .iter()
@@ -185,17 +158,9 @@ async fn copy_image<R: Registry>(
 
 /// The report entries a plan already decides: up-to-date targets, failed images, and the
 /// mapping's own error.
-fn planned_report<R: Registry>(
-    plan: &MappingPlan,
-    to: &str,
-    clients: &Clients<R>,
-) -> MappingReport {
+fn planned_report<R: Registry>(plan: &MappingPlan, to: &str, clients: &Clients<R>) -> MappingReport {
     // Labels use the registry's host, as the engine's do, falling back to the config name.
-    let host = |name: &str| {
-        clients
-            .get(name)
-            .map_or_else(|_| name.to_string(), |r| r.name().to_string())
-    };
+    let host = |name: &str| clients.get(name).map_or_else(|_| name.to_string(), |r| r.name().to_string());
     let mut images = Vec::new();
     for image in &plan.images {
         for target in &image.targets {
@@ -208,14 +173,9 @@ fn planned_report<R: Registry>(
                 duration_ms: 0,
             };
             if let Some(error) = &image.error {
-                images.push(entry(Outcome::Failed {
-                    error: error.clone(),
-                    auth: false,
-                }));
+                images.push(entry(Outcome::Failed { error: error.clone(), auth: false }));
             } else if target.action == Action::UpToDate {
-                images.push(entry(Outcome::Skipped {
-                    reason: "target already has this digest".into(),
-                }));
+                images.push(entry(Outcome::Skipped { reason: "target already has this digest".into() }));
             }
         }
     }
@@ -228,3 +188,6 @@ fn planned_report<R: Registry>(
         images,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -90,10 +90,7 @@ pub struct SyncReport {
 impl SyncReport {
     /// Totals and status from the mapping reports.
     pub fn new(mappings: Vec<MappingReport>, duration_ms: u64) -> Self {
-        let mut totals = Totals {
-            mappings: mappings.len(),
-            ..Totals::default()
-        };
+        let mut totals = Totals { mappings: mappings.len(), ..Totals::default() };
         let mut all_failures_auth = true;
         for mapping in &mappings {
             if mapping.error.is_some() {
@@ -120,21 +117,14 @@ impl SyncReport {
             (_, 0) => RunStatus::Failed,
             _ => RunStatus::Partial,
         };
-        SyncReport {
-            status,
-            totals,
-            mappings,
-            duration_ms,
-        }
+        SyncReport { status, totals, mappings, duration_ms }
     }
 
     /// A few lines for people: one per mapping, then the totals.
     pub fn summary(&self) -> String {
         let mut lines = Vec::new();
         for mapping in &self.mappings {
-            let count = |wanted: fn(&Outcome) -> bool| {
-                mapping.images.iter().filter(|i| wanted(&i.outcome)).count()
-            };
+            let count = |wanted: fn(&Outcome) -> bool| mapping.images.iter().filter(|i| wanted(&i.outcome)).count();
             match &mapping.error {
                 Some(error) => lines.push(format!("{}: FAILED: {error}", mapping.key)),
                 None => lines.push(format!(
@@ -149,10 +139,7 @@ impl SyncReport {
             }
             for image in &mapping.images {
                 if let Outcome::Failed { error, .. } = &image.outcome {
-                    lines.push(format!(
-                        "  failed {} -> {}: {error}",
-                        image.source, image.target
-                    ));
+                    lines.push(format!("  failed {} -> {}: {error}", image.source, image.target));
                 }
             }
         }
@@ -201,48 +188,21 @@ mod tests {
     }
 
     fn failed(auth: bool) -> Outcome {
-        Outcome::Failed {
-            error: "x".into(),
-            auth,
-        }
+        Outcome::Failed { error: "x".into(), auth }
     }
 
     #[test]
     fn status_follows_the_mix_of_outcomes() {
         let status = |mappings| SyncReport::new(mappings, 0).status;
+        assert_eq!(status(vec![mapping(None, vec![image(Outcome::Synced)])]), RunStatus::Success);
+        assert_eq!(status(vec![mapping(None, vec![image(Outcome::Synced), image(failed(false))])]), RunStatus::Partial);
         assert_eq!(
-            status(vec![mapping(None, vec![image(Outcome::Synced)])]),
-            RunStatus::Success
-        );
-        assert_eq!(
-            status(vec![mapping(
-                None,
-                vec![image(Outcome::Synced), image(failed(false))]
-            )]),
+            status(vec![mapping(None, vec![image(Outcome::Synced)]), mapping(Some("boom"), vec![])]),
             RunStatus::Partial
         );
-        assert_eq!(
-            status(vec![
-                mapping(None, vec![image(Outcome::Synced)]),
-                mapping(Some("boom"), vec![])
-            ]),
-            RunStatus::Partial
-        );
-        assert_eq!(
-            status(vec![mapping(None, vec![image(failed(false))])]),
-            RunStatus::Failed
-        );
-        assert_eq!(
-            status(vec![mapping(
-                None,
-                vec![image(failed(true)), image(failed(true))]
-            )]),
-            RunStatus::AuthFailed
-        );
-        assert_eq!(
-            status(vec![mapping(Some("boom"), vec![])]),
-            RunStatus::Failed
-        );
+        assert_eq!(status(vec![mapping(None, vec![image(failed(false))])]), RunStatus::Failed);
+        assert_eq!(status(vec![mapping(None, vec![image(failed(true)), image(failed(true))])]), RunStatus::AuthFailed);
+        assert_eq!(status(vec![mapping(Some("boom"), vec![])]), RunStatus::Failed);
         assert_eq!(status(vec![]), RunStatus::Success);
     }
 }

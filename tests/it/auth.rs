@@ -15,10 +15,7 @@ const PASSWORD: &str = "s3cret-passw0rd";
 
 fn basic_registry() -> TestRegistry {
     TestRegistry::start(RegistryOptions {
-        auth: RegistryAuth::Basic {
-            username: USER.into(),
-            password: PASSWORD.into(),
-        },
+        auth: RegistryAuth::Basic { username: USER.into(), password: PASSWORD.into() },
         ..Default::default()
     })
 }
@@ -28,13 +25,8 @@ fn image() -> Built {
 }
 
 async fn seed_with_credentials(registry: &TestRegistry, built: &Built) {
-    let client = registry.client(Credentials::Basic {
-        username: USER.into(),
-        password: Secret::new(PASSWORD),
-    });
-    testdata::push(&client, "private/app", "v1", built)
-        .await
-        .expect("seed private image");
+    let client = registry.client(Credentials::Basic { username: USER.into(), password: Secret::new(PASSWORD) });
+    testdata::push(&client, "private/app", "v1", built).await.expect("seed private image");
 }
 
 fn write(path: &Path, text: &str) {
@@ -52,50 +44,29 @@ async fn basic_credentials_from_the_config_are_used_and_never_printed() {
     ));
 
     let output = ocync_with_env(
-        &[
-            "copy",
-            "-vv",
-            "--config",
-            &config.path,
-            &source.reference("private/app:v1"),
-            &target.reference("app:v1"),
-        ],
+        &["copy", "-vv", "--config", &config.path, &source.reference("private/app:v1"), &target.reference("app:v1")],
         &[("PRIVATE_PASSWORD", PASSWORD), ("RUST_LOG", "trace")],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(
-        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
-        built.digest().to_string()
-    );
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
     let everything = describe(&output);
     assert!(everything.contains("TRACE"), "trace logging was on");
-    assert!(
-        !everything.contains(PASSWORD),
-        "the password leaked into output"
-    );
+    assert!(!everything.contains(PASSWORD), "the password leaked into output");
     use base64::Engine as _;
-    let header_value =
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    assert!(
-        !everything.contains(&header_value),
-        "the Authorization header leaked into output"
-    );
+    let header_value = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert!(!everything.contains(&header_value), "the Authorization header leaked into output");
 }
 
 #[tokio::test]
 async fn missing_credentials_exit_with_the_auth_code() {
     let (source, target) = (basic_registry(), TestRegistry::plain());
     seed_with_credentials(&source, &image()).await;
-    let output = ocync(&[
-        "copy",
-        &source.reference("private/app:v1"),
-        &target.reference("app:v1"),
-    ]);
+    let output = ocync(&["copy", &source.reference("private/app:v1"), &target.reference("app:v1")]);
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!(
-        "{} denied access to private/app (401)",
-        source.host
-    )));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains(&format!("{} denied access to private/app (401)", source.host))
+    );
 }
 
 #[tokio::test]
@@ -106,13 +77,8 @@ async fn wrong_credentials_exit_with_the_auth_code_without_echoing_them() {
         "registries:\n  p: {{ url: \"http://{}\", credentials: {{ username: x, password: wrong-password-123 }} }}\n",
         source.host
     ));
-    let output = ocync(&[
-        "copy",
-        "--config",
-        &config.path,
-        &source.reference("private/app:v1"),
-        &target.reference("app:v1"),
-    ]);
+    let output =
+        ocync(&["copy", "--config", &config.path, &source.reference("private/app:v1"), &target.reference("app:v1")]);
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
     assert!(!describe(&output).contains("wrong-password-123"));
 }
@@ -127,25 +93,15 @@ async fn docker_config_auths_entries_are_used() {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     write(
         &docker.path().join("config.json"),
-        &format!(
-            r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#,
-            source.host
-        ),
+        &format!(r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#, source.host),
     );
 
     let output = ocync_with_env(
-        &[
-            "copy",
-            &source.reference("private/app:v1"),
-            &target.reference("app:v1"),
-        ],
+        &["copy", &source.reference("private/app:v1"), &target.reference("app:v1")],
         &[("DOCKER_CONFIG", docker.path().to_str().unwrap())],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(
-        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
-        built.digest().to_string()
-    );
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
 }
 
 #[tokio::test]
@@ -166,33 +122,16 @@ async fn docker_credential_helpers_are_run_for_their_registry() {
         ),
     );
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    write(
-        &docker.path().join("config.json"),
-        &format!(r#"{{"credHelpers":{{"{}":"ocynctest"}}}}"#, source.host),
-    );
-    let path = format!(
-        "{}:{}",
-        docker.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    write(&docker.path().join("config.json"), &format!(r#"{{"credHelpers":{{"{}":"ocynctest"}}}}"#, source.host));
+    let path = format!("{}:{}", docker.path().display(), std::env::var("PATH").unwrap_or_default());
 
     let output = ocync_with_env(
-        &[
-            "copy",
-            &source.reference("private/app:v1"),
-            &target.reference("app:v1"),
-        ],
-        &[
-            ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
-            ("PATH", &path),
-        ],
+        &["copy", &source.reference("private/app:v1"), &target.reference("app:v1")],
+        &[("DOCKER_CONFIG", docker.path().to_str().unwrap()), ("PATH", &path)],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(std::fs::read_to_string(&asked).unwrap(), source.host);
-    assert_eq!(
-        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
-        built.digest().to_string()
-    );
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,17 +140,9 @@ async fn bearer_tokens_are_fetched_per_scope_and_reused() {
     let tokens = TokenServer::start(&[("alice", "token-user-pw")], true);
     let (source, target) = (
         TestRegistry::plain(),
-        TestRegistry::start(RegistryOptions {
-            auth: tokens.registry_auth(),
-            ..Default::default()
-        }),
+        TestRegistry::start(RegistryOptions { auth: tokens.registry_auth(), ..Default::default() }),
     );
-    let built = testdata::index(
-        41,
-        &[(0, 4096)],
-        &[("linux", "amd64"), ("linux", "arm64")],
-        false,
-    );
+    let built = testdata::index(41, &[(0, 4096)], &[("linux", "amd64"), ("linux", "arm64")], false);
     crate::copy::seed(&source, "team/app", "v1", &built).await;
     let config = TempConfig::new(&format!(
         "registries:\n  t: {{ url: \"http://{}\", credentials: {{ username: alice, password: token-user-pw }} }}\n",
@@ -229,17 +160,9 @@ async fn bearer_tokens_are_fetched_per_scope_and_reused() {
     // One token for the pull-scoped HEAD and one for pull,push: a dozen requests, two tokens.
     let history = tokens.history();
     assert_eq!(history.len(), 2, "{history:?}");
-    assert!(
-        history
-            .iter()
-            .all(|request| request.granted && request.user.as_deref() == Some("alice")),
-        "{history:?}"
-    );
+    assert!(history.iter().all(|request| request.granted && request.user.as_deref() == Some("alice")), "{history:?}");
     assert_eq!(
-        skopeo_digest(
-            &target.skopeo_reference("mirror/app:v1"),
-            &["--creds", "alice:token-user-pw"]
-        ),
+        skopeo_digest(&target.skopeo_reference("mirror/app:v1"), &["--creds", "alice:token-user-pw"]),
         built.digest().to_string()
     );
 }
@@ -249,10 +172,7 @@ async fn a_tls_registry_is_reached_with_the_ca_file_from_the_config() {
     let ca = crate::support::tls::generate();
     let (source, target) = (
         TestRegistry::plain(),
-        TestRegistry::start(RegistryOptions {
-            tls: Some(ca.server_pair()),
-            ..Default::default()
-        }),
+        TestRegistry::start(RegistryOptions { tls: Some(ca.server_pair()), ..Default::default() }),
     );
     let built = image();
     crate::copy::seed(&source, "team/app", "v1", &built).await;
@@ -262,28 +182,12 @@ async fn a_tls_registry_is_reached_with_the_ca_file_from_the_config() {
         ca.ca_cert.display()
     ));
 
-    let output = ocync(&[
-        "copy",
-        "--config",
-        &config.path,
-        &source.reference("team/app:v1"),
-        &target.reference("app:v1"),
-    ]);
+    let output =
+        ocync(&["copy", "--config", &config.path, &source.reference("team/app:v1"), &target.reference("app:v1")]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(
-        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
-        built.digest().to_string()
-    );
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
 
-    let untrusted = ocync(&[
-        "copy",
-        &source.reference("team/app:v1"),
-        &target.reference("app:v2"),
-    ]);
+    let untrusted = ocync(&["copy", &source.reference("team/app:v1"), &target.reference("app:v2")]);
     assert_eq!(untrusted.status.code(), Some(2), "{}", describe(&untrusted));
-    assert!(
-        String::from_utf8_lossy(&untrusted.stdout).contains("certificate"),
-        "{}",
-        describe(&untrusted)
-    );
+    assert!(String::from_utf8_lossy(&untrusted.stdout).contains("certificate"), "{}", describe(&untrusted));
 }

@@ -11,11 +11,7 @@ use crate::support::tools::{TempConfig, skopeo_digest};
 use ocync::testdata::{self, Built};
 
 fn image(seed: u64) -> Built {
-    Built::Image(testdata::image(
-        &[(seed, 300_000), (seed + 1, 1000)],
-        ("linux", "amd64"),
-        false,
-    ))
+    Built::Image(testdata::image(&[(seed, 300_000), (seed + 1, 1000)], ("linux", "amd64"), false))
 }
 
 fn report(output: &std::process::Output) -> serde_json::Value {
@@ -29,43 +25,21 @@ async fn a_refused_monolithic_upload_switches_to_chunks() {
     let built = image(50);
     seed(&source, "team/app", "v1", &built).await;
     let proxy = FaultProxy::start(&target.host, |request| {
-        if request.method == "PUT"
-            && request.target.contains("/blobs/uploads/")
-            && request.body_len > 0
-        {
-            Action::Respond {
-                status: 413,
-                headers: vec![],
-                body: "too large".into(),
-            }
+        if request.method == "PUT" && request.target.contains("/blobs/uploads/") && request.body_len > 0 {
+            Action::Respond { status: 413, headers: vec![], body: "too large".into() }
         } else {
             Action::Forward
         }
     });
 
     // One transfer at a time, so exactly one monolithic attempt precedes the switch.
-    let output = ocync(&[
-        "copy",
-        "--json",
-        "--concurrency",
-        "1",
-        &source.reference("team/app:v1"),
-        &proxy.reference("app:v1"),
-    ]);
+    let output =
+        ocync(&["copy", "--json", "--concurrency", "1", &source.reference("team/app:v1"), &proxy.reference("app:v1")]);
     assert_eq!(report(&output)["stats"]["blobs_copied"], 3);
-    assert_eq!(
-        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
-        built.digest().to_string()
-    );
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
     let seen = proxy.seen();
-    let refused = seen
-        .iter()
-        .filter(|r| r.method == "PUT" && r.target.contains("/blobs/") && r.body_len > 0)
-        .count();
-    assert_eq!(
-        refused, 1,
-        "only the first monolithic upload is tried: {seen:?}"
-    );
+    let refused = seen.iter().filter(|r| r.method == "PUT" && r.target.contains("/blobs/") && r.body_len > 0).count();
+    assert_eq!(refused, 1, "only the first monolithic upload is tried: {seen:?}");
     assert!(seen.iter().any(|r| r.method == "PATCH"), "chunks were sent");
 }
 
@@ -76,16 +50,8 @@ async fn relative_upload_locations_are_resolved_against_the_registry() {
     seed(&source, "team/app", "v1", &built).await;
     let proxy = FaultProxy::start(&target.host, |_| Action::ForwardWithRelativeLocation);
 
-    report(&ocync(&[
-        "copy",
-        "--json",
-        &source.reference("team/app:v1"),
-        &proxy.reference("app:v1"),
-    ]));
-    assert_eq!(
-        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
-        built.digest().to_string()
-    );
+    report(&ocync(&["copy", "--json", &source.reference("team/app:v1"), &proxy.reference("app:v1")]));
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
 }
 
 #[tokio::test]
@@ -94,33 +60,20 @@ async fn a_declined_mount_uploads_in_the_session_the_registry_opened() {
     let built = image(70);
     seed(&registry, "team/app", "v1", &built).await;
     // Strip the mount parameters: the registry then answers 202 with a fresh upload session.
-    let proxy = FaultProxy::start(&registry.host, |request| {
-        match request.target.split_once('?') {
-            Some((path, query)) if request.method == "POST" && query.contains("mount=") => {
-                Action::ForwardTo(path.to_string())
-            }
-            _ => Action::Forward,
+    let proxy = FaultProxy::start(&registry.host, |request| match request.target.split_once('?') {
+        Some((path, query)) if request.method == "POST" && query.contains("mount=") => {
+            Action::ForwardTo(path.to_string())
         }
+        _ => Action::Forward,
     });
 
-    let output = ocync(&[
-        "copy",
-        "--json",
-        &proxy.reference("team/app:v1"),
-        &proxy.reference("copy/app:v1"),
-    ]);
+    let output = ocync(&["copy", "--json", &proxy.reference("team/app:v1"), &proxy.reference("copy/app:v1")]);
     let report = report(&output);
     assert_eq!(report["stats"]["blobs_mounted"], 0, "{report}");
     assert_eq!(report["stats"]["blobs_copied"], 3, "{report}");
     let posts = proxy.seen().iter().filter(|r| r.method == "POST").count();
-    assert_eq!(
-        posts, 3,
-        "one POST per blob: the 202 session is reused, not opened again"
-    );
-    assert_eq!(
-        skopeo_digest(&registry.skopeo_reference("copy/app:v1"), &[]),
-        built.digest().to_string()
-    );
+    assert_eq!(posts, 3, "one POST per blob: the 202 session is reused, not opened again");
+    assert_eq!(skopeo_digest(&registry.skopeo_reference("copy/app:v1"), &[]), built.digest().to_string());
 }
 
 #[tokio::test]
@@ -142,30 +95,15 @@ async fn transient_503s_and_resets_are_retried() {
                 body: String::new(),
             };
         }
-        if request.method == "GET"
-            && request.target.contains("/blobs/")
-            && gets.fetch_add(1, Ordering::SeqCst) == 0
-        {
+        if request.method == "GET" && request.target.contains("/blobs/") && gets.fetch_add(1, Ordering::SeqCst) == 0 {
             return Action::Reset;
         }
         Action::Forward
     });
 
-    report(&ocync(&[
-        "copy",
-        "--json",
-        &proxy.reference("team/app:v1"),
-        &target.reference("app:v1"),
-    ]));
-    assert_eq!(
-        skopeo_digest(&target.skopeo_reference("app:v1"), &[]),
-        built.digest().to_string()
-    );
-    assert_eq!(
-        manifest_heads.load(Ordering::SeqCst),
-        3,
-        "two 503s then success"
-    );
+    report(&ocync(&["copy", "--json", &proxy.reference("team/app:v1"), &target.reference("app:v1")]));
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+    assert_eq!(manifest_heads.load(Ordering::SeqCst), 3, "two 503s then success");
 }
 
 #[tokio::test]
@@ -181,29 +119,14 @@ async fn a_registry_that_keeps_failing_fails_the_copy_after_bounded_retries() {
         _ => Action::Forward,
     });
 
-    let output = ocync(&[
-        "copy",
-        &proxy.reference("team/app:v1"),
-        &target.reference("app:v1"),
-    ]);
+    let output = ocync(&["copy", &proxy.reference("team/app:v1"), &target.reference("app:v1")]);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("answered 500 to GET manifest sha256:"),
-        "{}",
-        describe(&output)
-    );
-    assert!(
-        stdout.contains("in team/app: UNKNOWN: disk on fire"),
-        "{}",
-        describe(&output)
-    );
+    assert!(stdout.contains("answered 500 to GET manifest sha256:"), "{}", describe(&output));
+    assert!(stdout.contains("in team/app: UNKNOWN: disk on fire"), "{}", describe(&output));
     let gets = proxy.seen().iter().filter(|r| r.method == "GET").count();
     assert_eq!(gets, 4, "one try and three retries");
-    assert!(
-        target.requests().iter().all(|(method, _)| method == "HEAD"),
-        "nothing pushed"
-    );
+    assert!(target.requests().iter().all(|(method, _)| method == "HEAD"), "nothing pushed");
 }
 
 /// One-second request and idle timeouts, so stalls fail fast.
@@ -217,23 +140,11 @@ async fn a_registry_that_never_answers_times_out() {
     let upstream = TestRegistry::plain();
     let proxy = FaultProxy::start(&upstream.host, |_| Action::Stall);
     let config = config_with_timeouts();
-    let output = ocync(&[
-        "copy",
-        "--config",
-        &config.path,
-        &proxy.reference("team/app:v1"),
-        &target.reference("app:v1"),
-    ]);
+    let output =
+        ocync(&["copy", "--config", &config.path, &proxy.reference("team/app:v1"), &target.reference("app:v1")]);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
-    let expected = format!(
-        "timed out talking to {} (HEAD manifest v1 in team/app) after 1s",
-        proxy.host
-    );
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains(&expected),
-        "{}",
-        describe(&output)
-    );
+    let expected = format!("timed out talking to {} (HEAD manifest v1 in team/app) after 1s", proxy.host);
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&expected), "{}", describe(&output));
 }
 
 #[tokio::test]
@@ -252,37 +163,15 @@ async fn a_blob_body_that_stops_flowing_hits_the_idle_timeout_and_pushes_nothing
         }
     });
     let config = config_with_timeouts();
-    let output = ocync(&[
-        "copy",
-        "--config",
-        &config.path,
-        &proxy.reference("team/app:v1"),
-        &target.reference("app:v1"),
-    ]);
+    let output =
+        ocync(&["copy", "--config", &config.path, &proxy.reference("team/app:v1"), &target.reference("app:v1")]);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
-    let expected = format!(
-        "timed out talking to {} (GET blob {layer} in team/app) after 1s",
-        proxy.host
-    );
+    let expected = format!("timed out talking to {} (GET blob {layer} in team/app) after 1s", proxy.host);
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&expected), "{}", describe(&output));
+    let gets = proxy.seen().iter().filter(|r| r.target.ends_with(&layer)).count();
+    assert_eq!(gets, 3, "the transfer is retried from the source, three attempts in all");
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains(&expected),
-        "{}",
-        describe(&output)
-    );
-    let gets = proxy
-        .seen()
-        .iter()
-        .filter(|r| r.target.ends_with(&layer))
-        .count();
-    assert_eq!(
-        gets, 3,
-        "the transfer is retried from the source, three attempts in all"
-    );
-    assert!(
-        target
-            .requests()
-            .iter()
-            .all(|(method, path)| method != "PUT" || !path.contains("/manifests/")),
+        target.requests().iter().all(|(method, path)| method != "PUT" || !path.contains("/manifests/")),
         "no tag pushed"
     );
 }

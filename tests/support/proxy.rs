@@ -63,10 +63,7 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Starts a proxy in front of `upstream` (`127.0.0.1:PORT`) applying `rule` to each request.
-    pub fn start(
-        upstream: &str,
-        rule: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static,
-    ) -> Self {
+    pub fn start(upstream: &str, rule: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy port");
         let host = listener.local_addr().expect("proxy address").to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -80,23 +77,14 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (rule, seen, upstream, proxy_host) = (
-                    rule.clone(),
-                    seen_in.clone(),
-                    upstream.clone(),
-                    proxy_host.clone(),
-                );
+                let (rule, seen, upstream, proxy_host) =
+                    (rule.clone(), seen_in.clone(), upstream.clone(), proxy_host.clone());
                 std::thread::spawn(move || {
                     let _ = handle(stream, &upstream, &proxy_host, &*rule, &seen);
                 });
             }
         });
-        FaultProxy {
-            host,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
+        FaultProxy { host, seen, stop, thread: Some(thread) }
     }
 
     /// Requests seen so far.
@@ -131,10 +119,7 @@ fn handle(
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut parts = request_line.split_whitespace();
-    let (method, target) = (
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or("").to_string(),
-    );
+    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
@@ -147,27 +132,16 @@ fn handle(
             headers.push((name.trim().to_string(), value.trim().to_string()));
         }
     }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
+    let header = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         read_chunked(&mut reader)?
     } else {
-        let length: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         body
     };
-    let request = SeenRequest {
-        method: method.clone(),
-        target: target.clone(),
-        body_len: body.len(),
-    };
+    let request = SeenRequest { method: method.clone(), target: target.clone(), body_len: body.len() };
     seen.lock().expect("proxy log lock").push(request.clone());
 
     let mut target = target;
@@ -188,15 +162,9 @@ fn handle(
             false
         }
         Action::Reset => return Ok(()),
-        Action::Respond {
-            status,
-            headers,
-            body,
-        } => {
-            let mut response = format!(
-                "HTTP/1.1 {status} Fault\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
+        Action::Respond { status, headers, body } => {
+            let mut response =
+                format!("HTTP/1.1 {status} Fault\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
             for (name, value) in headers {
                 response += &format!("{name}: {value}\r\n");
             }
@@ -209,18 +177,12 @@ fn handle(
     let mut server = TcpStream::connect(upstream)?;
     let mut head = format!("{method} {target} HTTP/1.1\r\n");
     for (name, value) in &headers {
-        if ["connection", "transfer-encoding", "content-length"]
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-        {
+        if ["connection", "transfer-encoding", "content-length"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
             continue;
         }
         head += &format!("{name}: {value}\r\n");
     }
-    head += &format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    head += &format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     server.write_all(head.as_bytes())?;
     server.write_all(&body)?;
     let mut response = Vec::new();
@@ -242,8 +204,7 @@ fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
     loop {
         let mut size_line = String::new();
         reader.read_line(&mut size_line)?;
-        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
-            .unwrap_or(0);
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
         let mut chunk = vec![0; size + 2];
         reader.read_exact(&mut chunk)?;
         body.extend_from_slice(&chunk[..size]);
@@ -255,10 +216,7 @@ fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
 
 /// Rewrites `Location: http://<upstream or proxy>/path` to `Location: /path` in a raw response.
 fn make_location_relative(response: &[u8], upstream: &str, proxy_host: &str) -> Vec<u8> {
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(response.len(), |p| p + 4);
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |p| p + 4);
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let head: String = head
         .split("\r\n")

@@ -17,12 +17,7 @@ pub enum RegistryAuth {
     /// htpasswd (bcrypt) with one user.
     Basic { username: String, password: String },
     /// Bearer tokens from a token server.
-    Token {
-        realm: String,
-        service: String,
-        issuer: String,
-        root_cert_bundle: PathBuf,
-    },
+    Token { realm: String, service: String, issuer: String, root_cert_bundle: PathBuf },
 }
 
 /// What kind of registry to start.
@@ -64,27 +59,15 @@ impl TestRegistry {
             dir.path().join("data").display()
         );
         if let Some((cert, key)) = &options.tls {
-            config += &format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                cert.display(),
-                key.display()
-            );
+            config += &format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
         }
         match &options.auth {
             RegistryAuth::None => {}
             RegistryAuth::Basic { username, password } => {
                 let htpasswd = htpasswd_file(dir.path(), username, password);
-                config += &format!(
-                    "auth:\n  htpasswd:\n    realm: ocync-test\n    path: {}\n",
-                    htpasswd.display()
-                );
+                config += &format!("auth:\n  htpasswd:\n    realm: ocync-test\n    path: {}\n", htpasswd.display());
             }
-            RegistryAuth::Token {
-                realm,
-                service,
-                issuer,
-                root_cert_bundle,
-            } => {
+            RegistryAuth::Token { realm, service, issuer, root_cert_bundle } => {
                 config += &format!(
                     "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
                     root_cert_bundle.display()
@@ -95,11 +78,7 @@ impl TestRegistry {
         std::fs::write(&config_path, config).expect("write registry config");
         let log = dir.path().join("registry.log");
         // Append mode, so `reset_log` can truncate while the registry keeps writing.
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("create registry log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("create registry log");
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config_path)
@@ -108,13 +87,7 @@ impl TestRegistry {
             .stdin(Stdio::null())
             .spawn()
             .expect("start docker-registry");
-        let registry = TestRegistry {
-            host,
-            tls: options.tls.is_some(),
-            child,
-            dir,
-            log,
-        };
+        let registry = TestRegistry { host, tls: options.tls.is_some(), child, dir, log };
         registry.wait_until_listening();
         registry
     }
@@ -127,21 +100,13 @@ impl TestRegistry {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!(
-            "docker-registry did not listen on {} within 15 s; log:\n{}",
-            self.host,
-            self.log_text()
-        );
+        panic!("docker-registry did not listen on {} within 15 s; log:\n{}", self.host, self.log_text());
     }
 
     /// `http://127.0.0.1:PORT/<path>` (or `127.0.0.1:PORT/<path>` for a TLS registry), as
     /// `ocync copy` takes it.
     pub fn reference(&self, path: &str) -> String {
-        if self.tls {
-            format!("{}/{path}", self.host)
-        } else {
-            format!("http://{}/{path}", self.host)
-        }
+        if self.tls { format!("{}/{path}", self.host) } else { format!("http://{}/{path}", self.host) }
     }
 
     /// `127.0.0.1:PORT/<path>`, as skopeo takes it.
@@ -150,10 +115,7 @@ impl TestRegistry {
     }
 
     /// A client for this registry with the given credentials.
-    pub fn client(
-        &self,
-        credentials: ocync::registry::auth::Credentials,
-    ) -> ocync::registry::HttpRegistry {
+    pub fn client(&self, credentials: ocync::registry::auth::Credentials) -> ocync::registry::HttpRegistry {
         let mut settings = ocync::registry::RegistrySettings::new(&self.host);
         settings.plain_http = !self.tls;
         settings.credentials = credentials;
@@ -180,22 +142,15 @@ impl TestRegistry {
                 let mut parts = request.split(' ');
                 let method = parts.next()?;
                 let path = parts.next()?;
-                path.starts_with("/v2/").then(|| {
-                    (
-                        method.to_string(),
-                        path.split('?').next().unwrap_or(path).to_string(),
-                    )
-                })
+                path.starts_with("/v2/")
+                    .then(|| (method.to_string(), path.split('?').next().unwrap_or(path).to_string()))
             })
             .collect()
     }
 
     /// Requests served so far whose method is `method` and whose path contains `fragment`.
     pub fn count(&self, method: &str, fragment: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|(m, p)| m == method && p.contains(fragment))
-            .count()
+        self.requests().iter().filter(|(m, p)| m == method && p.contains(fragment)).count()
     }
 
     /// Forgets the requests logged so far (truncates the access log).
@@ -224,15 +179,8 @@ impl Drop for TestRegistry {
 
 fn htpasswd_file(dir: &Path, username: &str, password: &str) -> PathBuf {
     let binary = require("htpasswd", "apt-get install -y apache2-utils");
-    let output = Command::new(binary)
-        .args(["-Bbn", username, password])
-        .output()
-        .expect("run htpasswd");
-    assert!(
-        output.status.success(),
-        "htpasswd failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new(binary).args(["-Bbn", username, password]).output().expect("run htpasswd");
+    assert!(output.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&output.stderr));
     let path = dir.join("htpasswd");
     std::fs::write(&path, output.stdout).expect("write htpasswd");
     path

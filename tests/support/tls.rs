@@ -62,8 +62,7 @@ pub fn generate() -> TestCa {
     let config = path("openssl.cnf");
     std::fs::write(&config, OPENSSL_CONFIG).expect("write openssl config");
     let (ca_cert, ca_key) = (path("ca.pem"), path("ca.key"));
-    let (server_csr, server_cert, server_key) =
-        (path("server.csr"), path("server.pem"), path("server.key"));
+    let (server_csr, server_cert, server_key) = (path("server.csr"), path("server.pem"), path("server.key"));
 
     // The CA: self-signed, `CA:TRUE`.
     openssl(
@@ -84,11 +83,7 @@ pub fn generate() -> TestCa {
             "-extensions",
             "ca_ext",
         ],
-        &[
-            ("-config", &config),
-            ("-keyout", &ca_key),
-            ("-out", &ca_cert),
-        ],
+        &[("-config", &config), ("-keyout", &ca_key), ("-out", &ca_cert)],
     );
     // The server: a key and a signing request...
     openssl(
@@ -103,42 +98,17 @@ pub fn generate() -> TestCa {
             "-subj",
             "/CN=localhost",
         ],
-        &[
-            ("-config", &config),
-            ("-keyout", &server_key),
-            ("-out", &server_csr),
-        ],
+        &[("-config", &config), ("-keyout", &server_key), ("-out", &server_csr)],
     );
     // ...which the CA signs with `server_ext`. A random serial, so no two test CAs ever issue
     // the same (issuer name, serial) pair.
     let serial = format!("0x{:016x}", rand::random::<u64>() >> 1);
     openssl(
-        &[
-            "x509",
-            "-req",
-            "-sha256",
-            "-days",
-            "7",
-            "-set_serial",
-            &serial,
-            "-extensions",
-            "server_ext",
-        ],
-        &[
-            ("-extfile", &config),
-            ("-in", &server_csr),
-            ("-CA", &ca_cert),
-            ("-CAkey", &ca_key),
-            ("-out", &server_cert),
-        ],
+        &["x509", "-req", "-sha256", "-days", "7", "-set_serial", &serial, "-extensions", "server_ext"],
+        &[("-extfile", &config), ("-in", &server_csr), ("-CA", &ca_cert), ("-CAkey", &ca_key), ("-out", &server_cert)],
     );
 
-    TestCa {
-        dir,
-        ca_cert,
-        server_cert,
-        server_key,
-    }
+    TestCa { dir, ca_cert, server_cert, server_key }
 }
 
 /// Runs `openssl <args> <flag path>...` and fails the test, quoting openssl, on error.
@@ -149,10 +119,5 @@ fn openssl(args: &[&str], files: &[(&str, &Path)]) {
         command.arg(flag).arg(file);
     }
     let output = command.output().expect("run openssl");
-    assert!(
-        output.status.success(),
-        "openssl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "openssl {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
 }

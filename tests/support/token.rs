@@ -104,9 +104,7 @@ impl TokenServer {
         let key = dir.path().join("token.key");
         let cert = dir.path().join("token.pem");
         let output = Command::new(&openssl)
-            .args([
-                "req", "-x509", "-new", "-nodes", "-sha256", "-days", "7", "-newkey", "rsa:2048",
-            ])
+            .args(["req", "-x509", "-new", "-nodes", "-sha256", "-days", "7", "-newkey", "rsa:2048"])
             .args(["-extensions", "signer_ext", "-config"])
             .arg(&config)
             .arg("-keyout")
@@ -128,10 +126,7 @@ impl TokenServer {
         let history = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let state = Issuer {
-            users: users
-                .iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
+            users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
             anonymous_pull,
             service: "ocync-test-registry".to_string(),
             issuer: "ocync-test-token-issuer".to_string(),
@@ -140,11 +135,7 @@ impl TokenServer {
             x5c,
             history: Arc::clone(&history),
         };
-        let (realm, service, issuer) = (
-            format!("http://{addr}/token"),
-            state.service.clone(),
-            state.issuer.clone(),
-        );
+        let (realm, service, issuer) = (format!("http://{addr}/token"), state.service.clone(), state.issuer.clone());
         let thread = {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
@@ -152,17 +143,7 @@ impl TokenServer {
                 .spawn(move || serve(&listener, &state, &stop))
                 .expect("spawn the token server thread")
         };
-        TokenServer {
-            realm,
-            service,
-            issuer,
-            root_cert_bundle: cert,
-            addr,
-            history,
-            stop,
-            thread: Some(thread),
-            dir,
-        }
+        TokenServer { realm, service, issuer, root_cert_bundle: cert, addr, history, stop, thread: Some(thread), dir }
     }
 
     /// The registry configuration that trusts this server.
@@ -224,11 +205,7 @@ struct Response {
 
 impl Response {
     fn json(status: &'static str, body: serde_json::Value) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body,
-        }
+        Response { status, headers: Vec::new(), body }
     }
 
     fn unauthorized(detail: &str) -> Self {
@@ -265,10 +242,7 @@ fn handle(stream: TcpStream, state: &Issuer) -> std::io::Result<()> {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let response = if method != "GET" || path != "/token" {
-        Response::json(
-            "404 Not Found",
-            json!({ "details": "only GET /token is served here" }),
-        )
+        Response::json("404 Not Found", json!({ "details": "only GET /token is served here" }))
     } else {
         token_response(state, authorization.as_deref(), query)
     };
@@ -281,12 +255,7 @@ fn token_response(state: &Issuer, authorization: Option<&str>, query: &str) -> R
     // space-separated scopes, which some clients send instead of repeating the parameter.
     let scopes: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(name, _)| name == "scope")
-        .flat_map(|(_, value)| {
-            value
-                .split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|(_, value)| value.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .collect();
     let user = match authorization {
         None => None,
@@ -307,10 +276,7 @@ fn token_response(state: &Issuer, authorization: Option<&str>, query: &str) -> R
         .filter_map(|scope| parse_scope(scope))
         .map(|(kind, name, actions)| {
             // Anonymous callers only ever get `pull`; users get what they asked for.
-            let actions: Vec<&str> = actions
-                .into_iter()
-                .filter(|a| user.is_some() || *a == "pull")
-                .collect();
+            let actions: Vec<&str> = actions.into_iter().filter(|a| user.is_some() || *a == "pull").collect();
             json!({ "type": kind, "name": name, "actions": actions })
         })
         .collect();
@@ -334,16 +300,8 @@ fn token_response(state: &Issuer, authorization: Option<&str>, query: &str) -> R
 }
 
 fn record(state: &Issuer, user: Option<String>, scopes: &[String], granted: bool) {
-    let entry = TokenRequest {
-        user,
-        scopes: scopes.to_vec(),
-        granted,
-    };
-    state
-        .history
-        .lock()
-        .expect("token history lock")
-        .push(entry);
+    let entry = TokenRequest { user, scopes: scopes.to_vec(), granted };
+    state.history.lock().expect("token history lock").push(entry);
 }
 
 /// `(user, password)` from `Basic base64(user:password)`.
@@ -367,19 +325,11 @@ fn authorization_user(header: &str) -> Option<String> {
 fn parse_scope(scope: &str) -> Option<(&str, &str, Vec<&str>)> {
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
-    Some((
-        kind,
-        name,
-        actions.split(',').filter(|a| !a.is_empty()).collect(),
-    ))
+    Some((kind, name, actions.split(',').filter(|a| !a.is_empty()).collect()))
 }
 
 /// `base64url(header).base64url(claims).base64url(RS256 signature)`.
-fn sign_token(
-    state: &Issuer,
-    subject: &str,
-    access: Vec<serde_json::Value>,
-) -> Result<String, String> {
+fn sign_token(state: &Issuer, subject: &str, access: Vec<serde_json::Value>) -> Result<String, String> {
     let now = unix_now();
     // distribution 2.8 reads `aud` as a single string (a JSON array fails to parse), and
     // finds the key through `x5c`, verified against its rootcertbundle.
@@ -394,16 +344,10 @@ fn sign_token(
         "jti": format!("{:032x}", rand::random::<u128>()),
         "access": access,
     });
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let signing_input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let signature = openssl_sign(&state.openssl, &state.key, signing_input.as_bytes())?;
-    Ok(format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature)
-    ))
+    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
 /// `openssl dgst -sha256 -sign key`: RSASSA-PKCS1-v1_5 with SHA-256, i.e. RS256.
@@ -419,18 +363,11 @@ fn openssl_sign(openssl: &Path, key: &Path, input: &[u8]) -> Result<Vec<u8>, Str
     // The input is a few hundred bytes, well under a pipe buffer, so writing it all before
     // reading the output cannot deadlock.
     let mut stdin = child.stdin.take().ok_or("openssl has no stdin")?;
-    stdin
-        .write_all(input)
-        .map_err(|e| format!("cannot feed openssl: {e}"))?;
+    stdin.write_all(input).map_err(|e| format!("cannot feed openssl: {e}"))?;
     drop(stdin);
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("openssl failed: {e}"))?;
+    let output = child.wait_with_output().map_err(|e| format!("openssl failed: {e}"))?;
     if !output.status.success() {
-        return Err(format!(
-            "openssl dgst -sign failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(format!("openssl dgst -sign failed: {}", String::from_utf8_lossy(&output.stderr)));
     }
     Ok(output.stdout)
 }
@@ -465,10 +402,7 @@ fn pem_body(path: &Path) -> String {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (UTC), without a date crate.
@@ -484,10 +418,5 @@ fn rfc3339(unix: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        seconds / 3600,
-        seconds % 3600 / 60,
-        seconds % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds % 3600 / 60, seconds % 60)
 }

@@ -27,11 +27,7 @@ pub fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
         .arg(format!("docker://{reference}"))
         .output()
         .expect("skopeo runs");
-    assert!(
-        output.status.success(),
-        "skopeo inspect {reference} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "skopeo inspect {reference} failed: {}", String::from_utf8_lossy(&output.stderr));
     output.stdout
 }
 
@@ -42,11 +38,7 @@ pub fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
 
 /// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
 }
 
 /// An `ocync.yaml` in a temp dir that lives as long as this value.
@@ -62,9 +54,6 @@ impl TempConfig {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("ocync.yaml");
         std::fs::write(&path, yaml).expect("write config");
-        TempConfig {
-            path: path.to_str().expect("UTF-8 temp path").to_string(),
-            _dir: dir,
-        }
+        TempConfig { path: path.to_str().expect("UTF-8 temp path").to_string(), _dir: dir }
     }
 }

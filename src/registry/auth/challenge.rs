@@ -20,18 +20,13 @@ impl Challenge {
     /// Parses a header value; `None` for schemes ocync cannot answer.
     pub fn parse(header: &str) -> Option<Challenge> {
         let header = header.trim();
-        let (scheme, params) = header
-            .split_once(char::is_whitespace)
-            .unwrap_or((header, ""));
+        let (scheme, params) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => Some(Challenge::Basic),
             "bearer" => {
                 let mut params = parse_params(params);
                 let realm = params.remove("realm")?;
-                Some(Challenge::Bearer {
-                    realm,
-                    service: params.remove("service"),
-                })
+                Some(Challenge::Bearer { realm, service: params.remove("service") })
             }
             _ => None,
         }
@@ -44,8 +39,7 @@ fn parse_params(input: &str) -> HashMap<String, String> {
     let mut chars = input.chars().peekable();
     loop {
         while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
-        let key: String =
-            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
         if key.is_empty() {
             break;
         }
@@ -89,16 +83,10 @@ mod tests {
 
     #[test]
     fn parses_basic_and_unquoted_params() {
-        assert_eq!(
-            Challenge::parse(r#"Basic realm="Registry Realm""#),
-            Some(Challenge::Basic)
-        );
+        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(
             Challenge::parse("bearer realm=http://127.0.0.1:1/token"),
-            Some(Challenge::Bearer {
-                realm: "http://127.0.0.1:1/token".into(),
-                service: None
-            })
+            Some(Challenge::Bearer { realm: "http://127.0.0.1:1/token".into(), service: None })
         );
     }
 

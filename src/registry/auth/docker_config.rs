@@ -81,58 +81,32 @@ pub async fn lookup(host: &str) -> Result<Option<Credentials>, DockerConfigError
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(DockerConfigError::File {
-                path,
-                reason: e.to_string(),
-            });
+            return Err(DockerConfigError::File { path, reason: e.to_string() });
         }
     };
-    let config: DockerConfig =
-        serde_json::from_str(&text).map_err(|e| DockerConfigError::File {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    let config: DockerConfig = serde_json::from_str(&text)
+        .map_err(|e| DockerConfigError::File { path: path.clone(), reason: e.to_string() })?;
 
-    let server = if is_docker_hub(host) {
-        DOCKER_HUB_KEY
-    } else {
-        host
-    };
-    let helper = config
-        .cred_helpers
-        .iter()
-        .find(|(key, _)| normalise(key) == normalise(server))
-        .map(|(_, h)| h);
+    let server = if is_docker_hub(host) { DOCKER_HUB_KEY } else { host };
+    let helper = config.cred_helpers.iter().find(|(key, _)| normalise(key) == normalise(server)).map(|(_, h)| h);
     if let Some(helper) = helper.or(config.creds_store.as_ref()) {
         if let Some(credentials) = run_helper(helper, server).await? {
             return Ok(Some(credentials));
         }
     }
-    let entry = config
-        .auths
-        .iter()
-        .find(|(key, _)| normalise(key) == normalise(server));
-    entry
-        .map(|(_, entry)| decode_entry(entry, host))
-        .transpose()
+    let entry = config.auths.iter().find(|(key, _)| normalise(key) == normalise(server));
+    entry.map(|(_, entry)| decode_entry(entry, host)).transpose()
 }
 
 fn is_docker_hub(host: &str) -> bool {
-    matches!(
-        host,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    )
+    matches!(host, "docker.io" | "index.docker.io" | "registry-1.docker.io")
 }
 
 /// `https://ghcr.io/v2/` → `ghcr.io`; Docker Hub spellings all become one key.
 fn normalise(key: &str) -> String {
     let without_scheme = key.split_once("://").map_or(key, |(_, rest)| rest);
     let host = without_scheme.split('/').next().unwrap_or(without_scheme);
-    if is_docker_hub(host) {
-        "docker.io".to_string()
-    } else {
-        host.to_string()
-    }
+    if is_docker_hub(host) { "docker.io".to_string() } else { host.to_string() }
 }
 
 fn decode_entry(entry: &AuthEntry, host: &str) -> Result<Credentials, DockerConfigError> {
@@ -140,39 +114,25 @@ fn decode_entry(entry: &AuthEntry, host: &str) -> Result<Credentials, DockerConf
         return Ok(Credentials::Bearer(Secret::new(token.clone())));
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
-        return Ok(Credentials::Basic {
-            username: username.clone(),
-            password: Secret::new(password.clone()),
-        });
+        return Ok(Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) });
     }
     let invalid = |reason: &str| DockerConfigError::File {
         path: config_path().unwrap_or_default(),
         reason: format!("auths entry for {host}: {reason}"),
     };
-    let encoded = entry
-        .auth
-        .as_deref()
-        .ok_or_else(|| invalid("has neither auth nor username/password"))?;
+    let encoded = entry.auth.as_deref().ok_or_else(|| invalid("has neither auth nor username/password"))?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| invalid("auth is not valid base64"))?;
     let decoded = String::from_utf8(decoded).map_err(|_| invalid("auth is not UTF-8"))?;
-    let (username, password) = decoded
-        .split_once(':')
-        .ok_or_else(|| invalid("auth is not user:password"))?;
-    Ok(Credentials::Basic {
-        username: username.to_string(),
-        password: Secret::new(password),
-    })
+    let (username, password) = decoded.split_once(':').ok_or_else(|| invalid("auth is not user:password"))?;
+    Ok(Credentials::Basic { username: username.to_string(), password: Secret::new(password) })
 }
 
 /// Runs `docker-credential-<helper> get`; "not found" answers are `None`, not errors.
 async fn run_helper(helper: &str, server: &str) -> Result<Option<Credentials>, DockerConfigError> {
-    let fail = |reason: String| DockerConfigError::Helper {
-        helper: helper.to_string(),
-        host: server.to_string(),
-        reason,
-    };
+    let fail =
+        |reason: String| DockerConfigError::Helper { helper: helper.to_string(), host: server.to_string(), reason };
     let mut child = tokio::process::Command::new(format!("docker-credential-{helper}"))
         .arg("get")
         .stdin(std::process::Stdio::piped())
@@ -182,33 +142,19 @@ async fn run_helper(helper: &str, server: &str) -> Result<Option<Credentials>, D
         .spawn()
         .map_err(|e| fail(format!("cannot start it: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        stdin.write_all(server.as_bytes()).await.map_err(|e| fail(e.to_string()))?;
     }
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let output = child.wait_with_output().await.map_err(|e| fail(e.to_string()))?;
     if !output.status.success() {
-        let message = String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr);
+        let message = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
         if message.to_ascii_lowercase().contains("not found") {
             return Ok(None);
         }
-        return Err(fail(format!(
-            "exited with {}: {}",
-            output.status,
-            message.trim()
-        )));
+        return Err(fail(format!("exited with {}: {}", output.status, message.trim())));
     }
-    let answer: HelperAnswer = serde_json::from_slice(&output.stdout)
-        .map_err(|e| fail(format!("unreadable answer: {e}")))?;
-    Ok(Some(Credentials::Basic {
-        username: answer.username,
-        password: Secret::new(answer.secret),
-    }))
+    let answer: HelperAnswer =
+        serde_json::from_slice(&output.stdout).map_err(|e| fail(format!("unreadable answer: {e}")))?;
+    Ok(Some(Credentials::Basic { username: answer.username, password: Secret::new(answer.secret) }))
 }
 
 #[cfg(test)]
@@ -225,30 +171,15 @@ mod tests {
 
     #[test]
     fn decodes_base64_auth_entries() {
-        let entry = AuthEntry {
-            auth: Some("Ym90OnMzY3IzdA==".into()),
-            ..Default::default()
-        };
+        let entry = AuthEntry { auth: Some("Ym90OnMzY3IzdA==".into()), ..Default::default() };
         let credentials = decode_entry(&entry, "ghcr.io").unwrap();
-        assert_eq!(
-            credentials,
-            Credentials::Basic {
-                username: "bot".into(),
-                password: Secret::new("s3cr3t")
-            }
-        );
+        assert_eq!(credentials, Credentials::Basic { username: "bot".into(), password: Secret::new("s3cr3t") });
     }
 
     #[test]
     fn broken_auth_entry_names_the_host_but_not_the_value() {
-        let entry = AuthEntry {
-            auth: Some("!!!notbase64".into()),
-            ..Default::default()
-        };
+        let entry = AuthEntry { auth: Some("!!!notbase64".into()), ..Default::default() };
         let error = decode_entry(&entry, "ghcr.io").unwrap_err().to_string();
-        assert!(
-            error.contains("ghcr.io") && !error.contains("!!!notbase64"),
-            "{error}"
-        );
+        assert!(error.contains("ghcr.io") && !error.contains("!!!notbase64"), "{error}");
     }
 }

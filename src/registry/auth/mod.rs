@@ -61,8 +61,7 @@ impl Credentials {
         match self {
             Credentials::Basic { username, password } => Some(format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{}", password.expose()))
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
             )),
             _ => None,
         }

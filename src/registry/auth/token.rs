@@ -38,12 +38,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// An authenticator for `registry` (used in error messages) presenting `credentials`.
-    pub fn new(
-        registry: String,
-        credentials: Credentials,
-        client: reqwest::Client,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(registry: String, credentials: Credentials, client: reqwest::Client, timeout: Duration) -> Self {
         Authenticator {
             registry,
             credentials,
@@ -60,11 +55,7 @@ impl Authenticator {
         if let Credentials::Bearer(token) = &self.credentials {
             return Ok(Some(format!("Bearer {}", token.expose())));
         }
-        let challenge = self
-            .challenge
-            .read()
-            .expect("challenge lock poisoned")
-            .clone();
+        let challenge = self.challenge.read().expect("challenge lock poisoned").clone();
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.credentials.basic_header()),
@@ -74,9 +65,7 @@ impl Authenticator {
                 if let Some(token) = tokens.get(&key).filter(|t| t.refresh_at > Instant::now()) {
                     return Ok(Some(format!("Bearer {}", token.value)));
                 }
-                let token = self
-                    .fetch_token(repository, &realm, service.as_deref(), scopes)
-                    .await?;
+                let token = self.fetch_token(repository, &realm, service.as_deref(), scopes).await?;
                 let header = format!("Bearer {}", token.value);
                 tokens.insert(key, token);
                 Ok(Some(header))
@@ -137,21 +126,13 @@ impl Authenticator {
             });
         }
         let body: TokenResponse = response.json().await.map_err(network)?;
-        let value = body
-            .token
-            .or(body.access_token)
-            .ok_or_else(|| Error::Protocol {
-                registry: self.registry.clone(),
-                repository: repository.to_string(),
-                action: action.clone(),
-                detail: "token response has neither token nor access_token".into(),
-            })?;
-        let lifetime = body
-            .expires_in
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
-        Ok(CachedToken {
-            value,
-            refresh_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
-        })
+        let value = body.token.or(body.access_token).ok_or_else(|| Error::Protocol {
+            registry: self.registry.clone(),
+            repository: repository.to_string(),
+            action: action.clone(),
+            detail: "token response has neither token nor access_token".into(),
+        })?;
+        let lifetime = body.expires_in.map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        Ok(CachedToken { value, refresh_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN) })
     }
 }

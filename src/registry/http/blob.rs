@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
-};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
@@ -21,14 +19,7 @@ use crate::registry::{BlobStream, Error, MountOutcome, Result, UploadSession, Ve
 const OCTET_STREAM: &str = "application/octet-stream";
 
 impl HttpRegistry {
-    fn blob_call<'a>(
-        &self,
-        method: Method,
-        repository: &'a str,
-        path: &str,
-        what: String,
-        push: bool,
-    ) -> Call<'a> {
+    fn blob_call<'a>(&self, method: Method, repository: &'a str, path: &str, what: String, push: bool) -> Call<'a> {
         Call {
             method,
             url: self.url(&format!("v2/{repository}/blobs/{path}")),
@@ -43,13 +34,7 @@ impl HttpRegistry {
     }
 
     pub(super) async fn blob_exists_impl(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let call = self.blob_call(
-            Method::HEAD,
-            repository,
-            digest.as_str(),
-            format!("blob {digest}"),
-            false,
-        );
+        let call = self.blob_call(Method::HEAD, repository, digest.as_str(), format!("blob {digest}"), false);
         match self.send(&call).await {
             Ok(_) => Ok(true),
             Err(error) if error.is_not_found() => Ok(false),
@@ -57,26 +42,13 @@ impl HttpRegistry {
         }
     }
 
-    pub(super) async fn get_blob_impl(
-        &self,
-        repository: &str,
-        blob: &BlobDescriptor,
-    ) -> Result<BlobStream> {
-        let mut call = self.blob_call(
-            Method::GET,
-            repository,
-            blob.digest.as_str(),
-            format!("blob {}", blob.digest),
-            false,
-        );
+    pub(super) async fn get_blob_impl(&self, repository: &str, blob: &BlobDescriptor) -> Result<BlobStream> {
+        let mut call =
+            self.blob_call(Method::GET, repository, blob.digest.as_str(), format!("blob {}", blob.digest), false);
         call.streaming = true;
         let response = self.send(&call).await?;
         let registry = self.settings.name.clone();
-        let (repository_name, action, idle) = (
-            repository.to_string(),
-            call.action(),
-            self.settings.idle_timeout,
-        );
+        let (repository_name, action, idle) = (repository.to_string(), call.action(), self.settings.idle_timeout);
         let body = response.bytes_stream().map_err(move |e| Error::Network {
             registry: registry.clone(),
             repository: repository_name.clone(),
@@ -94,23 +66,13 @@ impl HttpRegistry {
         repository: &str,
         mount: Option<(&Digest, &str)>,
     ) -> Result<(StatusCode, Option<UploadSession>)> {
-        let mut call = self.blob_call(
-            Method::POST,
-            repository,
-            "uploads/",
-            "upload".to_string(),
-            true,
-        );
+        let mut call = self.blob_call(Method::POST, repository, "uploads/", "upload".to_string(), true);
         if let Some((digest, from)) = mount {
-            call.url
-                .query_pairs_mut()
-                .append_pair("mount", digest.as_str())
-                .append_pair("from", from);
+            call.url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", from);
             call.scopes.push(scope(from, false));
             call.what = format!("mount of {digest} from {from}");
         }
-        call.headers
-            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        call.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         let response = self.send(&call).await?;
         let status = response.status();
         let session = self.session_from(&response, repository, &call.action())?;
@@ -118,20 +80,12 @@ impl HttpRegistry {
     }
 
     /// The upload session named by a response's `Location` (absolute or relative).
-    fn session_from(
-        &self,
-        response: &Response,
-        repository: &str,
-        action: &str,
-    ) -> Result<Option<UploadSession>> {
+    fn session_from(&self, response: &Response, repository: &str, action: &str) -> Result<Option<UploadSession>> {
         if response.status() == StatusCode::CREATED {
             return Ok(None);
         }
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::Protocol {
+        let location =
+            response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| Error::Protocol {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
                 action: action.to_string(),
@@ -143,17 +97,10 @@ impl HttpRegistry {
             action: action.to_string(),
             detail: format!("invalid Location {location:?}: {e}"),
         })?;
-        Ok(Some(UploadSession {
-            location: url.to_string(),
-        }))
+        Ok(Some(UploadSession { location: url.to_string() }))
     }
 
-    pub(super) async fn mount_blob_impl(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        from: &str,
-    ) -> Result<MountOutcome> {
+    pub(super) async fn mount_blob_impl(&self, repository: &str, digest: &Digest, from: &str) -> Result<MountOutcome> {
         match self.start_upload(repository, Some((digest, from))).await? {
             (StatusCode::CREATED, _) => Ok(MountOutcome::Mounted),
             (_, Some(session)) => Ok(MountOutcome::NotMounted(session)),
@@ -191,8 +138,7 @@ impl HttpRegistry {
         if self.use_chunks() {
             self.upload_chunks(repository, blob, body, location).await
         } else {
-            self.upload_monolithic(repository, blob, body, location)
-                .await
+            self.upload_monolithic(repository, blob, body, location).await
         }
     }
 
@@ -206,41 +152,26 @@ impl HttpRegistry {
         mut url: Url,
     ) -> Result<()> {
         let action = format!("PUT blob {}", blob.digest);
-        url.query_pairs_mut()
-            .append_pair("digest", blob.digest.as_str());
+        url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
         let progress = Arc::new(AtomicU64::new(0));
         let source_error = Arc::new(Mutex::new(None));
         let body = reqwest::Body::wrap_stream(track(body, progress.clone(), source_error.clone()));
-        let mut request = self
-            .client
-            .put(url)
-            .header(CONTENT_LENGTH, blob.size)
-            .header(CONTENT_TYPE, OCTET_STREAM)
-            .body(body);
-        if let Some(header) = self
-            .auth
-            .header(repository, &[scope(repository, true)])
-            .await?
-        {
+        let mut request =
+            self.client.put(url).header(CONTENT_LENGTH, blob.size).header(CONTENT_TYPE, OCTET_STREAM).body(body);
+        if let Some(header) = self.auth.header(repository, &[scope(repository, true)]).await? {
             request = request.header(AUTHORIZATION, header);
         }
         let sent = tokio::select! {
             sent = request.send() => sent,
             stalled = self.stall_watch(&progress, blob.size) => return Err(self.timeout_error(repository, &action, stalled)),
         };
-        if let Some(error) = source_error
-            .lock()
-            .expect("source error lock poisoned")
-            .take()
-        {
+        if let Some(error) = source_error.lock().expect("source error lock poisoned").take() {
             return Err(error);
         }
         let response = sent.map_err(|e| self.network_error(repository, &action, e))?;
         match response.status() {
             status if status.is_success() => Ok(()),
-            StatusCode::METHOD_NOT_ALLOWED
-            | StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::NOT_IMPLEMENTED => {
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::NOT_IMPLEMENTED => {
                 self.switch_to_chunks();
                 tracing::warn!(registry = %self.settings.name, repository, status = %response.status(), "monolithic upload refused; using chunks");
                 Err(Error::ChunkedUploadRequired {
@@ -249,14 +180,7 @@ impl HttpRegistry {
                     status: response.status().as_u16(),
                 })
             }
-            _ => Err(self
-                .status_error(
-                    repository,
-                    &action,
-                    &format!("blob {}", blob.digest),
-                    response,
-                )
-                .await),
+            _ => Err(self.status_error(repository, &action, &format!("blob {}", blob.digest), response).await),
         }
     }
 
@@ -267,11 +191,7 @@ impl HttpRegistry {
         let mut last = u64::MAX;
         loop {
             let sent = progress.load(Ordering::Relaxed);
-            let wait = if sent >= size {
-                self.settings.timeout.max(idle)
-            } else {
-                idle
-            };
+            let wait = if sent >= size { self.settings.timeout.max(idle) } else { idle };
             if sent == last {
                 return wait;
             }
@@ -298,28 +218,18 @@ impl HttpRegistry {
             let full = buffer.len() >= self.settings.chunk_size;
             if (full || next.is_none()) && !buffer.is_empty() {
                 let chunk = buffer.split().freeze();
-                url = self
-                    .patch_chunk(repository, blob, url, offset, chunk.clone())
-                    .await?;
+                url = self.patch_chunk(repository, blob, url, offset, chunk.clone()).await?;
                 offset += chunk.len() as u64;
             }
             if next.is_none() {
                 break;
             }
         }
-        url.query_pairs_mut()
-            .append_pair("digest", blob.digest.as_str());
-        let mut call = self.blob_call(
-            Method::PUT,
-            repository,
-            "",
-            format!("blob {}", blob.digest),
-            true,
-        );
+        url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
+        let mut call = self.blob_call(Method::PUT, repository, "", format!("blob {}", blob.digest), true);
         call.url = url;
         call.idempotent = false;
-        call.headers
-            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        call.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         self.send(&call).await.map(drop)
     }
 
@@ -331,28 +241,16 @@ impl HttpRegistry {
         offset: u64,
         chunk: Bytes,
     ) -> Result<Url> {
-        let mut call = self.blob_call(
-            Method::PATCH,
-            repository,
-            "",
-            format!("chunk of blob {}", blob.digest),
-            true,
-        );
+        let mut call = self.blob_call(Method::PATCH, repository, "", format!("chunk of blob {}", blob.digest), true);
         call.url = url;
         call.idempotent = false;
         let range = format!("{}-{}", offset, offset + chunk.len() as u64 - 1);
-        call.headers.insert(
-            CONTENT_RANGE,
-            HeaderValue::from_str(&range).expect("digits and a dash"),
-        );
-        call.headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+        call.headers.insert(CONTENT_RANGE, HeaderValue::from_str(&range).expect("digits and a dash"));
+        call.headers.insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
         call.body = Some(chunk);
         let response = self.send(&call).await?;
         let session = self.session_from(&response, repository, &call.action())?;
-        let location = session
-            .map(|s| s.location)
-            .unwrap_or_else(|| call.url.to_string());
+        let location = session.map(|s| s.location).unwrap_or_else(|| call.url.to_string());
         Url::parse(&location).map_err(|e| Error::Protocol {
             registry: self.settings.name.clone(),
             repository: repository.to_string(),
@@ -376,10 +274,7 @@ fn track(
         }
         Err(error) => {
             let message = error.to_string();
-            source_error
-                .lock()
-                .expect("source error lock poisoned")
-                .get_or_insert(error);
+            source_error.lock().expect("source error lock poisoned").get_or_insert(error);
             Err(std::io::Error::other(message))
         }
     })

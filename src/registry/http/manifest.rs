@@ -17,18 +17,9 @@ const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 const TAGS_PAGE: usize = 1000;
 
 impl HttpRegistry {
-    fn manifest_call<'a>(
-        &self,
-        method: Method,
-        repository: &'a str,
-        reference: &str,
-        push: bool,
-    ) -> Call<'a> {
+    fn manifest_call<'a>(&self, method: Method, repository: &'a str, reference: &str, push: bool) -> Call<'a> {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static(media_type::ACCEPT_MANIFESTS),
-        );
+        headers.insert(ACCEPT, HeaderValue::from_static(media_type::ACCEPT_MANIFESTS));
         Call {
             method,
             url: self.url(&format!("v2/{repository}/manifests/{reference}")),
@@ -42,11 +33,7 @@ impl HttpRegistry {
         }
     }
 
-    pub(super) async fn head_manifest_impl(
-        &self,
-        repository: &str,
-        reference: &str,
-    ) -> Result<Option<ManifestHead>> {
+    pub(super) async fn head_manifest_impl(&self, repository: &str, reference: &str) -> Result<Option<ManifestHead>> {
         let call = self.manifest_call(Method::HEAD, repository, reference, false);
         let response = match self.send(&call).await {
             Ok(response) => response,
@@ -54,9 +41,7 @@ impl HttpRegistry {
             Err(error) => return Err(error),
         };
         let media_type = header(&response, CONTENT_TYPE.as_str()).unwrap_or_default();
-        let size = header(&response, CONTENT_LENGTH.as_str())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let size = header(&response, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok()).unwrap_or(0);
         let digest = match header(&response, DOCKER_CONTENT_DIGEST).map(|d| d.parse::<Digest>()) {
             Some(Ok(digest)) => digest,
             // Some registries omit the digest on HEAD: fall back to fetching the bytes.
@@ -69,67 +54,41 @@ impl HttpRegistry {
                 }));
             }
         };
-        Ok(Some(ManifestHead {
-            digest,
-            media_type,
-            size,
-        }))
+        Ok(Some(ManifestHead { digest, media_type, size }))
     }
 
-    pub(super) async fn get_manifest_impl(
-        &self,
-        repository: &str,
-        reference: &str,
-    ) -> Result<Manifest> {
+    pub(super) async fn get_manifest_impl(&self, repository: &str, reference: &str) -> Result<Manifest> {
         let call = self.manifest_call(Method::GET, repository, reference, false);
         let response = self.send(&call).await?;
         let content_type = header(&response, CONTENT_TYPE.as_str());
-        let announced =
-            header(&response, DOCKER_CONTENT_DIGEST).and_then(|d| d.parse::<Digest>().ok());
+        let announced = header(&response, DOCKER_CONTENT_DIGEST).and_then(|d| d.parse::<Digest>().ok());
         let expected = reference.parse::<Digest>().ok().or(announced);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.network_error(repository, &call.action(), e))?;
+        let bytes = response.bytes().await.map_err(|e| self.network_error(repository, &call.action(), e))?;
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(Error::Protocol {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
                 action: call.action(),
-                detail: format!(
-                    "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
-                    bytes.len()
-                ),
+                detail: format!("manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed", bytes.len()),
             });
         }
-        Manifest::from_served(bytes, content_type.as_deref(), expected.as_ref()).map_err(|source| {
-            Error::Manifest {
-                registry: self.settings.name.clone(),
-                repository: repository.to_string(),
-                reference: reference.to_string(),
-                source: Box::new(source),
-            }
+        Manifest::from_served(bytes, content_type.as_deref(), expected.as_ref()).map_err(|source| Error::Manifest {
+            registry: self.settings.name.clone(),
+            repository: repository.to_string(),
+            reference: reference.to_string(),
+            source: Box::new(source),
         })
     }
 
-    pub(super) async fn put_manifest_impl(
-        &self,
-        repository: &str,
-        reference: &str,
-        manifest: &Manifest,
-    ) -> Result<()> {
+    pub(super) async fn put_manifest_impl(&self, repository: &str, reference: &str, manifest: &Manifest) -> Result<()> {
         let mut call = self.manifest_call(Method::PUT, repository, reference, true);
         call.headers.remove(ACCEPT);
-        let content_type =
-            HeaderValue::from_str(&manifest.media_type).map_err(|_| Error::Protocol {
-                registry: self.settings.name.clone(),
-                repository: repository.to_string(),
-                action: call.action(),
-                detail: format!(
-                    "media type {:?} is not a valid header value",
-                    manifest.media_type
-                ),
-            })?;
+        let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| Error::Protocol {
+            registry: self.settings.name.clone(),
+            repository: repository.to_string(),
+            action: call.action(),
+            detail: format!("media type {:?} is not a valid header value", manifest.media_type),
+        })?;
         call.headers.insert(CONTENT_TYPE, content_type);
         call.body = Some(manifest.bytes.clone());
         let response = self.send(&call).await?;
@@ -138,10 +97,7 @@ impl HttpRegistry {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
                 action: call.action(),
-                detail: format!(
-                    "registry stored digest {stored}, expected {}",
-                    manifest.digest
-                ),
+                detail: format!("registry stored digest {stored}, expected {}", manifest.digest),
             }),
             _ => Ok(()),
         }
@@ -168,10 +124,7 @@ impl HttpRegistry {
             };
             let response = self.send(&call).await?;
             let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            let page: TagList = response
-                .json()
-                .await
-                .map_err(|e| self.network_error(repository, &call.action(), e))?;
+            let page: TagList = response.json().await.map_err(|e| self.network_error(repository, &call.action(), e))?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(next) => {
@@ -189,20 +142,14 @@ impl HttpRegistry {
 }
 
 fn header(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// The target of `<…>; rel="next"` in a `Link` header.
 fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
+        let is_next = params.split(';').any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
         is_next.then(|| target.to_string())
     })
@@ -222,9 +169,6 @@ mod tests {
             next_link(r#"<https://x/a>; rel="prev", <https://x/b>; rel="next""#).as_deref(),
             Some("https://x/b")
         );
-        assert_eq!(
-            next_link(r#"</v2/app/tags/list?n=2&last=b>; rel="prev""#),
-            None
-        );
+        assert_eq!(next_link(r#"</v2/app/tags/list?n=2&last=b>; rel="prev""#), None);
     }
 }

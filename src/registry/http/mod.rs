@@ -79,10 +79,7 @@ pub struct HttpRegistry {
 impl HttpRegistry {
     /// Builds the client: TLS roots (system plus `ca_file`), timeouts, authenticator.
     pub fn new(settings: RegistrySettings) -> Result<Self> {
-        let setup = |detail: String| Error::Setup {
-            registry: settings.name.clone(),
-            detail,
-        };
+        let setup = |detail: String| Error::Setup { registry: settings.name.clone(), detail };
         let scheme = if settings.plain_http { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{}/", endpoint_host(&settings.name)))
             .map_err(|e| setup(format!("invalid registry address: {e}")))?;
@@ -93,29 +90,16 @@ impl HttpRegistry {
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64);
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| setup(format!("cannot read CA file {}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| setup(format!("cannot read CA file {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| setup(format!("CA file {} is not PEM: {e}", path.display())))?;
             builder = builder.tls_certs_merge(certs);
         }
-        let client = builder
-            .build()
-            .map_err(|e| setup(format!("cannot build HTTP client: {e}")))?;
-        let auth = Authenticator::new(
-            settings.name.clone(),
-            settings.credentials.clone(),
-            client.clone(),
-            settings.timeout,
-        );
+        let client = builder.build().map_err(|e| setup(format!("cannot build HTTP client: {e}")))?;
+        let auth =
+            Authenticator::new(settings.name.clone(), settings.credentials.clone(), client.clone(), settings.timeout);
         let chunked = AtomicBool::new(settings.upload == UploadMode::Chunked);
-        Ok(HttpRegistry {
-            settings,
-            base,
-            client,
-            auth,
-            chunked,
-        })
+        Ok(HttpRegistry { settings, base, client, auth, chunked })
     }
 
     /// The settings this client was built with.
@@ -124,9 +108,7 @@ impl HttpRegistry {
     }
 
     fn url(&self, path: &str) -> Url {
-        self.base
-            .join(path)
-            .expect("registry paths are valid relative URLs")
+        self.base.join(path).expect("registry paths are valid relative URLs")
     }
 
     fn use_chunks(&self) -> bool {
@@ -153,11 +135,7 @@ impl Registry for HttpRegistry {
         self.base == other.base
     }
 
-    async fn head_manifest(
-        &self,
-        repository: &str,
-        reference: &str,
-    ) -> Result<Option<ManifestHead>> {
+    async fn head_manifest(&self, repository: &str, reference: &str) -> Result<Option<ManifestHead>> {
         self.head_manifest_impl(repository, reference).await
     }
 
@@ -165,14 +143,8 @@ impl Registry for HttpRegistry {
         self.get_manifest_impl(repository, reference).await
     }
 
-    async fn put_manifest(
-        &self,
-        repository: &str,
-        reference: &str,
-        manifest: &Manifest,
-    ) -> Result<()> {
-        self.put_manifest_impl(repository, reference, manifest)
-            .await
+    async fn put_manifest(&self, repository: &str, reference: &str, manifest: &Manifest) -> Result<()> {
+        self.put_manifest_impl(repository, reference, manifest).await
     }
 
     async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
@@ -183,12 +155,7 @@ impl Registry for HttpRegistry {
         self.get_blob_impl(repository, blob).await
     }
 
-    async fn mount_blob(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        from: &str,
-    ) -> Result<MountOutcome> {
+    async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<MountOutcome> {
         self.mount_blob_impl(repository, digest, from).await
     }
 

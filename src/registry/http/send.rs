@@ -52,26 +52,16 @@ impl HttpRegistry {
         let mut answered_challenge = false;
         loop {
             let error = match self.send_once(call).await {
-                Ok(response)
-                    if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge =>
-                {
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
                     answered_challenge = true;
-                    let challenge = response
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok());
+                    let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
                     self.auth.on_unauthorized(challenge, &call.scopes).await;
                     continue;
                 }
-                Ok(response)
-                    if response.status().is_success() || response.status().is_redirection() =>
-                {
+                Ok(response) if response.status().is_success() || response.status().is_redirection() => {
                     return Ok(response);
                 }
-                Ok(response) => {
-                    self.status_error(call.repository, &call.action(), &call.what, response)
-                        .await
-                }
+                Ok(response) => self.status_error(call.repository, &call.action(), &call.what, response).await,
                 Err(error) => error,
             };
             if !(call.idempotent && error.is_retryable() && retries < MAX_RETRIES) {
@@ -85,10 +75,7 @@ impl HttpRegistry {
     }
 
     async fn send_once(&self, call: &Call<'_>) -> Result<Response> {
-        let mut request = self
-            .client
-            .request(call.method.clone(), call.url.clone())
-            .headers(call.headers.clone());
+        let mut request = self.client.request(call.method.clone(), call.url.clone()).headers(call.headers.clone());
         if !call.streaming {
             request = request.timeout(self.settings.timeout);
         }
@@ -100,12 +87,8 @@ impl HttpRegistry {
         }
         tracing::debug!(registry = %self.settings.name, method = %call.method, url = %call.url.path(), "request");
         match tokio::time::timeout(self.settings.timeout, request.send()).await {
-            Ok(result) => {
-                result.map_err(|e| self.network_error(call.repository, &call.action(), e))
-            }
-            Err(_) => {
-                Err(self.timeout_error(call.repository, &call.action(), self.settings.timeout))
-            }
+            Ok(result) => result.map_err(|e| self.network_error(call.repository, &call.action(), e)),
+            Err(_) => Err(self.timeout_error(call.repository, &call.action(), self.settings.timeout)),
         }
     }
 
@@ -119,12 +102,7 @@ impl HttpRegistry {
     }
 
     /// Classifies a reqwest failure; the URL (which may carry upload state) is dropped.
-    pub(super) fn network_error(
-        &self,
-        repository: &str,
-        action: &str,
-        error: reqwest::Error,
-    ) -> Error {
+    pub(super) fn network_error(&self, repository: &str, action: &str, error: reqwest::Error) -> Error {
         if error.is_timeout() {
             return self.timeout_error(repository, action, self.settings.timeout);
         }
@@ -137,13 +115,7 @@ impl HttpRegistry {
     }
 
     /// Turns a non-success response into an [`Error`], quoting the registry's error text.
-    pub(super) async fn status_error(
-        &self,
-        repository: &str,
-        action: &str,
-        what: &str,
-        response: Response,
-    ) -> Error {
+    pub(super) async fn status_error(&self, repository: &str, action: &str, what: &str, response: Response) -> Error {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -155,36 +127,11 @@ impl HttpRegistry {
         let registry = self.settings.name.clone();
         let repository = repository.to_string();
         match status {
-            404 => Error::NotFound {
-                registry,
-                repository,
-                what: what.to_string(),
-            },
-            401 | 403 => Error::Unauthorized {
-                registry,
-                repository,
-                status,
-                detail,
-            },
-            429 => Error::Throttled {
-                registry,
-                repository,
-                status,
-                retry_after,
-            },
-            503 if retry_after.is_some() => Error::Throttled {
-                registry,
-                repository,
-                status,
-                retry_after,
-            },
-            _ => Error::Status {
-                registry,
-                repository,
-                action: action.to_string(),
-                status,
-                detail,
-            },
+            404 => Error::NotFound { registry, repository, what: what.to_string() },
+            401 | 403 => Error::Unauthorized { registry, repository, status, detail },
+            429 => Error::Throttled { registry, repository, status, retry_after },
+            503 if retry_after.is_some() => Error::Throttled { registry, repository, status, retry_after },
+            _ => Error::Status { registry, repository, action: action.to_string(), status, detail },
         }
     }
 }
@@ -203,13 +150,7 @@ fn error_detail(body: &[u8]) -> String {
     if let Ok(Errors { errors }) = serde_json::from_slice::<Errors>(body) {
         let parts: Vec<String> = errors
             .into_iter()
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.code.unwrap_or_default(),
-                    e.message.unwrap_or_default()
-                )
-            })
+            .map(|e| format!("{}: {}", e.code.unwrap_or_default(), e.message.unwrap_or_default()))
             .collect();
         if !parts.is_empty() {
             return parts.join("; ");
@@ -226,9 +167,7 @@ fn error_detail(body: &[u8]) -> String {
 
 /// Exponential backoff with full jitter; a `Retry-After` sets the floor.
 pub(super) fn backoff(retry: u32, retry_after: Option<Duration>) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1 << retry.min(16))
-        .min(BACKOFF_CAP);
+    let ceiling = BACKOFF_BASE.saturating_mul(1 << retry.min(16)).min(BACKOFF_CAP);
     let jittered = ceiling.mul_f64(rand::random::<f64>());
     match retry_after {
         Some(after) => after.min(RETRY_AFTER_CAP) + jittered / 4,
@@ -242,14 +181,10 @@ mod tests {
 
     #[test]
     fn error_detail_prefers_distribution_error_codes() {
-        let body =
-            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
         assert_eq!(error_detail(body), "MANIFEST_UNKNOWN: manifest unknown");
         assert_eq!(error_detail(b""), "(no details)");
-        assert_eq!(
-            error_detail("x".repeat(400).as_bytes()).chars().count(),
-            DETAIL_LIMIT + 1
-        );
+        assert_eq!(error_detail("x".repeat(400).as_bytes()).chars().count(), DETAIL_LIMIT + 1);
     }
 
     #[test]
@@ -258,10 +193,7 @@ mod tests {
             assert!(backoff(retry, None) <= BACKOFF_CAP);
         }
         let after = backoff(0, Some(Duration::from_secs(3)));
-        assert!(
-            after >= Duration::from_secs(3) && after < Duration::from_secs(4),
-            "{after:?}"
-        );
+        assert!(after >= Duration::from_secs(3) && after < Duration::from_secs(4), "{after:?}");
         assert!(backoff(0, Some(Duration::from_secs(3600))) <= RETRY_AFTER_CAP + BACKOFF_CAP);
     }
 }
