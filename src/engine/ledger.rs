@@ -9,6 +9,8 @@ use tokio::sync::watch;
 use crate::oci::Digest;
 
 type Key = (String, String, Digest);
+/// How a claim ended: `None` while it runs, then whether the blob was confirmed.
+type Settled = watch::Receiver<Option<bool>>;
 
 enum Slot {
     /// Some task is checking or transferring it; the receiver says how that ended.
@@ -25,7 +27,7 @@ pub struct BlobLedger {
     present: Mutex<HashMap<(String, Digest), String>>,
     /// A transfer of the blob under way to some repository of the registry: others wait for
     /// it and then mount, so the source is read once per registry.
-    underway: Mutex<HashMap<(String, Digest), watch::Receiver<Option<bool>>>>,
+    underway: Mutex<HashMap<(String, Digest), Settled>>,
 }
 
 impl std::fmt::Debug for BlobLedger {
