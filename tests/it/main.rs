@@ -7,3 +7,4 @@ mod auth;
 mod copy;
 mod faults;
 mod harness;
+mod sync;
