@@ -266,11 +266,13 @@ impl TagVersion {
 }
 
 impl Ord for TagVersion {
-    /// Numbers first; at equal numbers a release is newer than a prerelease; then suffixes.
+    /// Numbers first; at equal numbers a release is newer than a prerelease, and a plain
+    /// version newer than its variants (`1.27.1` before `1.27.1-debug`); then suffixes by name.
     fn cmp(&self, other: &Self) -> Ordering {
         self.numbers
             .cmp(&other.numbers)
             .then_with(|| other.prerelease.cmp(&self.prerelease))
+            .then_with(|| self.suffix.is_empty().cmp(&other.suffix.is_empty()))
             .then_with(|| self.suffix.cmp(&other.suffix))
     }
 }
@@ -322,7 +324,7 @@ mod tests {
     fn semver_sort_orders_tricky_versions_newest_first() {
         let filter = TagFilter { sort: Some(Sort::Semver), ..Default::default() };
         let selection = select(filter, "1.9 1.10 1.2.10 1.2.9 v2.0.0 2.0.0-rc1 1.10.0-alpine 0.9");
-        assert_eq!(selection.kept, tags("v2.0.0 2.0.0-rc1 1.10.0-alpine 1.10 1.9 1.2.10 1.2.9 0.9"));
+        assert_eq!(selection.kept, tags("v2.0.0 2.0.0-rc1 1.10 1.10.0-alpine 1.9 1.2.10 1.2.9 0.9"));
     }
 
     #[test]
@@ -380,5 +382,45 @@ mod tests {
         ] {
             assert_eq!(filter.compile().unwrap_err().field, field);
         }
+    }
+}
+
+/// The README's filter cookbook, row by row.
+#[cfg(test)]
+mod cookbook {
+    use super::*;
+
+    fn kept(filter: TagFilter) -> Vec<String> {
+        let tags: Vec<String> =
+            "1.24.0 1.25.0 1.27.0 1.27.1 1.28.0 2.0.0-rc1 2.0.0 latest main v2.13.0 v2.13.1 7.6.0 1.27.1-debug 1.27.1-dev 20240101 20240102"
+                .split(' ')
+                .map(str::to_string)
+                .collect();
+        filter.compile().unwrap().select(&tags).kept
+    }
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_row_selects_what_the_readme_says() {
+        assert_eq!(kept(TagFilter::default()).len(), 16, "every tag");
+        assert_eq!(kept(TagFilter { globs: list(&["7.6.0"]), ..Default::default() }), ["7.6.0"]);
+        assert_eq!(
+            kept(TagFilter { globs: list(&["v2.13.0", "v2.13.1"]), ..Default::default() }),
+            ["v2.13.0", "v2.13.1"]
+        );
+        let newest = kept(TagFilter { sort: Some(Sort::Semver), latest: Some(3), ..Default::default() });
+        assert_eq!(newest, ["20240102", "20240101", "7.6.0"], "date stamps read as versions too");
+        let line = kept(TagFilter { semver: Some("^1.27".into()), latest: Some(3), ..Default::default() });
+        assert_eq!(line, ["1.28.0", "1.27.1", "1.27.1-debug"], "-dev is a prerelease; plain before variants");
+        let no_debug = kept(TagFilter { exclude: list(&["*-debug", "*-dev"]), ..Default::default() });
+        assert!(!no_debug.iter().any(|t| t.ends_with("-debug") || t.ends_with("-dev")));
+        let rcs = kept(TagFilter { semver: Some(">=2.0.0-0".into()), include_prereleases: true, ..Default::default() });
+        assert_eq!(rcs, ["2.0.0-rc1", "2.0.0", "v2.13.0", "v2.13.1", "7.6.0", "20240101", "20240102"]);
+        let dated =
+            kept(TagFilter { globs: list(&["20*"]), sort: Some(Sort::Alpha), latest: Some(7), ..Default::default() });
+        assert_eq!(dated, ["20240102", "20240101"]);
     }
 }

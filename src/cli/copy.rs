@@ -1,10 +1,10 @@
 //! `ocync copy SRC DST`: one tag or digest, with everything it refers to.
 
-use super::progress::{Progress, human_bytes};
+use super::progress::Progress;
 use super::{ConfigArg, Exit};
 use crate::cancel::Cancel;
 use crate::config::Config;
-use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport};
+use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport, human_bytes};
 use crate::oci::{Digest, Reference};
 
 /// Arguments of `ocync copy`.

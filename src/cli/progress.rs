@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::Stats;
+use crate::engine::{Stats, human_bytes};
 
 /// Redraws a spinner from the run's counters until dropped.
 pub struct Progress {
@@ -51,21 +51,9 @@ impl Drop for Progress {
     }
 }
 
-/// `1.5 GiB`, `320 KiB`, `12 B`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use crate::engine::human_bytes;
 
     #[test]
     fn formats_sizes_in_binary_units() {

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use super::progress::{Progress, human_bytes};
+use super::progress::Progress;
 use super::{Exit, load_config};
 use crate::cancel::Cancel;
 use crate::config::Mapping;
-use crate::engine::{Engine, Limits};
+use crate::engine::{Engine, Limits, human_bytes};
 use crate::plan::{Action, Plan};
 use crate::sync::{self, Clients, RunStatus};
 

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 pub use ledger::BlobLedger;
 pub use limits::Limits;
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{Stats, StatsSnapshot, human_bytes};
 
 use crate::cancel::Cancel;
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestKind};

@@ -58,6 +58,18 @@ impl std::ops::AddAssign for StatsSnapshot {
     }
 }
 
+/// `1.5 GiB`, `320 KiB`, `12 B`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
 /// Which counter an event bumps.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Event {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{Outcome, StatsSnapshot};
+use crate::engine::{Outcome, StatsSnapshot, human_bytes};
 use crate::oci::Digest;
 
 /// One image at one target.
@@ -145,7 +145,7 @@ impl SyncReport {
         }
         let t = &self.totals;
         lines.push(format!(
-            "total: {} mappings ({} failed); images {} synced, {} up to date, {} failed; blobs {} copied, {} skipped, {} mounted; {} bytes in {:.1}s",
+            "total: {} mappings ({} failed); images {} synced, {} up to date, {} failed; blobs {} copied, {} skipped, {} mounted; {} in {:.1}s",
             t.mappings,
             t.mappings_failed,
             t.synced,
@@ -154,7 +154,7 @@ impl SyncReport {
             t.stats.blobs_copied,
             t.stats.blobs_skipped,
             t.stats.blobs_mounted,
-            t.stats.bytes,
+            human_bytes(t.stats.bytes),
             self.duration_ms as f64 / 1000.0
         ));
         lines.join("\n")
