@@ -129,15 +129,9 @@ pub async fn tags(args: TagsArgs) -> Exit {
             return Exit::Config;
         }
     };
-    let config = match &args.config.config {
-        Some(path) => match Config::load(path) {
-            Ok(config) => Some(config),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Exit::Config;
-            }
-        },
-        None => None,
+    let config = match args.config.load() {
+        Ok(config) => config,
+        Err(exit) => return exit,
     };
     let listed = async {
         let registry = crate::connect::open(&reference.registry, reference.plain_http, config.as_ref()).await?;

@@ -3,7 +3,6 @@
 use super::progress::Progress;
 use super::{ConfigArg, Exit};
 use crate::cancel::Cancel;
-use crate::config::Config;
 use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport, human_bytes};
 use crate::oci::{Digest, Reference};
 
@@ -33,15 +32,9 @@ pub async fn run(args: CopyArgs) -> Exit {
             return Exit::Config;
         }
     };
-    let config = match &args.config.config {
-        Some(path) => match Config::load(path) {
-            Ok(config) => Some(config),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Exit::Config;
-            }
-        },
-        None => None,
+    let config = match args.config.load() {
+        Ok(config) => config,
+        Err(exit) => return exit,
     };
     let concurrency =
         args.concurrency.map(usize::from).or(config.as_ref().map(|c| c.global.max_concurrent_transfers)).unwrap_or(32);

@@ -110,6 +110,13 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     }
 }
 
+impl ConfigArg {
+    /// The config, if `--config` was given; problems are printed and become exit code 3.
+    fn load(&self) -> Result<Option<crate::config::Config>, Exit> {
+        self.config.as_ref().map(|path| load_config(&path.to_string_lossy())).transpose()
+    }
+}
+
 /// Loads and validates a config, printing every problem; `Err` carries the exit code.
 pub(crate) fn load_config(location: &str) -> Result<crate::config::Config, Exit> {
     if location.starts_with("s3://") {
