@@ -19,7 +19,7 @@ pub async fn open(host: &str, plain_http: bool, config: Option<&Config>) -> Resu
         settings.ca_file = entry.ca_file.clone();
         settings.upload = entry.upload;
     }
-    settings.credentials = credentials(host, entry).await?;
+    settings.credentials = credentials(host, entry).await?.into();
     HttpRegistry::new(settings)
 }
 

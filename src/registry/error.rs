@@ -30,6 +30,14 @@ pub enum Error {
         /// The registry's error text, if any.
         detail: String,
     },
+    /// Credentials could not be obtained from the platform (ECR, GCP, Azure).
+    #[error("cannot obtain credentials for {registry}: {detail}")]
+    Credentials {
+        /// Registry host.
+        registry: String,
+        /// What the provider said (never a secret).
+        detail: String,
+    },
     /// 429, or 503 with a `Retry-After`.
     #[error("{registry} throttled requests for {repository} ({status})")]
     Throttled {
@@ -183,7 +191,7 @@ impl Error {
 
     /// Credentials were missing or refused.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Unauthorized { .. })
+        matches!(self, Error::Unauthorized { .. } | Error::Credentials { .. })
     }
 
     /// How long the registry asked to wait before trying again, if it said.

@@ -118,7 +118,7 @@ impl TestRegistry {
     pub fn client(&self, credentials: ocync::registry::auth::Credentials) -> ocync::registry::HttpRegistry {
         let mut settings = ocync::registry::RegistrySettings::new(&self.host);
         settings.plain_http = !self.tls;
-        settings.credentials = credentials;
+        settings.credentials = credentials.into();
         ocync::registry::HttpRegistry::new(settings).expect("client for a test registry")
     }
 

@@ -7,10 +7,12 @@
 
 mod challenge;
 mod docker_config;
+mod provider;
 mod token;
 
 pub use challenge::Challenge;
 pub use docker_config::{DockerConfigError, lookup as docker_config_lookup};
+pub use provider::{CredentialProvider, CredentialSource, Expiring, ProviderFuture};
 pub use token::Authenticator;
 
 use std::fmt;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{Challenge, Credentials};
+use super::{Challenge, CredentialSource, Credentials};
 use crate::registry::{Error, Result};
 
 /// Tokens without `expires_in` live 60 s (distribution's token spec); refresh a little early.
@@ -28,7 +28,7 @@ struct CachedToken {
 /// Answers one registry's authentication challenges for any number of concurrent requests.
 pub struct Authenticator {
     registry: String,
-    credentials: Credentials,
+    credentials: CredentialSource,
     challenge: RwLock<Option<Challenge>>,
     /// Held across a token fetch so concurrent requests for a new scope fetch it once.
     tokens: tokio::sync::Mutex<HashMap<String, CachedToken>>,
@@ -38,7 +38,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// An authenticator for `registry` (used in error messages) presenting `credentials`.
-    pub fn new(registry: String, credentials: Credentials, client: reqwest::Client, timeout: Duration) -> Self {
+    pub fn new(registry: String, credentials: CredentialSource, client: reqwest::Client, timeout: Duration) -> Self {
         Authenticator {
             registry,
             credentials,
@@ -52,20 +52,25 @@ impl Authenticator {
     /// The `Authorization` value for a request on `repository` needing `scopes`
     /// (`repository:team/app:pull,push`), or `None` to go without.
     pub async fn header(&self, repository: &str, scopes: &[String]) -> Result<Option<String>> {
-        if let Credentials::Bearer(token) = &self.credentials {
+        let credentials = self
+            .credentials
+            .current()
+            .await
+            .map_err(|detail| Error::Credentials { registry: self.registry.clone(), detail })?;
+        if let Credentials::Bearer(token) = &credentials {
             return Ok(Some(format!("Bearer {}", token.expose())));
         }
         let challenge = self.challenge.read().expect("challenge lock poisoned").clone();
         match challenge {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.credentials.basic_header()),
+            Some(Challenge::Basic) => Ok(credentials.basic_header()),
             Some(Challenge::Bearer { realm, service }) => {
                 let key = scopes.join(" ");
                 let mut tokens = self.tokens.lock().await;
                 if let Some(token) = tokens.get(&key).filter(|t| t.refresh_at > Instant::now()) {
                     return Ok(Some(format!("Bearer {}", token.value)));
                 }
-                let token = self.fetch_token(repository, &realm, service.as_deref(), scopes).await?;
+                let token = self.fetch_token(&credentials, repository, &realm, service.as_deref(), scopes).await?;
                 let header = format!("Bearer {}", token.value);
                 tokens.insert(key, token);
                 Ok(Some(header))
@@ -76,7 +81,12 @@ impl Authenticator {
     /// Records the challenge of a 401 and forgets the token used for `scopes`, so the caller's
     /// one retry fetches a fresh one.
     pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, scopes: &[String]) {
-        if let Some(challenge) = www_authenticate.and_then(Challenge::parse) {
+        let challenge = www_authenticate.and_then(Challenge::parse);
+        let already_known = *self.challenge.read().expect("challenge lock poisoned") == challenge;
+        if already_known {
+            // The same challenge again: the credentials themselves were refused.
+            self.credentials.refused();
+        } else if let Some(challenge) = challenge {
             *self.challenge.write().expect("challenge lock poisoned") = Some(challenge);
         }
         self.tokens.lock().await.remove(&scopes.join(" "));
@@ -84,6 +94,7 @@ impl Authenticator {
 
     async fn fetch_token(
         &self,
+        credentials: &Credentials,
         repository: &str,
         realm: &str,
         service: Option<&str>,
@@ -94,7 +105,7 @@ impl Authenticator {
             query.push(("service", service));
         }
         let mut request = self.client.get(realm).query(&query).timeout(self.timeout);
-        if let Some(basic) = self.credentials.basic_header() {
+        if let Some(basic) = credentials.basic_header() {
             request = request.header(reqwest::header::AUTHORIZATION, basic);
         }
         let action = "token request".to_string();

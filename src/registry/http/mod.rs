@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::auth::{Authenticator, Credentials};
+use super::auth::{Authenticator, CredentialSource, Credentials};
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, endpoint_host};
 
@@ -39,7 +39,7 @@ pub struct RegistrySettings {
     /// Extra CA certificates (PEM) trusted for this registry, on top of the system roots.
     pub ca_file: Option<PathBuf>,
     /// What to authenticate with.
-    pub credentials: Credentials,
+    pub credentials: CredentialSource,
     /// Total timeout for requests without a body.
     pub timeout: Duration,
     /// How long a body transfer may make no progress.
@@ -57,7 +57,7 @@ impl RegistrySettings {
             name: name.to_string(),
             plain_http: false,
             ca_file: None,
-            credentials: Credentials::Anonymous,
+            credentials: Credentials::Anonymous.into(),
             timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             upload: UploadMode::Monolithic,
