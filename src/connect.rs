@@ -1,9 +1,63 @@
-//! Builds registry clients: settings from the config entry for a host (if any), credentials
-//! from the entry, else from docker's `config.json`, else anonymous.
+//! Builds registry clients: settings from the config entry for a host (if any), and
+//! credentials by `auth_type`, or detected from the host: ECR through the AWS SDK, GAR/GCR
+//! through Google's Application Default Credentials, ACR through AKS Workload Identity;
+//! otherwise docker's `config.json`, else anonymous.
 
 use crate::config::{AuthType, Config, RegistryConfig};
-use crate::registry::auth::{Credentials, Secret, docker_config_lookup};
+use crate::registry::auth::{CredentialSource, Credentials, Secret, docker_config_lookup};
+use crate::registry::ecr::{self, EcrControl, EcrTokenProvider};
+use crate::registry::kind::{EcrHost, RegistryKind};
 use crate::registry::{Error, HttpRegistry, RegistrySettings};
+
+/// How ocync authenticates to one registry (decided from the config entry and the host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// No credentials.
+    Anonymous,
+    /// Credentials from the config.
+    Static(Credentials),
+    /// docker's `config.json`; `required` fails when it has nothing for the host.
+    DockerConfig {
+        /// Whether missing credentials are an error (explicit `auth_type: docker_config`).
+        required: bool,
+    },
+    /// ECR `GetAuthorizationToken`, optionally with a named AWS profile.
+    Ecr {
+        /// The profile.
+        profile: Option<String>,
+    },
+    /// Google Application Default Credentials.
+    Google,
+    /// AKS Workload Identity when configured, else docker's `config.json`.
+    Azure,
+}
+
+/// Decides the method: the explicit `auth_type`, else credentials or a token in the entry,
+/// else the host's family.
+pub fn auth_method(host: &str, entry: Option<&RegistryConfig>) -> AuthMethod {
+    let configured = entry.and_then(|e| e.auth_type);
+    let basic = entry
+        .and_then(|e| e.credentials.as_ref())
+        .map(|c| Credentials::Basic { username: c.username.clone(), password: Secret::new(c.password.clone()) });
+    let token = entry.and_then(|e| e.token.as_ref()).map(|t| Credentials::Bearer(Secret::new(t.clone())));
+    match configured {
+        Some(AuthType::Anonymous) => AuthMethod::Anonymous,
+        Some(AuthType::Basic) => basic.map_or(AuthMethod::Anonymous, AuthMethod::Static),
+        Some(AuthType::StaticToken) => token.map_or(AuthMethod::Anonymous, AuthMethod::Static),
+        Some(AuthType::DockerConfig) => AuthMethod::DockerConfig { required: true },
+        Some(AuthType::Ecr) => AuthMethod::Ecr { profile: entry.and_then(|e| e.aws_profile.clone()) },
+        Some(AuthType::Gar | AuthType::Gcr) => AuthMethod::Google,
+        None => match (basic, token) {
+            (Some(credentials), _) | (None, Some(credentials)) => AuthMethod::Static(credentials),
+            (None, None) => match RegistryKind::detect(host) {
+                RegistryKind::Ecr(_) => AuthMethod::Ecr { profile: None },
+                RegistryKind::Gar | RegistryKind::Gcr => AuthMethod::Google,
+                RegistryKind::Acr => AuthMethod::Azure,
+                RegistryKind::DockerHub | RegistryKind::Generic => AuthMethod::DockerConfig { required: false },
+            },
+        },
+    }
+}
 
 /// A client for the registry `host` (as written in a reference). `plain_http` comes from an
 /// `http://` prefix on the reference; the config entry can also ask for it.
@@ -19,40 +73,92 @@ pub async fn open(host: &str, plain_http: bool, config: Option<&Config>) -> Resu
         settings.ca_file = entry.ca_file.clone();
         settings.upload = entry.upload;
     }
-    settings.credentials = credentials(host, entry).await?.into();
+    let setup = |detail: String| Error::Setup { registry: host.to_string(), detail };
+    match auth_method(host, entry) {
+        AuthMethod::Anonymous => {}
+        AuthMethod::Static(credentials) => settings.credentials = credentials.into(),
+        AuthMethod::DockerConfig { required } => {
+            let found = docker_config_lookup(host).await.map_err(|e| setup(e.to_string()))?;
+            if required && found.is_none() {
+                return Err(setup(format!(
+                    "auth_type docker_config, but docker's config.json has no credentials for {host}"
+                )));
+            }
+            settings.credentials = found.unwrap_or_default().into();
+        }
+        AuthMethod::Ecr { profile } => return open_ecr(settings, entry, profile.as_deref()).await,
+        AuthMethod::Google => {
+            return Err(setup("Google credentials are not available in this build yet".into()));
+        }
+        AuthMethod::Azure => {
+            settings.credentials =
+                docker_config_lookup(host).await.map_err(|e| setup(e.to_string()))?.unwrap_or_default().into();
+        }
+    }
     HttpRegistry::new(settings)
 }
 
-async fn credentials(host: &str, entry: Option<&RegistryConfig>) -> Result<Credentials, Error> {
-    let setup = |detail: String| Error::Setup { registry: host.to_string(), detail };
-    let from_docker = || async { docker_config_lookup(host).await.map_err(|e| setup(e.to_string())) };
-    let basic = |entry: &RegistryConfig| {
-        entry
-            .credentials
-            .as_ref()
-            .map(|c| Credentials::Basic { username: c.username.clone(), password: Secret::new(c.password.clone()) })
-    };
-    let Some(entry) = entry else {
-        return Ok(from_docker().await?.unwrap_or_default());
-    };
-    match entry.auth_type {
-        Some(AuthType::Anonymous) => Ok(Credentials::Anonymous),
-        Some(AuthType::Basic) => basic(entry).ok_or_else(|| setup("auth_type basic without credentials".into())),
-        Some(AuthType::StaticToken) => entry
-            .token
-            .as_ref()
-            .map(|t| Credentials::Bearer(Secret::new(t.clone())))
-            .ok_or_else(|| setup("auth_type static_token without a token".into())),
-        Some(AuthType::DockerConfig) => from_docker().await?.ok_or_else(|| {
-            setup(format!("auth_type docker_config, but docker's config.json has no credentials for {host}"))
-        }),
-        Some(kind @ (AuthType::Ecr | AuthType::Gar | AuthType::Gcr)) => {
-            Err(setup(format!("auth_type {kind:?} is not implemented yet; use docker_config with a credential helper")))
+/// ECR: the region comes from the host name (else the SDK's chain, e.g. for a test registry on
+/// loopback with `auth_type: ecr`); with `AWS_USE_FIPS_ENDPOINT=true` the FIPS endpoint is used.
+async fn open_ecr(
+    mut settings: RegistrySettings,
+    entry: Option<&RegistryConfig>,
+    profile: Option<&str>,
+) -> Result<HttpRegistry, Error> {
+    let host = settings.name.split(':').next().unwrap_or(&settings.name).to_string();
+    let ecr_host = EcrHost::parse(&host);
+    let sdk = ecr::sdk_config(ecr_host.as_ref().map(|h| h.region.as_str()), profile).await;
+    settings.credentials = CredentialSource::provided(EcrTokenProvider::new(&sdk));
+    if let Some(ecr_host) = &ecr_host
+        && !ecr_host.fips
+        && fips_requested()
+    {
+        settings.endpoint = Some(ecr_host.fips_host());
+    }
+    let registry = HttpRegistry::new(settings)?;
+    Ok(match entry.and_then(|e| e.create_repositories.clone()) {
+        Some(create) => registry.with_ecr_control(EcrControl::new(&sdk, ecr_host.map(|h| h.account), create)),
+        None => registry,
+    })
+}
+
+/// `AWS_USE_FIPS_ENDPOINT=true`, as the AWS SDKs read it.
+fn fips_requested() -> bool {
+    std::env::var("AWS_USE_FIPS_ENDPOINT").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(yaml: &str) -> RegistryConfig {
+        let config = Config::parse(&format!("registries:\n  r: {yaml}\n"), "test.yaml", |_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        config.registries["r"].clone()
+    }
+
+    #[test]
+    fn the_host_decides_when_nothing_is_configured() {
+        for (host, method) in [
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com", AuthMethod::Ecr { profile: None }),
+            ("us-docker.pkg.dev", AuthMethod::Google),
+            ("gcr.io", AuthMethod::Google),
+            ("myreg.azurecr.io", AuthMethod::Azure),
+            ("ghcr.io", AuthMethod::DockerConfig { required: false }),
+            ("docker.io", AuthMethod::DockerConfig { required: false }),
+        ] {
+            assert_eq!(auth_method(host, None), method, "{host}");
         }
-        None => match (basic(entry), &entry.token) {
-            (Some(credentials), _) => Ok(credentials),
-            (None, Some(token)) => Ok(Credentials::Bearer(Secret::new(token.clone()))),
-            (None, None) => Ok(from_docker().await?.unwrap_or_default()),
-        },
+    }
+
+    #[test]
+    fn the_config_overrides_the_host() {
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let anonymous = entry(&format!("{{ url: {host}, auth_type: anonymous }}"));
+        assert_eq!(auth_method(host, Some(&anonymous)), AuthMethod::Anonymous);
+        let profiled = entry("{ url: \"http://127.0.0.1:5000\", auth_type: ecr, aws_profile: vendor }");
+        assert_eq!(auth_method("127.0.0.1:5000", Some(&profiled)), AuthMethod::Ecr { profile: Some("vendor".into()) });
+        let basic = entry("{ url: ghcr.io, credentials: { username: u, password: p } }");
+        assert!(matches!(auth_method("ghcr.io", Some(&basic)), AuthMethod::Static(Credentials::Basic { .. })));
     }
 }

@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use interpolate::{InterpolationError, interpolate, looks_secret};
-pub use raw::{AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags};
+pub use raw::{
+    AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags, TagMutability,
+};
 pub use resolve::Mapping;
 
 use crate::oci::endpoint_host;
 use crate::registry::UploadMode;
+use crate::registry::kind::RegistryKind;
 
 /// One problem found in a config, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,8 @@ pub struct RegistryConfig {
     pub max_concurrent: Option<usize>,
     /// Upload strategy.
     pub upload: UploadMode,
+    /// ECR: create missing repositories, with these settings.
+    pub create_repositories: Option<crate::registry::ecr::CreateRepositories>,
 }
 
 /// Settings that apply to the whole run.
@@ -212,6 +217,24 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
     if entry.aws_profile.is_some() && entry.auth_type != Some(AuthType::Ecr) {
         problems.push(problem(&path("aws_profile"), "aws_profile requires auth_type: ecr"));
     }
+    let is_ecr = entry.auth_type == Some(AuthType::Ecr)
+        || (entry.auth_type.is_none() && matches!(RegistryKind::detect(host), RegistryKind::Ecr(_)));
+    let creates = entry.create_repositories == Some(true);
+    for (key, set) in [
+        ("create_repositories", entry.create_repositories.is_some()),
+        ("image_tag_mutability", entry.image_tag_mutability.is_some()),
+        ("scan_on_push", entry.scan_on_push.is_some()),
+    ] {
+        if set && !is_ecr {
+            problems.push(problem(&path(key), &format!("{key} applies to ECR registries only")));
+        }
+    }
+    if !creates && (entry.image_tag_mutability.is_some() || entry.scan_on_push.is_some()) && is_ecr {
+        problems.push(problem(
+            &path("create_repositories"),
+            "image_tag_mutability and scan_on_push need create_repositories: true",
+        ));
+    }
     if entry.max_concurrent == Some(0) {
         problems.push(problem(&path("max_concurrent"), "must be at least 1"));
     }
@@ -226,6 +249,10 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
         ca_file: entry.ca_file.clone(),
         max_concurrent: entry.max_concurrent,
         upload: entry.upload.unwrap_or_default(),
+        create_repositories: creates.then(|| crate::registry::ecr::CreateRepositories {
+            immutable_tags: entry.image_tag_mutability == Some(TagMutability::Immutable),
+            scan_on_push: entry.scan_on_push.unwrap_or(false),
+        }),
     })
 }
 

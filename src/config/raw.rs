@@ -79,6 +79,22 @@ pub struct RawRegistry {
     pub max_concurrent: Option<usize>,
     /// `monolithic` (default) or `chunked`.
     pub upload: Option<UploadMode>,
+    /// ECR only: create missing target repositories.
+    pub create_repositories: Option<bool>,
+    /// ECR only, with `create_repositories`: `mutable` (default) or `immutable` tags.
+    pub image_tag_mutability: Option<TagMutability>,
+    /// ECR only, with `create_repositories`: scan images on push.
+    pub scan_on_push: Option<bool>,
+}
+
+/// Tag mutability of repositories ocync creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagMutability {
+    /// Tags may be moved.
+    Mutable,
+    /// Tags, once pushed, stay.
+    Immutable,
 }
 
 /// `credentials: { username, password }`.

@@ -30,6 +30,16 @@ pub enum Error {
         /// The registry's error text, if any.
         detail: String,
     },
+    /// Not attempted now, to stay within a registry's quota (Docker Hub's pull budget).
+    #[error("deferred: {registry} {reason}; {repository} was not pulled")]
+    Deferred {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// Why.
+        reason: String,
+    },
     /// Credentials could not be obtained from the platform (ECR, GCP, Azure).
     #[error("cannot obtain credentials for {registry}: {detail}")]
     Credentials {

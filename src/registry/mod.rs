@@ -5,9 +5,12 @@
 //! itself is tested against real registries.
 
 pub mod auth;
+pub mod ecr;
 mod error;
 pub mod http;
+pub mod kind;
 pub mod memory;
+pub mod pacing;
 mod verify;
 
 use std::future::Future;

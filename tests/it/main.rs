@@ -3,8 +3,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod acr;
 mod auth;
 mod copy;
+mod ecr;
 mod faults;
 mod harness;
 mod sync;

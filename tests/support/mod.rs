@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod aad;
+pub mod moto;
 pub mod proxy;
 pub mod registry;
 pub mod tls;

@@ -20,6 +20,8 @@ pub struct SeenRequest {
     pub target: String,
     /// Length of the body received.
     pub body_len: usize,
+    /// The body received (for rules that answer by its content, like a token exchange).
+    pub body: Vec<u8>,
 }
 
 /// What to do with a request.
@@ -141,7 +143,7 @@ fn handle(
         reader.read_exact(&mut body)?;
         body
     };
-    let request = SeenRequest { method: method.clone(), target: target.clone(), body_len: body.len() };
+    let request = SeenRequest { method: method.clone(), target: target.clone(), body_len: body.len(), body };
     seen.lock().expect("proxy log lock").push(request.clone());
 
     let mut target = target;
@@ -182,9 +184,9 @@ fn handle(
         }
         head += &format!("{name}: {value}\r\n");
     }
-    head += &format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    head += &format!("Content-Length: {}\r\nConnection: close\r\n\r\n", request.body.len());
     server.write_all(head.as_bytes())?;
-    server.write_all(&body)?;
+    server.write_all(&request.body)?;
     let mut response = Vec::new();
     server.read_to_end(&mut response)?;
     if relative_location {

@@ -5,13 +5,17 @@
 //! token for the repository scope from the realm (with the credentials as Basic, or
 //! anonymously), caching it until it expires and refreshing it once on a later 401.
 
+mod acr;
 mod challenge;
 mod docker_config;
+mod gcp;
 mod provider;
 mod token;
 
+pub use acr::{AcrProvider, AcrSettings};
 pub use challenge::Challenge;
 pub use docker_config::{DockerConfigError, lookup as docker_config_lookup};
+pub use gcp::GcpProvider;
 pub use provider::{CredentialProvider, CredentialSource, Expiring, ProviderFuture};
 pub use token::Authenticator;
 

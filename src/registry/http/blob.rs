@@ -101,6 +101,7 @@ impl HttpRegistry {
     }
 
     pub(super) async fn mount_blob_impl(&self, repository: &str, digest: &Digest, from: &str) -> Result<MountOutcome> {
+        self.prepare_push(repository).await?;
         match self.start_upload(repository, Some((digest, from))).await? {
             (StatusCode::CREATED, _) => Ok(MountOutcome::Mounted),
             (_, Some(session)) => Ok(MountOutcome::NotMounted(session)),
@@ -120,6 +121,7 @@ impl HttpRegistry {
         body: BlobStream,
         session: Option<UploadSession>,
     ) -> Result<()> {
+        self.prepare_push(repository).await?;
         let session = match session {
             Some(session) => session,
             None => match self.start_upload(repository, None).await? {
@@ -153,6 +155,8 @@ impl HttpRegistry {
     ) -> Result<()> {
         let action = format!("PUT blob {}", blob.digest);
         url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
+        let url_path = url.path().to_string();
+        let url_path = url_path.as_str();
         let progress = Arc::new(AtomicU64::new(0));
         let source_error = Arc::new(Mutex::new(None));
         let body = reqwest::Body::wrap_stream(track(body, progress.clone(), source_error.clone()));
@@ -161,6 +165,8 @@ impl HttpRegistry {
         if let Some(header) = self.auth.header(repository, &[scope(repository, true)]).await? {
             request = request.header(AUTHORIZATION, header);
         }
+        let window = self.window(self.pacing_group(&Method::PUT, url_path, repository));
+        let permit = window.acquire().await;
         let sent = tokio::select! {
             sent = request.send() => sent,
             stalled = self.stall_watch(&progress, blob.size) => return Err(self.timeout_error(repository, &action, stalled)),
@@ -170,7 +176,14 @@ impl HttpRegistry {
         }
         let response = sent.map_err(|e| self.network_error(repository, &action, e))?;
         match response.status() {
-            status if status.is_success() => Ok(()),
+            status if status.is_success() => {
+                permit.succeeded();
+                Ok(())
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                permit.throttled();
+                Err(self.status_error(repository, &action, &format!("blob {}", blob.digest), response).await)
+            }
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::NOT_IMPLEMENTED => {
                 self.switch_to_chunks();
                 tracing::warn!(registry = %self.settings.name, repository, status = %response.status(), "monolithic upload refused; using chunks");

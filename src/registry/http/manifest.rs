@@ -81,6 +81,7 @@ impl HttpRegistry {
     }
 
     pub(super) async fn put_manifest_impl(&self, repository: &str, reference: &str, manifest: &Manifest) -> Result<()> {
+        self.prepare_push(repository).await?;
         let mut call = self.manifest_call(Method::PUT, repository, reference, true);
         call.headers.remove(ACCEPT);
         let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| Error::Protocol {

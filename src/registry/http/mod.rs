@@ -5,16 +5,22 @@
 //! timeout instead, so a 1 GiB layer may take as long as it needs while it keeps moving.
 
 mod blob;
+mod hub;
 mod manifest;
 mod send;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use url::Url;
 
 use super::auth::{Authenticator, CredentialSource, Credentials};
+use super::ecr::EcrControl;
+use super::kind::RegistryKind;
+use super::pacing::Window;
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, endpoint_host};
 
@@ -48,6 +54,10 @@ pub struct RegistrySettings {
     pub upload: UploadMode,
     /// Chunk size for chunked uploads.
     pub chunk_size: usize,
+    /// The registry family (quirks, pacing groups); detected from `name` by default.
+    pub kind: RegistryKind,
+    /// Host to connect to when it differs from `name` (ECR's FIPS endpoint).
+    pub endpoint: Option<String>,
 }
 
 impl RegistrySettings {
@@ -62,6 +72,8 @@ impl RegistrySettings {
             idle_timeout: Duration::from_secs(60),
             upload: UploadMode::Monolithic,
             chunk_size: 8 * 1024 * 1024,
+            kind: RegistryKind::detect(name),
+            endpoint: None,
         }
     }
 }
@@ -74,6 +86,12 @@ pub struct HttpRegistry {
     auth: Authenticator,
     /// Set once the registry refused a monolithic upload; later uploads use chunks.
     chunked: AtomicBool,
+    /// Adaptive concurrency windows by pacing group (see [`HttpRegistry::pacing_group`]).
+    windows: Mutex<HashMap<String, Arc<Window>>>,
+    /// ECR control plane, when repositories are to be created.
+    ecr: Option<EcrControl>,
+    /// Docker Hub's pull budget, from its `RateLimit-*` headers.
+    hub: hub::PullBudget,
 }
 
 impl HttpRegistry {
@@ -81,8 +99,9 @@ impl HttpRegistry {
     pub fn new(settings: RegistrySettings) -> Result<Self> {
         let setup = |detail: String| Error::Setup { registry: settings.name.clone(), detail };
         let scheme = if settings.plain_http { "http" } else { "https" };
-        let base = Url::parse(&format!("{scheme}://{}/", endpoint_host(&settings.name)))
-            .map_err(|e| setup(format!("invalid registry address: {e}")))?;
+        let host = settings.endpoint.as_deref().unwrap_or_else(|| endpoint_host(&settings.name));
+        let base =
+            Url::parse(&format!("{scheme}://{host}/")).map_err(|e| setup(format!("invalid registry address: {e}")))?;
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("ocync/", env!("CARGO_PKG_VERSION")))
             // No client-wide read timeout: hyper keeps a read pending during long uploads,
@@ -99,7 +118,63 @@ impl HttpRegistry {
         let auth =
             Authenticator::new(settings.name.clone(), settings.credentials.clone(), client.clone(), settings.timeout);
         let chunked = AtomicBool::new(settings.upload == UploadMode::Chunked);
-        Ok(HttpRegistry { settings, base, client, auth, chunked })
+        Ok(HttpRegistry {
+            settings,
+            base,
+            client,
+            auth,
+            chunked,
+            windows: Mutex::default(),
+            ecr: None,
+            hub: hub::PullBudget::default(),
+        })
+    }
+
+    /// Creates missing repositories through the ECR control plane before pushing to them.
+    pub fn with_ecr_control(mut self, control: EcrControl) -> Self {
+        self.ecr = Some(control);
+        self
+    }
+
+    /// Throttling answers seen so far, over all pacing groups.
+    pub fn throttles(&self) -> u64 {
+        self.windows.lock().expect("windows lock poisoned").values().map(|w| w.throttles()).sum()
+    }
+
+    /// Makes sure `repository` exists before a push (ECR with `create_repositories`).
+    async fn prepare_push(&self, repository: &str) -> Result<()> {
+        match &self.ecr {
+            Some(control) => control
+                .ensure_repository(repository)
+                .await
+                .map_err(|detail| Error::Setup { registry: self.settings.name.clone(), detail }),
+            None => Ok(()),
+        }
+    }
+
+    /// The pacing group of a request: ECR has separate quotas for reads, upload
+    /// initiate/complete, upload parts and PutImage; GAR paces per project; others per registry.
+    fn pacing_group(&self, method: &reqwest::Method, path: &str, repository: &str) -> String {
+        match &self.settings.kind {
+            RegistryKind::Ecr(_) => {
+                let group = if *method == reqwest::Method::PATCH {
+                    "upload-part"
+                } else if path.contains("/blobs/uploads") {
+                    "upload-initiate-complete"
+                } else if *method == reqwest::Method::PUT {
+                    "put-image"
+                } else {
+                    "read"
+                };
+                group.to_string()
+            }
+            RegistryKind::Gar => format!("project:{}", repository.split('/').next().unwrap_or(repository)),
+            _ => "registry".to_string(),
+        }
+    }
+
+    fn window(&self, group: String) -> Arc<Window> {
+        self.windows.lock().expect("windows lock poisoned").entry(group).or_default().clone()
     }
 
     /// The settings this client was built with.

@@ -1,6 +1,6 @@
 //! Sending one request: authentication, status classification, retries with jittered backoff.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -8,6 +8,7 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::HttpRegistry;
+use crate::registry::kind::RegistryKind;
 use crate::registry::{Error, Result};
 
 /// Attempts after the first for idempotent requests that fail in a retryable way.
@@ -16,6 +17,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// A registry's `Retry-After` is honoured up to this long.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+/// No request is retried once this much time has passed since its first attempt.
+const RETRY_BUDGET: Duration = Duration::from_secs(180);
 /// How much of an error body is quoted in messages.
 const DETAIL_LIMIT: usize = 300;
 
@@ -48,26 +51,51 @@ impl HttpRegistry {
     /// calls. `Ok` only for 2xx (and 3xx that reqwest did not follow); anything else is a
     /// classified [`Error`].
     pub(super) async fn send(&self, call: &Call<'_>) -> Result<Response> {
+        if call.method == Method::GET
+            && call.what.starts_with("manifest")
+            && self.settings.kind == RegistryKind::DockerHub
+            && let Some(reason) = self.hub.exhausted()
+        {
+            return Err(Error::Deferred {
+                registry: self.settings.name.clone(),
+                repository: call.repository.to_string(),
+                reason,
+            });
+        }
+        let window = self.window(self.pacing_group(&call.method, call.url.path(), call.repository));
+        let started = Instant::now();
         let mut retries = 0;
         let mut answered_challenge = false;
         loop {
+            let permit = window.acquire().await;
             let error = match self.send_once(call).await {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
+                    drop(permit);
                     answered_challenge = true;
                     let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
                     self.auth.on_unauthorized(challenge, &call.scopes).await;
                     continue;
                 }
                 Ok(response) if response.status().is_success() || response.status().is_redirection() => {
+                    self.hub.observe(response.headers());
+                    permit.succeeded();
                     return Ok(response);
                 }
-                Ok(response) => self.status_error(call.repository, &call.action(), &call.what, response).await,
+                Ok(response) => {
+                    self.hub.observe(response.headers());
+                    let error = self.status_error(call.repository, &call.action(), &call.what, response).await;
+                    if matches!(error, Error::Throttled { .. }) {
+                        permit.throttled();
+                    }
+                    error
+                }
                 Err(error) => error,
             };
-            if !(call.idempotent && error.is_retryable() && retries < MAX_RETRIES) {
+            let delay = backoff(retries, error.retry_after());
+            let within_budget = started.elapsed() + delay <= RETRY_BUDGET;
+            if !(call.idempotent && error.is_retryable() && retries < MAX_RETRIES && within_budget) {
                 return Err(error);
             }
-            let delay = backoff(retries, error.retry_after());
             tracing::warn!(registry = %self.settings.name, repository = call.repository, action = %call.action(), ?delay, %error, "retrying");
             tokio::time::sleep(delay).await;
             retries += 1;
@@ -121,8 +149,7 @@ impl HttpRegistry {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let detail = error_detail(&response.bytes().await.unwrap_or_default());
         let registry = self.settings.name.clone();
         let repository = repository.to_string();
@@ -134,6 +161,16 @@ impl HttpRegistry {
             _ => Error::Status { registry, repository, action: action.to_string(), status, detail },
         }
     }
+}
+
+/// `Retry-After` as seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`).
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// `CODE: message` from a distribution error body, else the start of the body.
@@ -185,6 +222,19 @@ mod tests {
         assert_eq!(error_detail(body), "MANIFEST_UNKNOWN: manifest unknown");
         assert_eq!(error_detail(b""), "(no details)");
         assert_eq!(error_detail("x".repeat(400).as_bytes()).chars().count(), DETAIL_LIMIT + 1);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

@@ -1,0 +1,151 @@
+//! Amazon ECR: authorization tokens from `GetAuthorizationToken` (used as HTTP Basic directly),
+//! and the control-plane calls a mirror needs (creating missing repositories).
+//!
+//! Credentials come from the ambient AWS chain (environment, shared files and `AWS_PROFILE`
+//! role chains, SSO, container/instance roles, IRSA, EKS Pod Identity), or from a named
+//! profile for one registry. `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_ECR` and
+//! `AWS_USE_FIPS_ENDPOINT` are honoured by the SDK.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
+use base64::Engine as _;
+
+use super::auth::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
+
+/// Loads the AWS SDK config: `region` (from the host name, else the SDK's own chain) and an
+/// optional named `profile`.
+pub async fn sdk_config(region: Option<&str>, profile: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_string()));
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    loader.load().await
+}
+
+/// `GetAuthorizationToken` as a credential provider.
+pub struct EcrTokenProvider {
+    client: aws_sdk_ecr::Client,
+    region: String,
+}
+
+impl EcrTokenProvider {
+    /// A provider using `config`.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let region = config.region().map_or_else(|| "unknown region".to_string(), ToString::to_string);
+        EcrTokenProvider { client: aws_sdk_ecr::Client::new(config), region }
+    }
+}
+
+impl CredentialProvider for EcrTokenProvider {
+    fn describe(&self) -> String {
+        format!("ECR GetAuthorizationToken in {}", self.region)
+    }
+
+    fn fetch(&self) -> ProviderFuture<'_> {
+        Box::pin(async move {
+            // No registry id: the token works for every registry the principal may use.
+            let answer = self.client.get_authorization_token().send().await.map_err(|e| describe_sdk_error(&e))?;
+            let data = answer.authorization_data().first().ok_or("the answer holds no authorization data")?;
+            let token = data.authorization_token().ok_or("the answer holds no token")?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .map_err(|_| "the token is not base64".to_string())?;
+            let decoded = String::from_utf8(decoded).map_err(|_| "the token is not UTF-8".to_string())?;
+            let (username, password) = decoded.split_once(':').ok_or("the token is not user:password")?;
+            let expires_at = data.expires_at().and_then(|at| SystemTime::try_from(*at).ok());
+            Ok(Expiring {
+                credentials: Credentials::Basic { username: username.to_string(), password: Secret::new(password) },
+                expires_at,
+            })
+        })
+    }
+}
+
+/// The SDK's error with its service code and message, and nothing sensitive.
+fn describe_sdk_error<E>(error: &aws_sdk_ecr::error::SdkError<E>) -> String
+where
+    E: std::error::Error + aws_sdk_ecr::error::ProvideErrorMetadata + 'static,
+{
+    use aws_sdk_ecr::error::ProvideErrorMetadata as _;
+    let mut text = match error.code() {
+        Some(code) => format!("{code}: {}", error.message().unwrap_or("")),
+        None => error.to_string(),
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// How missing repositories are created.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreateRepositories {
+    /// Make tags immutable.
+    pub immutable_tags: bool,
+    /// Scan images on push.
+    pub scan_on_push: bool,
+}
+
+/// ECR control-plane calls for one registry.
+pub struct EcrControl {
+    client: aws_sdk_ecr::Client,
+    registry_id: Option<String>,
+    create: CreateRepositories,
+    ensured: tokio::sync::Mutex<HashSet<String>>,
+}
+
+impl EcrControl {
+    /// Control-plane access with `config`; repositories are created as `create` says.
+    pub fn new(config: &aws_config::SdkConfig, registry_id: Option<String>, create: CreateRepositories) -> Self {
+        EcrControl { client: aws_sdk_ecr::Client::new(config), registry_id, create, ensured: Default::default() }
+    }
+
+    /// Creates `repository` unless it exists; idempotent, and asks once per run.
+    pub async fn ensure_repository(&self, repository: &str) -> Result<(), String> {
+        let mut ensured = self.ensured.lock().await;
+        if ensured.contains(repository) {
+            return Ok(());
+        }
+        let mut describe = self.client.describe_repositories().repository_names(repository);
+        if let Some(id) = &self.registry_id {
+            describe = describe.registry_id(id);
+        }
+        match describe.send().await {
+            Ok(_) => {}
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
+                let mutability = if self.create.immutable_tags {
+                    ImageTagMutability::Immutable
+                } else {
+                    ImageTagMutability::Mutable
+                };
+                let mut create = self
+                    .client
+                    .create_repository()
+                    .repository_name(repository)
+                    .image_tag_mutability(mutability)
+                    .image_scanning_configuration(
+                        ImageScanningConfiguration::builder().scan_on_push(self.create.scan_on_push).build(),
+                    );
+                if let Some(id) = &self.registry_id {
+                    create = create.registry_id(id);
+                }
+                match create.send().await {
+                    Ok(_) => tracing::info!(repository, "ECR repository created"),
+                    Err(error)
+                        if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
+                    Err(error) => return Err(format!("CreateRepository {repository}: {}", describe_sdk_error(&error))),
+                }
+            }
+            Err(error) => return Err(format!("DescribeRepositories {repository}: {}", describe_sdk_error(&error))),
+        }
+        ensured.insert(repository.to_string());
+        Ok(())
+    }
+}
