@@ -175,3 +175,126 @@ async fn a_blob_body_that_stops_flowing_hits_the_idle_timeout_and_pushes_nothing
         "no tag pushed"
     );
 }
+
+/// Two images (seeds 200 and 210) in two repositories, and a config mirroring both.
+async fn two_repositories(source: &TestRegistry, target: &TestRegistry, through: &str) -> (TempConfig, Vec<Built>) {
+    let images: Vec<Built> = (0..2).map(|i| image(200 + i * 10)).collect();
+    seed(source, "team/one", "v1", &images[0]).await;
+    seed(source, "team/two", "v1", &images[1]).await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  up: {{ url: \"http://{through}\" }}\n  down: {{ url: \"http://{}\" }}\n\
+         defaults: {{ source: up, targets: down }}\nmappings:\n  - from: team/one\n  - from: team/two\n",
+        target.host
+    ));
+    (config, images)
+}
+
+fn layer_of(built: &Built) -> String {
+    built.blobs().iter().max_by_key(|b| b.descriptor.size).unwrap().descriptor.digest.to_string()
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_then_the_sync_completes() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let heads = Arc::new(AtomicUsize::new(0));
+    let counter = heads.clone();
+    let proxy = FaultProxy::start(&source.host, move |request| {
+        if request.method == "HEAD" && counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Action::Respond { status: 429, headers: vec![("Retry-After".into(), "2".into())], body: String::new() }
+        } else {
+            Action::Forward
+        }
+    });
+    let (config, images) = two_repositories(&source, &target, &proxy.host).await;
+
+    let output = ocync(&["sync", "--config", &config.path]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let seen = proxy.seen();
+    let throttled = &seen.iter().find(|r| r.method == "HEAD").unwrap().target;
+    let tries: Vec<_> = seen.iter().filter(|r| r.method == "HEAD" && &r.target == throttled).collect();
+    let waited = tries[1].at.duration_since(tries[0].at);
+    assert!(waited >= std::time::Duration::from_secs(2), "Retry-After: 2 was not obeyed: {waited:?}");
+    assert!(waited < std::time::Duration::from_secs(4), "waited far longer than asked: {waited:?}");
+    for (repository, built) in ["team/one", "team/two"].iter().zip(&images) {
+        assert_eq!(
+            skopeo_digest(&target.skopeo_reference(&format!("{repository}:v1")), &[]),
+            built.digest().to_string()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_blob_is_retried_from_the_source() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let seeded = image(300);
+    let layer = layer_of(&seeded);
+    let (cut, gets) = (layer.clone(), Arc::new(AtomicUsize::new(0)));
+    let counter = gets.clone();
+    let proxy = FaultProxy::start(&source.host, move |request| {
+        if request.method == "GET" && request.target.ends_with(&cut) && counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Action::CutAfter(100_000)
+        } else {
+            Action::Forward
+        }
+    });
+    seed(&source, "team/app", "v1", &seeded).await;
+
+    let output = ocync(&["copy", &proxy.reference("team/app:v1"), &target.reference("app:v1")]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(gets.load(Ordering::SeqCst), 2, "one cut download, one retry");
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), seeded.digest().to_string());
+}
+
+#[tokio::test]
+async fn a_corrupted_byte_fails_only_the_affected_image() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    // The first repository's image is image(200) (see two_repositories).
+    let corrupt = layer_of(&image(200));
+    let flipped = corrupt.clone();
+    let proxy = FaultProxy::start(&source.host, move |request| {
+        if request.method == "GET" && request.target.ends_with(&flipped) {
+            Action::CorruptBody
+        } else {
+            Action::Forward
+        }
+    });
+    let (config, _) = two_repositories(&source, &target, &proxy.host).await;
+
+    let output = ocync(&["sync", "--config", &config.path, "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let failed = &report["mappings"][0]["images"][0];
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains(&format!("blob {corrupt} from {}/team/one is corrupt", proxy.host)),
+        "{failed}"
+    );
+    assert_eq!(report["mappings"][1]["images"][0]["status"], "synced");
+    let client = target.anonymous_client();
+    use ocync::registry::Registry as _;
+    assert_eq!(client.head_manifest("team/one", "v1").await.unwrap(), None, "no tag over a corrupt blob");
+}
+
+#[tokio::test]
+async fn a_truncated_body_that_looks_complete_is_caught_by_its_size() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let seeded = image(400);
+    let layer = layer_of(&seeded);
+    let truncated = layer.clone();
+    let proxy = FaultProxy::start(&source.host, move |request| {
+        if request.method == "GET" && request.target.ends_with(&truncated) {
+            Action::TruncateBody
+        } else {
+            Action::Forward
+        }
+    });
+    seed(&source, "team/app", "v1", &seeded).await;
+
+    let output = ocync(&["copy", &proxy.reference("team/app:v1"), &target.reference("app:v1")]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("body ended after 150000 of 300000 bytes"),
+        "{}",
+        describe(&output)
+    );
+}

@@ -22,6 +22,8 @@ pub struct SeenRequest {
     pub body_len: usize,
     /// The body received (for rules that answer by its content, like a token exchange).
     pub body: Vec<u8>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 /// What to do with a request.
@@ -47,6 +49,13 @@ pub enum Action {
     Stall,
     /// Forward, but send only the first `n` bytes of the answer, then hold the connection.
     StallAfter(usize),
+    /// Forward, but send only the first `n` bytes of the answer, then close the connection.
+    CutAfter(usize),
+    /// Forward, flipping one byte in the middle of the answer's body.
+    CorruptBody,
+    /// Forward, but keep only the first half of the body and a `Content-Length` to match, so
+    /// the answer looks complete.
+    TruncateBody,
 }
 
 /// How long a stalled connection is held.
@@ -143,13 +152,24 @@ fn handle(
         reader.read_exact(&mut body)?;
         body
     };
-    let request = SeenRequest { method: method.clone(), target: target.clone(), body_len: body.len(), body };
+    let request = SeenRequest {
+        method: method.clone(),
+        target: target.clone(),
+        body_len: body.len(),
+        body,
+        at: std::time::Instant::now(),
+    };
     seen.lock().expect("proxy log lock").push(request.clone());
 
     let mut target = target;
     let mut stall_after = None;
+    let mut damage = None;
     let relative_location = match rule(&request) {
         Action::Forward => false,
+        action @ (Action::CutAfter(_) | Action::CorruptBody | Action::TruncateBody) => {
+            damage = Some(action);
+            false
+        }
         Action::Stall => {
             std::thread::sleep(STALL);
             return Ok(());
@@ -198,7 +218,44 @@ fn handle(
         std::thread::sleep(STALL);
         return Ok(());
     }
+    match damage {
+        Some(Action::CutAfter(n)) => return client.write_all(&response[..n.min(response.len())]),
+        Some(Action::CorruptBody) => {
+            let body_start = body_offset(&response);
+            let middle = body_start + (response.len() - body_start) / 2;
+            if middle < response.len() {
+                response[middle] ^= 0xff;
+            }
+        }
+        Some(Action::TruncateBody) => response = truncate_body(&response),
+        _ => {}
+    }
     client.write_all(&response)
+}
+
+/// Where the body of a raw response starts.
+fn body_offset(response: &[u8]) -> usize {
+    response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |p| p + 4)
+}
+
+/// Half the body, with a `Content-Length` that says so.
+fn truncate_body(response: &[u8]) -> Vec<u8> {
+    let start = body_offset(response);
+    let kept = (response.len() - start) / 2;
+    let head = String::from_utf8_lossy(&response[..start]).to_string();
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|line| {
+            if line.to_ascii_lowercase().starts_with("content-length:") {
+                format!("Content-Length: {kept}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let mut out = head.join("\r\n").into_bytes();
+    out.extend_from_slice(&response[start..start + kept]);
+    out
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
