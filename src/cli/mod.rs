@@ -1,6 +1,7 @@
 //! The command-line surface: argument parsing, logging setup, exit codes.
 //! `bin/ocync.rs` only builds the runtime and calls [`run`].
 
+mod auth;
 mod config_cmds;
 mod copy;
 mod progress;
@@ -70,6 +71,8 @@ enum Command {
     Expand(config_cmds::ExpandArgs),
     /// Show which tags of a repository a filter selects.
     Tags(config_cmds::TagsArgs),
+    /// Check credentials: `ocync auth check --config FILE`.
+    Auth(auth::AuthArgs),
     /// Print the version.
     Version,
 }
@@ -103,6 +106,7 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Validate(args) => config_cmds::validate(args).into(),
         Command::Expand(args) => config_cmds::expand(args).into(),
         Command::Tags(args) => config_cmds::tags(args).await.into(),
+        Command::Auth(args) => auth::run(args).await.into(),
         Command::Version => {
             println!("ocync {}", env!("CARGO_PKG_VERSION"));
             Exit::Success.into()

@@ -191,3 +191,40 @@ async fn a_tls_registry_is_reached_with_the_ca_file_from_the_config() {
     assert_eq!(untrusted.status.code(), Some(2), "{}", describe(&untrusted));
     assert!(String::from_utf8_lossy(&untrusted.stdout).contains("certificate"), "{}", describe(&untrusted));
 }
+
+#[tokio::test]
+async fn auth_check_reports_each_registry_and_exits_4_on_any_failure() {
+    let (good, bad, open) = (basic_registry(), basic_registry(), TestRegistry::plain());
+    seed_with_credentials(&good, &image()).await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  good: {{ url: \"http://{}\", credentials: {{ username: {USER}, password: {PASSWORD} }} }}\n  \
+         bad: {{ url: \"http://{}\", credentials: {{ username: {USER}, password: not-the-password }} }}\n  \
+         open: {{ url: \"http://{}\" }}\n\
+         mappings:\n  - from: private/app\n    to: mirror/app\n    source: good\n    targets: bad\n",
+        good.host, bad.host, open.host
+    ));
+
+    let output = ocync(&["auth", "check", "--config", &config.path]);
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {name} (")))
+            .unwrap_or_else(|| panic!("{name} missing: {stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("good").starts_with("OK   good") && line("good").contains("pull private/app: 1 tags visible"),
+        "{stdout}"
+    );
+    assert!(
+        line("bad").starts_with("FAIL bad")
+            && line("bad").contains("push mirror/app")
+            && line("bad").contains("denied access"),
+        "{stdout}"
+    );
+    assert!(line("open").starts_with("OK   open") && line("open").contains("ping"), "{stdout}");
+    assert!(!describe(&output).contains(PASSWORD) && !describe(&output).contains("not-the-password"));
+    assert_eq!(bad.count("PUT", "/"), 0, "a check writes nothing");
+}

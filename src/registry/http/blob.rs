@@ -306,3 +306,21 @@ fn with_idle_timeout(body: BlobStream, idle: Duration, timeout_error: Error) -> 
     })
     .boxed()
 }
+
+impl HttpRegistry {
+    /// Proves write access to `repository` the way a sync would use it: opens an upload
+    /// session (with the push scope) and cancels it, so nothing is written.
+    pub async fn check_push(&self, repository: &str) -> Result<()> {
+        self.prepare_push(repository).await?;
+        let (_, session) = self.start_upload(repository, None).await?;
+        if let Some(session) = session
+            && let Ok(url) = Url::parse(&session.location)
+        {
+            let mut call = self.blob_call(Method::DELETE, repository, "", "upload session".into(), true);
+            call.url = url;
+            // Best effort: registries expire abandoned sessions anyway.
+            let _ = self.send(&call).await;
+        }
+        Ok(())
+    }
+}
