@@ -187,6 +187,6 @@ mod tests {
         source.current().await.unwrap();
         source.current().await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "too close to expiry for a margin: used until refused");
-        assert_eq!(refresh_at(Some(SystemTime::now() + Duration::from_secs(3600)), SystemTime::now()).is_some(), true);
+        assert!(refresh_at(Some(SystemTime::now() + Duration::from_secs(3600)), SystemTime::now()).is_some());
     }
 }

@@ -38,7 +38,7 @@ impl PullBudget {
     /// `Some(reason)` when another pull would exhaust the budget.
     pub fn exhausted(&self) -> Option<String> {
         let remaining = self.remaining.load(Ordering::Relaxed);
-        if remaining < 0 || remaining > RESERVE {
+        if !(0..=RESERVE).contains(&remaining) {
             return None;
         }
         let window = self.window_seconds.load(Ordering::Relaxed);
