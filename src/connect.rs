@@ -4,7 +4,7 @@
 //! otherwise docker's `config.json`, else anonymous.
 
 use crate::config::{AuthType, Config, RegistryConfig};
-use crate::registry::auth::{CredentialSource, Credentials, Secret, docker_config_lookup};
+use crate::registry::auth::{AcrProvider, CredentialSource, Credentials, Secret, docker_config_lookup};
 use crate::registry::ecr::{self, EcrControl, EcrTokenProvider};
 use crate::registry::kind::{EcrHost, RegistryKind};
 use crate::registry::{Error, HttpRegistry, RegistrySettings};
@@ -91,8 +91,10 @@ pub async fn open(host: &str, plain_http: bool, config: Option<&Config>) -> Resu
             return Err(setup("Google credentials are not available in this build yet".into()));
         }
         AuthMethod::Azure => {
-            settings.credentials =
-                docker_config_lookup(host).await.map_err(|e| setup(e.to_string()))?.unwrap_or_default().into();
+            settings.credentials = match AcrProvider::from_environment(&settings.name, settings.plain_http) {
+                Some(provider) => CredentialSource::provided(provider),
+                None => docker_config_lookup(host).await.map_err(|e| setup(e.to_string()))?.unwrap_or_default().into(),
+            };
         }
     }
     HttpRegistry::new(settings)
@@ -115,11 +117,9 @@ async fn open_ecr(
     {
         settings.endpoint = Some(ecr_host.fips_host());
     }
-    let registry = HttpRegistry::new(settings)?;
-    Ok(match entry.and_then(|e| e.create_repositories.clone()) {
-        Some(create) => registry.with_ecr_control(EcrControl::new(&sdk, ecr_host.map(|h| h.account), create)),
-        None => registry,
-    })
+    let create = entry.and_then(|e| e.create_repositories.clone());
+    let control = EcrControl::new(&sdk, ecr_host.map(|h| h.account), create);
+    Ok(HttpRegistry::new(settings)?.with_ecr_control(control))
 }
 
 /// `AWS_USE_FIPS_ENDPOINT=true`, as the AWS SDKs read it.

@@ -13,6 +13,7 @@ mod limits;
 mod stats;
 mod tee;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,8 @@ pub struct ImageReport {
 /// A target while its image is being copied.
 struct Live<'j, R> {
     target: &'j Target<'j, R>,
+    /// Blob presence answered in bulk by the target (ECR), instead of one HEAD per blob.
+    known: Mutex<HashMap<Digest, bool>>,
     stats: Arc<Stats>,
     failure: Mutex<Option<Arc<Error>>>,
     skipped: Mutex<Option<String>>,
@@ -196,7 +199,13 @@ impl Engine {
         let lives: Vec<Live<R>> = job
             .targets
             .iter()
-            .map(|target| Live { target, stats: Arc::default(), failure: Mutex::new(None), skipped: Mutex::new(None) })
+            .map(|target| Live {
+                target,
+                known: Mutex::default(),
+                stats: Arc::default(),
+                failure: Mutex::new(None),
+                skipped: Mutex::new(None),
+            })
             .collect();
         let digest = match self.source_digest(source).await {
             Ok(digest) => Some(digest),
@@ -309,6 +318,14 @@ impl Engine {
                     .await;
             }
             ManifestKind::Image { blobs } => {
+                let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+                let bulk = lives.iter().filter(|live| !live.failed()).map(|live| async {
+                    if let Some(present) = live.target.registry.blobs_present(live.target.repository, &digests).await {
+                        let mut known = live.known.lock().expect("known lock poisoned");
+                        known.extend(digests.iter().map(|d| (d.clone(), present.contains(d))));
+                    }
+                });
+                futures_util::future::join_all(bulk).await;
                 let mut seen = std::collections::HashSet::new();
                 let distinct = blobs.iter().filter(|blob| seen.insert(&blob.digest));
                 futures_util::stream::iter(distinct.map(|blob| self.copy_blob(source, blob, &lives)))
@@ -410,7 +427,12 @@ impl Engine {
             Claim::Wait(receiver) => return Preparation::Busy(live, receiver),
             Claim::Owner(owner) => owner,
         };
-        match target.registry.blob_exists(target.repository, &blob.digest).await {
+        let known = live.known.lock().expect("known lock poisoned").get(&blob.digest).copied();
+        let exists = match known {
+            Some(present) => Ok(present),
+            None => target.registry.blob_exists(target.repository, &blob.digest).await,
+        };
+        match exists {
             Ok(true) => {
                 owner.confirm();
                 self.record(live, Event::Skipped);

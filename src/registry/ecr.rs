@@ -97,18 +97,50 @@ pub struct CreateRepositories {
 pub struct EcrControl {
     client: aws_sdk_ecr::Client,
     registry_id: Option<String>,
-    create: CreateRepositories,
+    create: Option<CreateRepositories>,
     ensured: tokio::sync::Mutex<HashSet<String>>,
 }
 
+/// Digests per `BatchCheckLayerAvailability` call (the API's limit).
+const BATCH_CHECK_LIMIT: usize = 100;
+
 impl EcrControl {
-    /// Control-plane access with `config`; repositories are created as `create` says.
-    pub fn new(config: &aws_config::SdkConfig, registry_id: Option<String>, create: CreateRepositories) -> Self {
+    /// Control-plane access with `config`; with `create`, missing repositories are created.
+    pub fn new(config: &aws_config::SdkConfig, registry_id: Option<String>, create: Option<CreateRepositories>) -> Self {
         EcrControl { client: aws_sdk_ecr::Client::new(config), registry_id, create, ensured: Default::default() }
     }
 
-    /// Creates `repository` unless it exists; idempotent, and asks once per run.
+    /// Which of `digests` are in `repository`, by `BatchCheckLayerAvailability` (100 per call)
+    /// instead of one HEAD per blob. A repository that does not exist yet has none of them.
+    pub async fn layers_available(&self, repository: &str, digests: &[String]) -> Result<HashSet<String>, String> {
+        let mut available = HashSet::new();
+        for chunk in digests.chunks(BATCH_CHECK_LIMIT) {
+            let mut request =
+                self.client.batch_check_layer_availability().repository_name(repository).set_layer_digests(Some(chunk.to_vec()));
+            if let Some(id) = &self.registry_id {
+                request = request.registry_id(id);
+            }
+            match request.send().await {
+                Ok(answer) => available.extend(
+                    answer
+                        .layers()
+                        .iter()
+                        .filter(|layer| layer.layer_availability().is_some_and(|a| a.as_str() == "AVAILABLE"))
+                        .filter_map(|layer| layer.layer_digest().map(str::to_string)),
+                ),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
+                    return Ok(available);
+                }
+                Err(error) => return Err(format!("BatchCheckLayerAvailability {repository}: {}", describe_sdk_error(&error))),
+            }
+        }
+        Ok(available)
+    }
+
+    /// Creates `repository` unless it exists (when creating is enabled); idempotent, and asks
+    /// once per run.
     pub async fn ensure_repository(&self, repository: &str) -> Result<(), String> {
+        let Some(create) = &self.create else { return Ok(()) };
         let mut ensured = self.ensured.lock().await;
         if ensured.contains(repository) {
             return Ok(());
@@ -120,26 +152,19 @@ impl EcrControl {
         match describe.send().await {
             Ok(_) => {}
             Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
-                let mutability = if self.create.immutable_tags {
-                    ImageTagMutability::Immutable
-                } else {
-                    ImageTagMutability::Mutable
-                };
-                let mut create = self
+                let mutability = if create.immutable_tags { ImageTagMutability::Immutable } else { ImageTagMutability::Mutable };
+                let mut request = self
                     .client
                     .create_repository()
                     .repository_name(repository)
                     .image_tag_mutability(mutability)
-                    .image_scanning_configuration(
-                        ImageScanningConfiguration::builder().scan_on_push(self.create.scan_on_push).build(),
-                    );
+                    .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(create.scan_on_push).build());
                 if let Some(id) = &self.registry_id {
-                    create = create.registry_id(id);
+                    request = request.registry_id(id);
                 }
-                match create.send().await {
+                match request.send().await {
                     Ok(_) => tracing::info!(repository, "ECR repository created"),
-                    Err(error)
-                        if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
+                    Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
                     Err(error) => return Err(format!("CreateRepository {repository}: {}", describe_sdk_error(&error))),
                 }
             }

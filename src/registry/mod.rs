@@ -13,6 +13,7 @@ pub mod memory;
 pub mod pacing;
 mod verify;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -94,6 +95,17 @@ pub trait Registry: Send + Sync + 'static {
         body: BlobStream,
         session: Option<UploadSession>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Which of `digests` are in `repository`, when the registry can answer for many blobs in
+    /// one call (ECR's `BatchCheckLayerAvailability`); `None` means "ask per blob".
+    fn blobs_present(
+        &self,
+        repository: &str,
+        digests: &[Digest],
+    ) -> impl Future<Output = Option<HashSet<Digest>>> + Send {
+        let _ = (repository, digests);
+        std::future::ready(None)
+    }
 
     /// Every tag of a repository, following pagination.
     fn list_tags(&self, repository: &str) -> impl Future<Output = Result<Vec<String>>> + Send;

@@ -8,5 +8,6 @@ mod auth;
 mod copy;
 mod ecr;
 mod faults;
+mod gar;
 mod harness;
 mod sync;

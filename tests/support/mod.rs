@@ -5,6 +5,7 @@
 
 pub mod aad;
 pub mod moto;
+pub mod oauth;
 pub mod proxy;
 pub mod registry;
 pub mod tls;

@@ -67,8 +67,8 @@ const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// tokens expire, but it caches them and renews them 4 minutes before they do, so asking it
 /// again is free and always gets a token with minutes to spare. ocync's provider cache
 /// refreshes 5 minutes before a stated expiry, so claiming 6 minutes makes it ask the crate
-/// again after about a minute. Claiming no expiry instead would keep an expired token after
-/// an hour, and a registry token exchange refused with it is not retried with a new one.
+/// again after about a minute. Claiming no expiry instead would keep the token past its hour
+/// until a registry token exchange is refused with it, failing that request.
 const LIBRARY_TOKEN_CLAIMED_LIFETIME: Duration = Duration::from_secs(6 * 60);
 
 /// Google access tokens from Application Default Credentials, for GAR and GCR.
@@ -148,8 +148,9 @@ impl GcpProvider {
         Self::from_json(json, path)
     }
 
-    /// The metadata server's default identity (GCE, Cloud Run, GKE Workload Identity).
-    pub fn metadata_server() -> GcpProvider {
+    /// The metadata server's default identity (GCE, Cloud Run, GKE Workload Identity): ADC's
+    /// last resort, when no credentials file was found (its errors say so).
+    fn metadata_server() -> GcpProvider {
         GcpProvider {
             origin: "metadata server".to_string(),
             source: Source::Library { json: None, credentials: tokio::sync::OnceCell::new() },
@@ -366,18 +367,39 @@ fn oauth_error(body: &str) -> String {
     }
 }
 
-/// An error and its causes, `a: b: c` (the crates' top-level messages alone say too little).
+/// An error and its causes, `a: b: c` (the crates' top-level messages alone say too little),
+/// without google-cloud-auth's boilerplate (see [`tidy`]).
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let part = tidy(&current.to_string());
+        // A wrapper often repeats its cause's text; keep each piece once.
+        if !part.is_empty() && !parts.iter().any(|seen| seen.contains(&part)) {
+            parts.push(part);
         }
-        source = cause.source();
+        next = current.source();
     }
-    text
+    if parts.is_empty() { error.to_string() } else { parts.join(": ") }
+}
+
+/// One error message without google-cloud-auth's generic wrappers: every level of its chain
+/// ends in "and future attempts will not succeed" (or "may"), a gax error starts with "cannot
+/// create the authentication headers", and the outermost says only that fetching failed.
+fn tidy(message: &str) -> String {
+    const SUFFIXES: [&str; 2] = [" and future attempts will not succeed", " but future attempts may succeed"];
+    const PREFIX: &str = "cannot create the authentication headers ";
+    const GENERIC: [&str; 2] =
+        ["Request to fetch the token failed.", "Fetching the token resulted in transient errors."];
+    let mut text = message.trim();
+    for suffix in SUFFIXES {
+        text = text.strip_suffix(suffix).unwrap_or(text);
+    }
+    text = text.strip_prefix(PREFIX).unwrap_or(text);
+    if GENERIC.iter().any(|generic| text.starts_with(generic)) {
+        return String::new();
+    }
+    text.to_string()
 }
 
 #[cfg(test)]
@@ -522,5 +544,18 @@ mod tests {
         );
         assert_eq!(oauth_error(r#"{"error":"invalid_scope"}"#), ": invalid_scope");
         assert_eq!(oauth_error("<html>assertion=eyJhbGciOi…</html>"), "");
+    }
+
+    #[test]
+    fn google_cloud_auth_errors_lose_their_boilerplate_not_their_cause() {
+        use google_cloud_auth::errors::CredentialsError;
+        let cause = std::io::Error::other("connection refused");
+        let inner = CredentialsError::new(false, "failed to fetch token", cause);
+        let outer = CredentialsError::new(
+            false,
+            "Request to fetch the token failed. Subsequent calls with this credential will also fail.",
+            inner,
+        );
+        assert_eq!(error_chain(&outer), "failed to fetch token: connection refused");
     }
 }

@@ -119,6 +119,11 @@ impl Authenticator {
         let status = response.status();
         if !status.is_success() {
             let detail = format!("token endpoint {realm} answered {status}");
+            if status.as_u16() == 401 || status.as_u16() == 403 {
+                // Platform credentials (an ACR refresh token, say) may be revoked before
+                // they expire: fetch fresh ones next time.
+                self.credentials.refused();
+            }
             return Err(if status.as_u16() == 401 || status.as_u16() == 403 {
                 Error::Unauthorized {
                     registry: self.registry.clone(),

@@ -247,4 +247,17 @@ impl Registry for HttpRegistry {
     async fn list_tags(&self, repository: &str) -> Result<Vec<String>> {
         self.list_tags_impl(repository).await
     }
+
+    async fn blobs_present(&self, repository: &str, digests: &[Digest]) -> Option<std::collections::HashSet<Digest>> {
+        let control = self.ecr.as_ref()?;
+        let texts: Vec<String> = digests.iter().map(ToString::to_string).collect();
+        match control.layers_available(repository, &texts).await {
+            Ok(available) => Some(digests.iter().filter(|d| available.contains(d.as_str())).cloned().collect()),
+            Err(error) => {
+                // Fall back to one HEAD per blob rather than fail the image.
+                tracing::warn!(registry = %self.settings.name, repository, %error, "batch layer check failed; using HEADs");
+                None
+            }
+        }
+    }
 }
