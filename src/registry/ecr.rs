@@ -106,7 +106,11 @@ const BATCH_CHECK_LIMIT: usize = 100;
 
 impl EcrControl {
     /// Control-plane access with `config`; with `create`, missing repositories are created.
-    pub fn new(config: &aws_config::SdkConfig, registry_id: Option<String>, create: Option<CreateRepositories>) -> Self {
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        registry_id: Option<String>,
+        create: Option<CreateRepositories>,
+    ) -> Self {
         EcrControl { client: aws_sdk_ecr::Client::new(config), registry_id, create, ensured: Default::default() }
     }
 
@@ -115,8 +119,11 @@ impl EcrControl {
     pub async fn layers_available(&self, repository: &str, digests: &[String]) -> Result<HashSet<String>, String> {
         let mut available = HashSet::new();
         for chunk in digests.chunks(BATCH_CHECK_LIMIT) {
-            let mut request =
-                self.client.batch_check_layer_availability().repository_name(repository).set_layer_digests(Some(chunk.to_vec()));
+            let mut request = self
+                .client
+                .batch_check_layer_availability()
+                .repository_name(repository)
+                .set_layer_digests(Some(chunk.to_vec()));
             if let Some(id) = &self.registry_id {
                 request = request.registry_id(id);
             }
@@ -131,7 +138,9 @@ impl EcrControl {
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
                     return Ok(available);
                 }
-                Err(error) => return Err(format!("BatchCheckLayerAvailability {repository}: {}", describe_sdk_error(&error))),
+                Err(error) => {
+                    return Err(format!("BatchCheckLayerAvailability {repository}: {}", describe_sdk_error(&error)));
+                }
             }
         }
         Ok(available)
@@ -152,19 +161,23 @@ impl EcrControl {
         match describe.send().await {
             Ok(_) => {}
             Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
-                let mutability = if create.immutable_tags { ImageTagMutability::Immutable } else { ImageTagMutability::Mutable };
+                let mutability =
+                    if create.immutable_tags { ImageTagMutability::Immutable } else { ImageTagMutability::Mutable };
                 let mut request = self
                     .client
                     .create_repository()
                     .repository_name(repository)
                     .image_tag_mutability(mutability)
-                    .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(create.scan_on_push).build());
+                    .image_scanning_configuration(
+                        ImageScanningConfiguration::builder().scan_on_push(create.scan_on_push).build(),
+                    );
                 if let Some(id) = &self.registry_id {
                     request = request.registry_id(id);
                 }
                 match request.send().await {
                     Ok(_) => tracing::info!(repository, "ECR repository created"),
-                    Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
+                    Err(error)
+                        if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
                     Err(error) => return Err(format!("CreateRepository {repository}: {}", describe_sdk_error(&error))),
                 }
             }

@@ -42,6 +42,7 @@ async fn sync_to_ecr_uses_get_authorization_token_and_creates_the_repository() {
 
     let output = run(&["sync", "--config", &config.path], &env_of(&moto));
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(ecr.count("HEAD", "/blobs/"), 0, "blob presence comes from BatchCheckLayerAvailability, not HEADs");
     let credentials = format!("AWS:{MOTO_PASSWORD}");
     assert_eq!(
         skopeo_digest(&ecr.skopeo_reference("mirror/app:v1"), &["--creds", &credentials]),

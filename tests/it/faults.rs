@@ -298,3 +298,29 @@ async fn a_truncated_body_that_looks_complete_is_caught_by_its_size() {
         describe(&output)
     );
 }
+
+#[tokio::test]
+async fn docker_hub_pulls_are_deferred_once_the_budget_is_spent() {
+    use ocync::registry::Registry as _;
+    let source = TestRegistry::plain();
+    seed(&source, "library/app", "v1", &image(500)).await;
+    let proxy = FaultProxy::start(&source.host, |request| {
+        if request.method == "GET" && request.target.contains("/manifests/") {
+            Action::ForwardAddingHeaders(vec![("RateLimit-Remaining".into(), "1;w=21600".into())])
+        } else {
+            Action::Forward
+        }
+    });
+    let mut settings = ocync::registry::RegistrySettings::new(&proxy.host);
+    settings.plain_http = true;
+    settings.kind = ocync::registry::kind::RegistryKind::DockerHub;
+    let hub = ocync::registry::HttpRegistry::new(settings).unwrap();
+
+    hub.get_manifest("library/app", "v1").await.expect("the first pull is within budget");
+    let error = hub.get_manifest("library/app", "v1").await.unwrap_err();
+    assert!(matches!(error, ocync::registry::Error::Deferred { .. }), "{error}");
+    assert!(error.to_string().contains("pull budget exhausted (1 pulls left; the window is 21600s)"), "{error}");
+    assert!(hub.head_manifest("library/app", "v1").await.unwrap().is_some(), "HEADs are not counted by Hub");
+    let gets = proxy.seen().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(gets, 1, "the deferred pull never reached the registry");
+}

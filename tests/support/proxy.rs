@@ -51,6 +51,8 @@ pub enum Action {
     StallAfter(usize),
     /// Forward, but send only the first `n` bytes of the answer, then close the connection.
     CutAfter(usize),
+    /// Forward, adding these headers to the answer.
+    ForwardAddingHeaders(Vec<(String, String)>),
     /// Forward, flipping one byte in the middle of the answer's body.
     CorruptBody,
     /// Forward, but keep only the first half of the body and a `Content-Length` to match, so
@@ -164,8 +166,13 @@ fn handle(
     let mut target = target;
     let mut stall_after = None;
     let mut damage = None;
+    let mut extra_headers = Vec::new();
     let relative_location = match rule(&request) {
         Action::Forward => false,
+        Action::ForwardAddingHeaders(headers) => {
+            extra_headers = headers;
+            false
+        }
         action @ (Action::CutAfter(_) | Action::CorruptBody | Action::TruncateBody) => {
             damage = Some(action);
             false
@@ -211,6 +218,12 @@ fn handle(
     server.read_to_end(&mut response)?;
     if relative_location {
         response = make_location_relative(&response, upstream, proxy_host);
+    }
+    if !extra_headers.is_empty()
+        && let Some(end_of_status) = response.windows(2).position(|w| w == b"\r\n")
+    {
+        let added: String = extra_headers.iter().map(|(name, value)| format!("\r\n{name}: {value}")).collect();
+        response.splice(end_of_status..end_of_status, added.into_bytes());
     }
     if let Some(n) = stall_after {
         client.write_all(&response[..n.min(response.len())])?;
