@@ -4,7 +4,7 @@
 //! otherwise docker's `config.json`, else anonymous.
 
 use crate::config::{AuthType, Config, RegistryConfig};
-use crate::registry::auth::{AcrProvider, CredentialSource, Credentials, Secret, docker_config_lookup};
+use crate::registry::auth::{AcrProvider, CredentialSource, Credentials, GcpProvider, Secret, docker_config_lookup};
 use crate::registry::ecr::{self, EcrControl, EcrTokenProvider};
 use crate::registry::kind::{EcrHost, RegistryKind};
 use crate::registry::{Error, HttpRegistry, RegistrySettings};
@@ -88,7 +88,10 @@ pub async fn open(host: &str, plain_http: bool, config: Option<&Config>) -> Resu
         }
         AuthMethod::Ecr { profile } => return open_ecr(settings, entry, profile.as_deref()).await,
         AuthMethod::Google => {
-            return Err(setup("Google credentials are not available in this build yet".into()));
+            settings.credentials = CredentialSource::provided(
+                GcpProvider::from_environment()
+                    .map_err(|detail| Error::Credentials { registry: host.to_string(), detail })?,
+            );
         }
         AuthMethod::Azure => {
             settings.credentials = match AcrProvider::from_environment(&settings.name, settings.plain_http) {

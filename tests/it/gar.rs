@@ -148,3 +148,32 @@ async fn a_revoked_user_refresh_token_is_an_auth_error_without_the_token() {
     assert!(text.contains("invalid_grant"), "{text}");
     assert!(!text.contains("ocync-revoked-refresh-token") && !text.contains("ocync-test-client-secret"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocync_sync_with_auth_type_gar_uses_application_default_credentials() {
+    let oauth = OAuthServer::start(ACCESS_TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = credentials_file(dir.path(), &oauth.service_account_key(CLIENT_EMAIL));
+    let (tokens, gar) = gar_like_registry();
+    let source = TestRegistry::plain();
+    let built = image(80);
+    crate::copy::seed(&source, "team/app", "v1", &built).await;
+    let config = crate::support::tools::TempConfig::new(&format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  gar: {{ url: \"http://{}\", auth_type: gar }}\n\
+         mappings:\n  - from: team/app\n    to: my-project/my-repo/app\n    source: up\n    targets: gar\n",
+        source.host, gar.host
+    ));
+
+    let output = crate::copy::ocync_with_env(
+        &["sync", "--config", &config.path],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap())],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", crate::copy::describe(&output));
+    assert_eq!(oauth.requests().len(), 1);
+    assert!(tokens.history().iter().all(|r| r.user.as_deref() == Some("oauth2accesstoken")));
+    let client = gar.client(ocync::registry::auth::Credentials::Basic {
+        username: "oauth2accesstoken".into(),
+        password: ocync::registry::auth::Secret::new(ACCESS_TOKEN),
+    });
+    assert_eq!(&client.get_manifest("my-project/my-repo/app", "v1").await.unwrap().digest, built.digest());
+}
