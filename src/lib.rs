@@ -21,6 +21,7 @@ pub mod config;
 pub mod connect;
 pub mod engine;
 pub mod filter;
+pub mod lambda;
 pub mod oci;
 pub mod plan;
 pub mod registry;

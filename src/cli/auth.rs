@@ -41,7 +41,7 @@ struct Check {
 /// Runs the checks; exit 4 if any fails.
 pub async fn run(args: AuthArgs) -> Exit {
     let AuthCommand::Check { config, json } = args.command;
-    let config = match load_config(&config) {
+    let config = match load_config(&config).await {
         Ok(config) => config,
         Err(exit) => return exit,
     };

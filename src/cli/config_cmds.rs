@@ -129,12 +129,12 @@ pub async fn tags(args: TagsArgs) -> Exit {
             return Exit::Config;
         }
     };
-    let config = match args.config.load() {
+    let config = match args.config.load().await {
         Ok(config) => config,
         Err(exit) => return exit,
     };
     let listed = async {
-        let registry = crate::connect::open(&reference.registry, reference.plain_http, config.as_ref()).await?;
+        let registry = crate::connect::open(&reference.registry, reference.plain_http, config.as_deref()).await?;
         registry.list_tags(&reference.repository).await
     }
     .await;

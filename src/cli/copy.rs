@@ -32,20 +32,23 @@ pub async fn run(args: CopyArgs) -> Exit {
             return Exit::Config;
         }
     };
-    let config = match args.config.load() {
+    let config = match args.config.load().await {
         Ok(config) => config,
         Err(exit) => return exit,
     };
-    let concurrency =
-        args.concurrency.map(usize::from).or(config.as_ref().map(|c| c.global.max_concurrent_transfers)).unwrap_or(32);
+    let concurrency = args
+        .concurrency
+        .map(usize::from)
+        .or(config.as_deref().map(|c| c.global.max_concurrent_transfers))
+        .unwrap_or(32);
     let cancel = Cancel::default();
     cancel.on_signals();
     let engine = Engine::new(Limits::new(concurrency, []), cancel, concurrency);
     let progress = Progress::start(engine.stats(), !args.json);
     let opened = async {
-        let source_registry = crate::connect::open(&source.registry, source.plain_http, config.as_ref()).await?;
+        let source_registry = crate::connect::open(&source.registry, source.plain_http, config.as_deref()).await?;
         let target_registry =
-            crate::connect::open(&destination.registry, destination.plain_http, config.as_ref()).await?;
+            crate::connect::open(&destination.registry, destination.plain_http, config.as_deref()).await?;
         Ok::<_, crate::registry::Error>((source_registry, target_registry))
     }
     .await;

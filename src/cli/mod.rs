@@ -116,18 +116,26 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
 
 impl ConfigArg {
     /// The config, if `--config` was given; problems are printed and become exit code 3.
-    fn load(&self) -> Result<Option<crate::config::Config>, Exit> {
-        self.config.as_ref().map(|path| load_config(&path.to_string_lossy())).transpose()
+    async fn load(&self) -> Result<Option<std::sync::Arc<crate::config::Config>>, Exit> {
+        match &self.config {
+            Some(path) => load_config(&path.to_string_lossy()).await.map(Some),
+            None => Ok(None),
+        }
     }
 }
 
-/// Loads and validates a config, printing every problem; `Err` carries the exit code.
-pub(crate) fn load_config(location: &str) -> Result<crate::config::Config, Exit> {
-    if location.starts_with("s3://") {
-        eprintln!("error: {location}: configs in S3 are not supported by this build yet; use a file");
-        return Err(Exit::Config);
-    }
-    crate::config::Config::load(std::path::Path::new(location)).map_err(|error| {
+/// Loads and validates a config from a file or `s3://bucket/key`, printing every problem;
+/// `Err` carries the exit code.
+pub(crate) async fn load_config(location: &str) -> Result<std::sync::Arc<crate::config::Config>, Exit> {
+    let loaded = match crate::config::ConfigLocation::parse(location) {
+        Ok(crate::config::ConfigLocation::File(path)) => crate::config::Config::load(&path).map(std::sync::Arc::new),
+        Ok(crate::config::ConfigLocation::S3 { bucket, key }) => {
+            let s3 = crate::config::s3_client().await;
+            crate::config::S3ConfigCache::default().load(&s3, &bucket, &key).await.map(|loaded| loaded.config)
+        }
+        Err(error) => Err(error),
+    };
+    loaded.map_err(|error| {
         eprintln!("error: {error}");
         Exit::Config
     })

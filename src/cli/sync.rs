@@ -32,7 +32,7 @@ pub struct SyncArgs {
 
 /// Runs a sync or a dry run.
 pub async fn run(args: SyncArgs) -> Exit {
-    let config = match load_config(&args.config) {
+    let config = match load_config(&args.config).await {
         Ok(config) => config,
         Err(exit) => return exit,
     };

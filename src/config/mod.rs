@@ -4,6 +4,7 @@
 mod interpolate;
 mod raw;
 mod resolve;
+mod source;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,7 @@ pub use raw::{
     AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags, TagMutability,
 };
 pub use resolve::Mapping;
+pub use source::{ConfigLocation, S3Config, S3ConfigCache, s3_client};
 
 use crate::oci::endpoint_host;
 use crate::registry::UploadMode;

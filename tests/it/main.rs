@@ -10,4 +10,6 @@ mod ecr;
 mod faults;
 mod gar;
 mod harness;
+mod lambda;
 mod sync;
+mod template;

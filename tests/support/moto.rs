@@ -58,6 +58,29 @@ impl MotoServer {
         ]
     }
 
+    /// An S3 client for this server (path-style, as moto needs).
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// An SQS client for this server.
+    pub fn sqs_client(&self) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "test"))
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
     /// An ECR client for this server (for checking what ocync did).
     pub async fn ecr_client(&self) -> aws_sdk_ecr::Client {
         let credentials = aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "test");

@@ -51,6 +51,8 @@ pub enum Action {
     StallAfter(usize),
     /// Forward, but send only the first `n` bytes of the answer, then close the connection.
     CutAfter(usize),
+    /// Wait, then forward.
+    Delay(std::time::Duration),
     /// Forward, adding these headers to the answer.
     ForwardAddingHeaders(Vec<(String, String)>),
     /// Forward, flipping one byte in the middle of the answer's body.
@@ -169,6 +171,10 @@ fn handle(
     let mut extra_headers = Vec::new();
     let relative_location = match rule(&request) {
         Action::Forward => false,
+        Action::Delay(wait) => {
+            std::thread::sleep(wait);
+            false
+        }
         Action::ForwardAddingHeaders(headers) => {
             extra_headers = headers;
             false

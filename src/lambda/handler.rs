@@ -1,0 +1,417 @@
+//! Routing an invocation and doing its work, with the clients and config cache of a warm
+//! container reused across invocations.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::message::{ConfigRef, MESSAGE_VERSION, SyncMessage};
+use crate::cancel::Cancel;
+use crate::config::{Config, ConfigLocation, Mapping, S3ConfigCache};
+use crate::engine::{Engine, Limits};
+use crate::registry::HttpRegistry;
+use crate::sync::{self, Clients, RunStatus, SyncReport};
+
+/// SQS accepts at most this many entries per `SendMessageBatch`.
+const SQS_BATCH: usize = 10;
+/// Attempts for entries a `SendMessageBatch` answered as failed.
+const SEND_ATTEMPTS: usize = 3;
+
+/// What an invocation asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// A schedule: plan the fan-out.
+    Schedule,
+    /// SQS records to sync.
+    Sqs(SqsEvent),
+    /// Sync every mapping inline.
+    SyncAll,
+    /// Sync one mapping inline.
+    Mapping(SyncMessage),
+}
+
+/// Reads the shape of an event.
+pub fn classify(event: &Value) -> Result<Invocation, String> {
+    if event.get("Records").is_some() {
+        return serde_json::from_value(event.clone())
+            .map(Invocation::Sqs)
+            .map_err(|e| format!("malformed SQS event: {e}"));
+    }
+    let scheduled = event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+        || event.get("ocync").and_then(Value::as_str) == Some("schedule");
+    if scheduled {
+        return Ok(Invocation::Schedule);
+    }
+    if event.get("sync").and_then(Value::as_str) == Some("all") {
+        return Ok(Invocation::SyncAll);
+    }
+    if event.get("mapping").is_some() {
+        return SyncMessage::parse(&event.to_string()).map(Invocation::Mapping).map_err(|e| e.to_string());
+    }
+    Err("unrecognised event: expected a schedule, an SQS event, {\"sync\": \"all\"} or a mapping message".into())
+}
+
+/// The function's state, built once per container.
+pub struct Handler {
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    location: ConfigLocation,
+    queue_url: Option<String>,
+    configs: S3ConfigCache,
+    /// Registry clients (tokens, connection pools, pacing) of the last config seen, by its ETag.
+    clients: tokio::sync::Mutex<Option<(String, Arc<Clients<HttpRegistry>>)>>,
+    /// No new transfer starts once the remaining time is below this.
+    pub deadline_margin: Duration,
+    /// SQS records synced at once.
+    pub records_at_once: usize,
+}
+
+impl Handler {
+    /// A handler for the config at `location` and the fan-out queue, if any.
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        sqs: aws_sdk_sqs::Client,
+        location: ConfigLocation,
+        queue_url: Option<String>,
+    ) -> Self {
+        Handler {
+            s3,
+            sqs,
+            location,
+            queue_url,
+            configs: S3ConfigCache::default(),
+            clients: tokio::sync::Mutex::new(None),
+            deadline_margin: Duration::from_secs(30),
+            records_at_once: 4,
+        }
+    }
+
+    /// From the environment: `OCYNC_CONFIG` (required), `OCYNC_QUEUE_URL`,
+    /// `OCYNC_DEADLINE_MARGIN_SECONDS`, `OCYNC_RECORD_CONCURRENCY`, and the AWS SDK's own.
+    pub async fn from_environment() -> Result<Handler, String> {
+        let location = std::env::var("OCYNC_CONFIG")
+            .map_err(|_| "OCYNC_CONFIG is not set (expected s3://bucket/key)".to_string())?;
+        let location = ConfigLocation::parse(&location).map_err(|e| e.to_string())?;
+        let shared = crate::registry::ecr::sdk_config(None, None).await;
+        let sqs = aws_sdk_sqs::Client::new(&shared);
+        let mut handler = Handler::new(
+            crate::config::s3_client().await,
+            sqs,
+            location,
+            std::env::var("OCYNC_QUEUE_URL").ok().filter(|q| !q.is_empty()),
+        );
+        if let Some(margin) = std::env::var("OCYNC_DEADLINE_MARGIN_SECONDS").ok().and_then(|v| v.parse().ok()) {
+            handler.deadline_margin = Duration::from_secs(margin);
+        }
+        if let Some(n) = std::env::var("OCYNC_RECORD_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
+            handler.records_at_once = n;
+        }
+        Ok(handler)
+    }
+
+    /// Handles one invocation that must finish by `deadline`.
+    pub async fn handle(&self, event: Value, deadline: Instant) -> Result<Value, String> {
+        let started = Instant::now();
+        let invocation = classify(&event).inspect_err(|error| tracing::error!(%error, "invocation refused"))?;
+        match invocation {
+            Invocation::Schedule => self.schedule(deadline).await,
+            Invocation::Sqs(event) => {
+                let response = self.sqs_batch(event, deadline).await;
+                let failures = response.batch_item_failures.len();
+                tracing::info!(failures, duration_ms = started.elapsed().as_millis() as u64, "SQS batch done");
+                Ok(serde_json::to_value(response).expect("responses serialise"))
+            }
+            Invocation::SyncAll => {
+                let (config, _) = self.load(None).await?;
+                let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
+                let report = self.sync_mappings(&config, &indices, deadline).await;
+                summarise(&[&report], started);
+                Ok(serde_json::to_value(&report).expect("reports serialise"))
+            }
+            Invocation::Mapping(message) => {
+                let (config, _) = self.load(Some(&message.config)).await?;
+                check_mapping(&config, &message)?;
+                let report = self.sync_mappings(&config, &[message.mapping], deadline).await;
+                summarise(&[&report], started);
+                Ok(serde_json::to_value(&report).expect("reports serialise"))
+            }
+        }
+    }
+
+    /// Loads the config: the message's object, else `OCYNC_CONFIG`. Returns its ETag too.
+    async fn load(&self, from: Option<&ConfigRef>) -> Result<(Arc<Config>, String), String> {
+        let (bucket, key) = match (from, &self.location) {
+            (Some(reference), _) => (reference.bucket.clone(), reference.key.clone()),
+            (None, ConfigLocation::S3 { bucket, key }) => (bucket.clone(), key.clone()),
+            (None, ConfigLocation::File(path)) => {
+                let config = Config::load(path).map_err(|e| e.to_string())?;
+                return Ok((Arc::new(config), String::new()));
+            }
+        };
+        let loaded = self.configs.load(&self.s3, &bucket, &key).await.map_err(|e| e.to_string())?;
+        Ok((loaded.config, loaded.etag))
+    }
+
+    /// The schedule: validate the config, then one message per mapping (or sync inline).
+    async fn schedule(&self, deadline: Instant) -> Result<Value, String> {
+        let started = Instant::now();
+        let (config, _) =
+            self.load(None).await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
+        let Some(queue_url) = &self.queue_url else {
+            let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
+            let report = self.sync_mappings(&config, &indices, deadline).await;
+            summarise(&[&report], started);
+            return Ok(serde_json::to_value(&report).expect("reports serialise"));
+        };
+        let ConfigLocation::S3 { bucket, key } = &self.location else {
+            return Err("fan-out needs the config in S3 (OCYNC_CONFIG=s3://bucket/key)".into());
+        };
+        let version_id = self.configs.load(&self.s3, bucket, key).await.map_err(|e| e.to_string())?.version_id;
+        let run_id = run_id();
+        let messages: Vec<SyncMessage> = config
+            .mappings
+            .iter()
+            .map(|mapping| SyncMessage {
+                version: MESSAGE_VERSION,
+                run_id: run_id.clone(),
+                config: ConfigRef { bucket: bucket.clone(), key: key.clone(), version_id: version_id.clone() },
+                mapping: mapping.index,
+                mapping_key: mapping.key(),
+            })
+            .collect();
+        let sent = self.send_all(queue_url, &messages).await?;
+        tracing::info!(%run_id, messages = sent, duration_ms = started.elapsed().as_millis() as u64, "fan-out sent");
+        Ok(json!({ "run_id": run_id, "messages": sent }))
+    }
+
+    /// `SendMessageBatch` in tens; entries SQS answers as failed are sent again.
+    async fn send_all(&self, queue_url: &str, messages: &[SyncMessage]) -> Result<usize, String> {
+        let mut sent = 0;
+        for chunk in messages.chunks(SQS_BATCH) {
+            let mut pending: Vec<(String, String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (i.to_string(), serde_json::to_string(m).expect("messages serialise")))
+                .collect();
+            for attempt in 1..=SEND_ATTEMPTS {
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| {
+                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body)
+                            .build()
+                            .expect("id and body are set")
+                    })
+                    .collect();
+                let answer = self
+                    .sqs
+                    .send_message_batch()
+                    .queue_url(queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!("SendMessageBatch to {queue_url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))
+                    })?;
+                sent += answer.successful().len();
+                let failed: Vec<&str> = answer.failed().iter().map(|f| f.id()).collect();
+                pending.retain(|(id, _)| failed.contains(&id.as_str()));
+                if pending.is_empty() {
+                    break;
+                }
+                tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
+            }
+            if !pending.is_empty() {
+                return Err(format!(
+                    "{} messages were refused by {queue_url} after {SEND_ATTEMPTS} attempts",
+                    pending.len()
+                ));
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Syncs the mapping of each record; failed, malformed and unfinished records are reported.
+    async fn sqs_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let started = Instant::now();
+        let cancel = self.deadline_cancel(deadline);
+        let records = event.records.into_iter().map(|record| {
+            let cancel = cancel.clone();
+            async move {
+                let id = record.message_id.clone().unwrap_or_default();
+                if cancel.is_cancelled() {
+                    tracing::warn!(message_id = %id, "not started: the invocation deadline is near");
+                    return (id, None);
+                }
+                let outcome = self.sync_record(record.body.as_deref().unwrap_or_default(), &cancel).await;
+                match outcome {
+                    Ok(report) => (id, Some(report)),
+                    Err(error) => {
+                        tracing::error!(message_id = %id, %error, "record failed");
+                        (id, None)
+                    }
+                }
+            }
+        });
+        let results: Vec<(String, Option<SyncReport>)> =
+            futures_util::stream::iter(records).buffer_unordered(self.records_at_once.max(1)).collect().await;
+        let reports: Vec<&SyncReport> = results.iter().filter_map(|(_, r)| r.as_ref()).collect();
+        summarise(&reports, started);
+        let mut response = SqsBatchResponse::default();
+        for (id, report) in &results {
+            // Interrupted transfers make the report fail, so unfinished records are failures too.
+            let succeeded = report.as_ref().is_some_and(|r| r.status == RunStatus::Success);
+            if !succeeded {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    async fn sync_record(&self, body: &str, cancel: &DeadlineCancel) -> Result<SyncReport, String> {
+        let message = SyncMessage::parse(body).map_err(|e| e.to_string())?;
+        let (config, _) = self.load(Some(&message.config)).await?;
+        check_mapping(&config, &message)?;
+        Ok(self.run(&config, &[message.mapping], cancel).await)
+    }
+
+    async fn sync_mappings(&self, config: &Config, indices: &[usize], deadline: Instant) -> SyncReport {
+        let cancel = self.deadline_cancel(deadline);
+        self.run(config, indices, &cancel).await
+    }
+
+    async fn run(&self, config: &Config, indices: &[usize], cancel: &DeadlineCancel) -> SyncReport {
+        let mappings: Vec<&Mapping> = config.mappings.iter().filter(|m| indices.contains(&m.index)).collect();
+        let clients = self.clients(config).await;
+        let transfers = config.global.max_concurrent_transfers;
+        let per_registry = config.registries.values().filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
+        let engine = Engine::new(Limits::new(transfers, per_registry), cancel.flag.clone(), transfers);
+        let plan = sync::plan(&mappings, &clients, false).await;
+        sync::execute(&plan, &mappings, &clients, &engine, transfers).await
+    }
+
+    /// Registry clients for `config`, reused while the config is unchanged.
+    async fn clients(&self, config: &Config) -> Arc<Clients<HttpRegistry>> {
+        let fingerprint = format!("{:?}", config.registries);
+        let mut cached = self.clients.lock().await;
+        if let Some((key, clients)) = cached.as_ref()
+            && *key == fingerprint
+        {
+            return clients.clone();
+        }
+        let mappings: Vec<&Mapping> = config.mappings.iter().collect();
+        let clients = Arc::new(Clients::connect(config, &mappings).await);
+        *cached = Some((fingerprint, clients.clone()));
+        clients
+    }
+
+    fn deadline_cancel(&self, deadline: Instant) -> DeadlineCancel {
+        let flag = Cancel::default();
+        let stop_at = deadline.checked_sub(self.deadline_margin).unwrap_or_else(Instant::now);
+        let trigger = flag.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(stop_at.into()).await;
+            tracing::warn!("invocation deadline near: starting no new transfers");
+            trigger.cancel();
+        });
+        DeadlineCancel { flag }
+    }
+}
+
+/// The cancellation flag an invocation's deadline sets.
+#[derive(Clone)]
+struct DeadlineCancel {
+    flag: Cancel,
+}
+
+impl DeadlineCancel {
+    fn is_cancelled(&self) -> bool {
+        self.flag.is_cancelled()
+    }
+}
+
+/// Refuses a message whose mapping no longer matches the config.
+fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), String> {
+    let mapping = config.mappings.iter().find(|m| m.index == message.mapping).ok_or_else(|| {
+        format!(
+            "the config has no mapping {} (it has {}); it changed after the run was planned",
+            message.mapping,
+            config.mappings.len()
+        )
+    })?;
+    if mapping.key() != message.mapping_key {
+        return Err(format!(
+            "mapping {} is now `{}`, not `{}`: the config changed after the run was planned",
+            message.mapping,
+            mapping.key(),
+            message.mapping_key
+        ));
+    }
+    Ok(())
+}
+
+/// One log line per invocation: mappings, images synced / skipped / failed, bytes, duration.
+fn summarise(reports: &[&SyncReport], started: Instant) {
+    let (mut mappings, mut synced, mut skipped, mut failed, mut bytes) = (0, 0, 0, 0, 0);
+    for report in reports {
+        mappings += report.totals.mappings;
+        synced += report.totals.synced;
+        skipped += report.totals.skipped;
+        failed += report.totals.failed + report.totals.mappings_failed;
+        bytes += report.totals.stats.bytes;
+    }
+    let duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(mappings, synced, skipped, failed, bytes, duration_ms, "invocation summary");
+}
+
+/// A run id: time and randomness, enough to tell runs apart in logs.
+fn run_id() -> String {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    format!("{millis:x}-{:08x}", rand::random::<u32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_documented_shape() {
+        assert!(matches!(
+            classify(&json!({"detail-type": "Scheduled Event", "source": "aws.events"})),
+            Ok(Invocation::Schedule)
+        ));
+        assert!(matches!(classify(&json!({"ocync": "schedule"})), Ok(Invocation::Schedule)));
+        assert!(matches!(classify(&json!({"sync": "all"})), Ok(Invocation::SyncAll)));
+        assert!(matches!(classify(&json!({"Records": []})), Ok(Invocation::Sqs(_))));
+        let message = json!({"version": 1, "run_id": "r", "config": {"bucket": "b", "key": "k"}, "mapping": 0, "mapping_key": "a -> a"});
+        assert!(matches!(classify(&message), Ok(Invocation::Mapping(_))));
+        let unknown = classify(&json!({"hello": "world"})).unwrap_err();
+        assert!(unknown.starts_with("unrecognised event"), "{unknown}");
+    }
+
+    #[test]
+    fn a_changed_config_refuses_the_message() {
+        let config = Config::parse(
+            "registries:\n  a: { url: a.io }\n  b: { url: b.io }\nmappings:\n  - { from: x, source: a, targets: b }\n",
+            "t.yaml",
+            |_| None,
+        )
+        .unwrap();
+        let message = |mapping, key: &str| SyncMessage {
+            version: 1,
+            run_id: "r".into(),
+            config: ConfigRef { bucket: "b".into(), key: "k".into(), version_id: None },
+            mapping,
+            mapping_key: key.into(),
+        };
+        assert!(check_mapping(&config, &message(0, "x -> x")).is_ok());
+        assert!(check_mapping(&config, &message(0, "y -> y")).unwrap_err().contains("is now `x -> x`"));
+        assert!(check_mapping(&config, &message(1, "x -> x")).unwrap_err().contains("has no mapping 1"));
+    }
+}

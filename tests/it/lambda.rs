@@ -1,0 +1,270 @@
+//! The Lambda handler end to end: moto as S3 and SQS, real registries, the event files in
+//! `events/`, and the function under `cargo lambda watch`.
+
+use std::time::{Duration, Instant};
+
+use ocync::config::ConfigLocation;
+use ocync::lambda::{Handler, SyncMessage};
+use ocync::registry::Registry as _;
+use ocync::testdata::{self, Built};
+use serde_json::{Value, json};
+
+use crate::copy::seed;
+use crate::support::TestRegistry;
+use crate::support::moto::MotoServer;
+use crate::support::proxy::{Action, FaultProxy};
+
+const BUCKET: &str = "ocync-config";
+const KEY: &str = "ocync.yaml";
+const REPOSITORIES: [&str; 3] = ["demo/app", "demo/api", "demo/web"];
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+fn image(seed: u64) -> Built {
+    Built::Image(testdata::image(&[(seed, 200_000), (seed + 1, 500)], ("linux", "amd64"), false))
+}
+
+/// Three mappings `demo/X -> mirror/X` (mapping 0 as in the event files), source reached at `through`.
+fn config_text(through: &str, target: &TestRegistry) -> String {
+    let mut text = format!(
+        "registries:\n  up: {{ url: \"http://{through}\" }}\n  down: {{ url: \"http://{}\" }}\ndefaults: {{ source: up, targets: down }}\nmappings:\n",
+        target.host
+    );
+    for repository in REPOSITORIES {
+        text += &format!("  - from: {repository}\n    to: {}\n", repository.replace("demo/", "mirror/"));
+    }
+    text
+}
+
+struct World {
+    moto: MotoServer,
+    source: TestRegistry,
+    target: TestRegistry,
+    images: Vec<Built>,
+    queue_url: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let moto = MotoServer::start();
+        let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+        let mut images = Vec::new();
+        for (i, repository) in REPOSITORIES.iter().enumerate() {
+            let built = image(100 + 10 * i as u64);
+            seed(&source, repository, "v1", &built).await;
+            images.push(built);
+        }
+        moto.s3_client().create_bucket().bucket(BUCKET).send().await.expect("create bucket");
+        let queue = moto.sqs_client().create_queue().queue_name("ocync-work").send().await.expect("create queue");
+        let queue_url = queue.queue_url().unwrap().to_string();
+        World { moto, source, target, images, queue_url }
+    }
+
+    async fn put_config(&self, text: &str) {
+        self.moto
+            .s3_client()
+            .put_object()
+            .bucket(BUCKET)
+            .key(KEY)
+            .body(text.as_bytes().to_vec().into())
+            .send()
+            .await
+            .expect("put config");
+    }
+
+    fn handler(&self, queue: bool) -> Handler {
+        let location = ConfigLocation::S3 { bucket: BUCKET.into(), key: KEY.into() };
+        let queue_url = queue.then(|| self.queue_url.clone());
+        Handler::new(self.moto.s3_client(), self.moto.sqs_client(), location, queue_url)
+    }
+
+    async fn receive_all(&self) -> Vec<(String, String)> {
+        let mut messages = Vec::new();
+        for _ in 0..5 {
+            let answer = self
+                .moto
+                .sqs_client()
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            messages.extend(
+                answer.messages().iter().map(|m| (m.message_id().unwrap().to_string(), m.body().unwrap().to_string())),
+            );
+        }
+        messages
+    }
+
+    async fn target_digest(&self, repository: &str) -> Option<String> {
+        let client = self.target.anonymous_client();
+        client.head_manifest(&repository.replace("demo/", "mirror/"), "v1").await.unwrap().map(|h| h.digest.to_string())
+    }
+}
+
+fn sqs_event(messages: &[(String, String)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1"}))
+        .collect();
+    json!({ "Records": records })
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(120)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fans_out_one_message_per_mapping_and_the_workers_sync_them() {
+    let world = World::new().await;
+    world.put_config(&config_text(&world.source.host, &world.target)).await;
+    let handler = world.handler(true);
+
+    let answer = handler.handle(event("schedule.json"), soon()).await.expect("schedule");
+    assert_eq!(answer["messages"], 3);
+    let messages = world.receive_all().await;
+    assert_eq!(messages.len(), 3, "exactly one message per mapping");
+    let mut mappings: Vec<usize> = messages.iter().map(|(_, body)| SyncMessage::parse(body).unwrap().mapping).collect();
+    mappings.sort();
+    assert_eq!(mappings, [0, 1, 2]);
+    assert!(
+        messages.iter().all(|(_, body)| !body.contains("password") && body.contains("\"bucket\":\"ocync-config\""))
+    );
+
+    let response = handler.handle(sqs_event(&messages), soon()).await.expect("sqs batch");
+    assert_eq!(failures(&response), Vec::<String>::new());
+    for (repository, built) in REPOSITORIES.iter().zip(&world.images) {
+        assert_eq!(world.target_digest(repository).await.as_deref(), Some(built.digest().as_str()), "{repository}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_v2_input_without_a_queue_syncs_inline() {
+    let world = World::new().await;
+    world.put_config(&config_text(&world.source.host, &world.target)).await;
+    let report = world.handler(false).handle(event("schedule-v2.json"), soon()).await.expect("inline schedule");
+    assert_eq!(report["status"], "success");
+    assert_eq!(report["totals"]["synced"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_record_fails_alone() {
+    let world = World::new().await;
+    world.put_config(&config_text(&world.source.host, &world.target)).await;
+
+    let response = world.handler(true).handle(event("sqs-batch-malformed.json"), soon()).await.expect("batch");
+    assert_eq!(failures(&response), ["d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70"]);
+    assert_eq!(world.target_digest("demo/app").await.as_deref(), Some(world.images[0].digest().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_files_drive_direct_and_single_record_invocations() {
+    let world = World::new().await;
+    world.put_config(&config_text(&world.source.host, &world.target)).await;
+    let handler = world.handler(true);
+
+    let one = handler.handle(event("sqs-one-mapping.json"), soon()).await.expect("one record");
+    assert_eq!(failures(&one), Vec::<String>::new());
+    let direct = handler.handle(event("direct-mapping.json"), soon()).await.expect("direct mapping");
+    assert_eq!(direct["totals"]["skipped"], 1, "already synced by the SQS record");
+    let all = handler.handle(event("direct-sync-all.json"), soon()).await.expect("sync all");
+    assert_eq!((all["totals"]["synced"].as_u64(), all["totals"]["skipped"].as_u64()), (Some(2), Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_blob_twice() {
+    let world = World::new().await;
+    // Mapping 0's blobs come slowly; the deadline passes while they are in flight.
+    let proxy = FaultProxy::start(&world.source.host, |request| {
+        if request.method == "GET" && request.target.contains("/demo/app/blobs/") {
+            Action::Delay(Duration::from_secs(2))
+        } else {
+            Action::Forward
+        }
+    });
+    world.put_config(&config_text(&proxy.host, &world.target)).await;
+    let mut handler = world.handler(true);
+    handler.records_at_once = 1;
+    handler.deadline_margin = Duration::from_secs(10);
+    let config = ocync::config::Config::parse(&config_text(&proxy.host, &world.target), "t", |_| None).unwrap();
+    let messages: Vec<(String, String)> = config
+        .mappings
+        .iter()
+        .map(|m| {
+            let body = json!({"version": 1, "run_id": "r", "config": {"bucket": BUCKET, "key": KEY}, "mapping": m.index, "mapping_key": m.key()});
+            (format!("record-{}", m.index), body.to_string())
+        })
+        .collect();
+
+    // Transfers must stop starting 1 s from now: mapping 0 finishes, the others never start.
+    let response = handler.handle(sqs_event(&messages), Instant::now() + Duration::from_secs(11)).await.expect("batch");
+    assert_eq!(failures(&response), ["record-1", "record-2"]);
+    assert_eq!(world.target_digest("demo/app").await.as_deref(), Some(world.images[0].digest().as_str()));
+    assert_eq!(world.target_digest("demo/api").await, None);
+
+    // SQS redelivers; this time there is time for everything, and mapping 0 costs HEADs only.
+    let response = handler.handle(sqs_event(&messages), soon()).await.expect("rerun");
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let uploads = world.target.count("PUT", "/blobs/uploads/");
+    assert_eq!(
+        uploads, 9,
+        "three images of three blobs each (config, two layers): every blob uploaded once across both runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_sends_nothing_and_says_why() {
+    let world = World::new().await;
+    world
+        .put_config("registries:\n  up: { url: a.io }\nmappings:\n  - from: x\n    source: nowhere\n    targets: up\n")
+        .await;
+
+    let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err();
+    assert!(
+        error.contains("s3://ocync-config/ocync.yaml")
+            && error.contains("mappings[0].source: unknown registry `nowhere`"),
+        "{error}"
+    );
+    assert!(world.receive_all().await.is_empty(), "no message for an invalid config");
+}
+
+#[test]
+fn every_event_file_is_recognised_and_round_trips() {
+    let dir = format!("{}/events", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "direct-mapping.json",
+            "direct-sync-all.json",
+            "schedule-v2.json",
+            "schedule.json",
+            "sqs-batch-malformed.json",
+            "sqs-one-mapping.json"
+        ]
+    );
+    for name in &names {
+        let value = event(name);
+        let invocation = ocync::lambda::classify(&value).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let ocync::lambda::Invocation::Sqs(sqs) = invocation {
+            let again: aws_lambda_events::event::sqs::SqsEvent =
+                serde_json::from_value(serde_json::to_value(&sqs).unwrap()).unwrap();
+            assert_eq!(again, sqs, "{name}");
+        }
+    }
+}

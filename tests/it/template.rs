@@ -1,0 +1,287 @@
+//! The SAM template (`template.yaml`): the real checkers (cfn-lint, `sam validate`) accept it,
+//! and the properties the Lambda code relies on hold in it. The checkers run offline, without AWS
+//! credentials.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_norway::Value;
+
+const INSTALL_HINT: &str = "python3 -m venv .venv && .venv/bin/pip install cfn-lint aws-sam-cli";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A checker from the repository's venv, or a panic saying how to install it (never a skip).
+fn venv_tool(name: &str) -> PathBuf {
+    let path = repo().join(".venv/bin").join(name);
+    assert!(path.is_file(), "{} is missing; install it with: {INSTALL_HINT}", path.display());
+    path
+}
+
+/// Runs `command` in the repository root and asserts exit status 0, showing its output if not.
+fn assert_passes(mut command: Command, what: &str) -> String {
+    let output = command.current_dir(repo()).output().unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    stdout
+}
+
+/// `sam` with no AWS credentials or profile, a fixed region, no instance-metadata lookups, no
+/// telemetry, a throwaway HOME (SAM keeps state in ~/.aws-sam) and every HTTP(S) request sent
+/// to a closed local port, so nothing it does can depend on the network or the machine's AWS
+/// setup. (Its weekly "newer version?" check to PyPI then fails at once, which SAM ignores.)
+fn offline_sam(home: &Path) -> Command {
+    let mut command = Command::new(venv_tool("sam"));
+    for var in ["AWS_PROFILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        command.env_remove(var);
+    }
+    command
+        .env("HOME", home)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("SAM_CLI_TELEMETRY", "0")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    command
+}
+
+#[test]
+fn cfn_lint_reports_nothing() {
+    let mut command = Command::new(venv_tool("cfn-lint"));
+    command.args(["--", "template.yaml"]);
+    let stdout = assert_passes(command, "cfn-lint template.yaml");
+    assert!(stdout.trim().is_empty(), "cfn-lint printed findings:\n{stdout}");
+}
+
+#[test]
+fn sam_validate_with_lint_passes_offline() {
+    let home = tempfile::tempdir().expect("temp HOME");
+    let mut command = offline_sam(home.path());
+    command.args(["validate", "--lint", "--template", "template.yaml"]);
+    let stdout = assert_passes(command, "sam validate --lint");
+    assert!(stdout.contains("is a valid SAM Template"), "unexpected sam output:\n{stdout}");
+}
+
+#[test]
+fn sam_validate_translation_passes_offline() {
+    // Without --lint, SAM runs its own translator (and creates an IAM client it never calls,
+    // because the template names no managed policy).
+    let home = tempfile::tempdir().expect("temp HOME");
+    let mut command = offline_sam(home.path());
+    command.args(["validate", "--template", "template.yaml"]);
+    let stdout = assert_passes(command, "sam validate");
+    assert!(stdout.contains("is a valid SAM Template"), "unexpected sam output:\n{stdout}");
+}
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(repo().join("template.yaml")).expect("read template.yaml");
+    serde_norway::from_str(&text).expect("template.yaml is plain YAML (long-form intrinsics, no !Tags)")
+}
+
+fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
+    let resource = &template["Resources"][name];
+    assert!(resource.is_mapping(), "resource {name} is missing");
+    resource
+}
+
+fn number(value: &Value, what: &str) -> u64 {
+    value.as_u64().unwrap_or_else(|| panic!("{what} is not a whole number: {value:?}"))
+}
+
+/// The parameter a `{Ref: X}` property refers to.
+fn referenced_parameter<'a>(template: &'a Value, property: &Value, what: &str) -> &'a Value {
+    let name =
+        property["Ref"].as_str().unwrap_or_else(|| panic!("{what} should be a Ref to a parameter: {property:?}"));
+    let parameter = &template["Parameters"][name];
+    assert!(parameter.is_mapping(), "{what} refers to {name}, which is not a parameter");
+    parameter
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Sequence(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The statements of the function role's inline policies.
+fn role_statements(template: &Value) -> Vec<&Value> {
+    let role = resource(template, "OcyncFunctionRole");
+    let policies = role["Properties"]["Policies"].as_sequence().expect("the role has inline policies");
+    policies
+        .iter()
+        .flat_map(|policy| policy["PolicyDocument"]["Statement"].as_sequence().expect("statements").iter())
+        .map(|statement| match statement.get("Fn::If") {
+            // A conditional statement: [condition, statement, AWS::NoValue].
+            Some(branches) => &branches[1],
+            None => statement,
+        })
+        .collect()
+}
+
+#[test]
+fn function_is_the_arm64_al2023_bootstrap_binary() {
+    let template = template();
+    let function = resource(&template, "OcyncFunction");
+    assert_eq!(function["Type"].as_str(), Some("AWS::Serverless::Function"));
+    let properties = &function["Properties"];
+    assert_eq!(properties["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(strings(&properties["Architectures"]), ["arm64"]);
+    assert_eq!(properties["Handler"].as_str(), Some("bootstrap"));
+    assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
+    assert_eq!(function["Metadata"]["BuildProperties"]["Binary"].as_str(), Some("bootstrap"));
+
+    let variables = &properties["Environment"]["Variables"];
+    assert_eq!(variables["OCYNC_CONFIG"]["Fn::Sub"].as_str(), Some("s3://${ConfigBucket}/${ConfigKey}"));
+    assert_eq!(variables["OCYNC_QUEUE_URL"]["Ref"].as_str(), Some("SyncQueue"));
+    assert!(variables["RUST_LOG"].is_mapping(), "RUST_LOG is set from a parameter");
+}
+
+#[test]
+fn queue_visibility_timeout_is_at_least_six_function_timeouts() {
+    let template = template();
+    let function = resource(&template, "OcyncFunction");
+    let timeout = referenced_parameter(&template, &function["Properties"]["Timeout"], "the function Timeout");
+
+    // VisibilityTimeout: {Fn::FindInMap: [MAP, {Ref: <the timeout parameter>}, KEY]}.
+    let queue = resource(&template, "SyncQueue");
+    let find = queue["Properties"]["VisibilityTimeout"]["Fn::FindInMap"]
+        .as_sequence()
+        .expect("the queue VisibilityTimeout comes from Fn::FindInMap keyed by the function timeout");
+    assert_eq!(find[1], function["Properties"]["Timeout"], "the mapping is keyed by the same parameter as Timeout");
+    let map = &template["Mappings"][find[0].as_str().expect("map name")];
+    let key = find[2].as_str().expect("second-level key");
+
+    // Every timeout the parameter allows has a mapping entry of at least 6x (so FindInMap cannot
+    // fail at deploy time), and the default is one of them.
+    let allowed: Vec<u64> = timeout["AllowedValues"]
+        .as_sequence()
+        .expect("FunctionTimeout lists its AllowedValues")
+        .iter()
+        .map(|v| number(v, "an allowed timeout"))
+        .collect();
+    let default = number(&timeout["Default"], "the default FunctionTimeout");
+    assert!(allowed.contains(&default), "default timeout {default} is not among {allowed:?}");
+    for seconds in &allowed {
+        assert!((1..=900).contains(seconds), "Lambda timeouts are 1..=900 s, got {seconds}");
+        let visibility = number(&map[seconds.to_string().as_str()][key], &format!("visibility for timeout {seconds}"));
+        assert!(visibility >= 6 * seconds, "timeout {seconds}: visibility {visibility} < 6 x {seconds}");
+        assert!(visibility <= 43_200, "SQS visibility timeouts are at most 12 h, got {visibility}");
+    }
+    let entries = map.as_mapping().expect("the visibility mapping").len();
+    assert_eq!(entries, allowed.len(), "one mapping entry per allowed timeout");
+}
+
+#[test]
+fn sqs_event_reports_batch_item_failures_and_failures_go_to_the_dlq() {
+    let template = template();
+    let events = resource(&template, "OcyncFunction")["Properties"]["Events"].as_mapping().expect("function events");
+    let sqs: Vec<&Value> = events.values().filter(|event| event["Type"].as_str() == Some("SQS")).collect();
+    assert_eq!(sqs.len(), 1, "exactly one SQS event");
+    let properties = &sqs[0]["Properties"];
+    assert_eq!(strings(&properties["Queue"]["Fn::GetAtt"]), ["SyncQueue", "Arn"]);
+    assert_eq!(strings(&properties["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
+    referenced_parameter(&template, &properties["BatchSize"], "BatchSize");
+    referenced_parameter(&template, &properties["ScalingConfig"]["MaximumConcurrency"], "MaximumConcurrency");
+
+    let schedules: Vec<&Value> =
+        events.values().filter(|event| matches!(event["Type"].as_str(), Some("Schedule" | "ScheduleV2"))).collect();
+    assert_eq!(schedules.len(), 1, "exactly one schedule event");
+    let input = schedules[0]["Properties"]["Input"].as_str().expect("the schedule passes a constant Input");
+    let input: serde_json::Value = serde_json::from_str(input).expect("the schedule Input is JSON");
+    assert_eq!(input, serde_json::json!({"ocync": "schedule"}));
+    let expression = referenced_parameter(&template, &schedules[0]["Properties"]["ScheduleExpression"], "schedule");
+    assert_eq!(expression["Default"].as_str(), Some("rate(1 hour)"));
+
+    let redrive = &resource(&template, "SyncQueue")["Properties"]["RedrivePolicy"];
+    assert_eq!(strings(&redrive["deadLetterTargetArn"]["Fn::GetAtt"]), ["SyncDeadLetterQueue", "Arn"]);
+    referenced_parameter(&template, &redrive["maxReceiveCount"], "maxReceiveCount");
+}
+
+#[test]
+fn role_reads_exactly_the_config_object_and_nothing_else_is_unscoped() {
+    let template = template();
+    // The function uses this role, so SAM adds no policies of its own.
+    let role = &resource(&template, "OcyncFunction")["Properties"]["Role"]["Fn::GetAtt"];
+    assert_eq!(strings(role), ["OcyncFunctionRole", "Arn"]);
+
+    let statements = role_statements(&template);
+    let s3: Vec<&&Value> =
+        statements.iter().filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("s3:"))).collect();
+    assert_eq!(s3.len(), 1, "one S3 statement");
+    assert_eq!(strings(&s3[0]["Action"]), ["s3:GetObject", "s3:GetObjectVersion"]);
+    assert_eq!(
+        s3[0]["Resource"]["Fn::Sub"].as_str(),
+        Some("arn:${AWS::Partition}:s3:::${ConfigBucket}/${ConfigKey}"),
+        "the S3 resource is exactly the config object"
+    );
+
+    for statement in &statements {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        assert!(!strings(&statement["Action"]).iter().any(|a| a.contains('*')), "wildcard action in {statement:?}");
+        if strings(&statement["Resource"]).contains(&"*") {
+            assert_eq!(strings(&statement["Action"]), ["ecr:GetAuthorizationToken"], "only this action is on *");
+        }
+    }
+
+    let sqs_actions = |verb: &str| {
+        statements.iter().any(|s| {
+            strings(&s["Action"]).contains(&verb) && strings(&s["Resource"]["Fn::GetAtt"]) == ["SyncQueue", "Arn"]
+        })
+    };
+    for action in ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"] {
+        assert!(sqs_actions(action), "{action} on the queue");
+    }
+
+    let target = statements
+        .iter()
+        .find(|s| strings(&s["Action"]).contains(&"ecr:PutImage"))
+        .expect("a statement allowing pushes to the targets");
+    referenced_parameter(&template, &target["Resource"], "the ECR target resource");
+    for action in [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+        "ecr:DescribeRepositories",
+        "ecr:CreateRepository",
+    ] {
+        assert!(strings(&target["Action"]).contains(&action), "{action} on the target repositories");
+    }
+}
+
+#[test]
+fn alarms_watch_the_dlq_and_function_errors() {
+    let template = template();
+    let alarms: Vec<&Value> = template["Resources"]
+        .as_mapping()
+        .expect("resources")
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|r| &r["Properties"])
+        .collect();
+    let dlq = alarms
+        .iter()
+        .find(|a| a["MetricName"].as_str() == Some("ApproximateNumberOfMessagesVisible"))
+        .expect("a DLQ depth alarm");
+    assert_eq!(strings(&dlq["Dimensions"][0]["Value"]["Fn::GetAtt"]), ["SyncDeadLetterQueue", "QueueName"]);
+    assert_eq!(dlq["ComparisonOperator"].as_str(), Some("GreaterThanThreshold"));
+    assert_eq!(dlq["Threshold"].as_u64(), Some(0));
+
+    let errors = alarms.iter().find(|a| a["MetricName"].as_str() == Some("Errors")).expect("a function errors alarm");
+    assert_eq!(errors["Namespace"].as_str(), Some("AWS/Lambda"));
+    assert_eq!(errors["Dimensions"][0]["Value"]["Ref"].as_str(), Some("OcyncFunction"));
+
+    let outputs = template["Outputs"].as_mapping().expect("outputs");
+    for name in ["FunctionArn", "QueueUrl", "DeadLetterQueueUrl"] {
+        assert!(outputs.contains_key(name), "output {name}");
+    }
+}
