@@ -27,8 +27,16 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-/// The invocation deadline (milliseconds since the epoch) as an `Instant`.
+/// The invocation deadline (milliseconds since the epoch) as an `Instant`. A deadline already
+/// past (some local emulators send none) means Lambda's longest timeout, 15 minutes.
 fn instant_of(deadline_ms: u64) -> Instant {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    let remaining = match deadline_ms.checked_sub(now_ms) {
+        Some(left) if left > 0 => Duration::from_millis(left),
+        _ => {
+            tracing::warn!(deadline_ms, now_ms, "the invocation has no usable deadline; assuming 15 minutes");
+            Duration::from_secs(15 * 60)
+        }
+    };
+    Instant::now() + remaining
 }

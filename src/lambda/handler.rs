@@ -63,7 +63,8 @@ pub struct Handler {
     configs: S3ConfigCache,
     /// Registry clients (tokens, connection pools, pacing) of the last config seen, by its ETag.
     clients: tokio::sync::Mutex<Option<(String, Arc<Clients<HttpRegistry>>)>>,
-    /// No new transfer starts once the remaining time is below this.
+    /// No new transfer starts once the remaining time is below this (at most a third of the
+    /// invocation's time).
     pub deadline_margin: Duration,
     /// SQS records synced at once.
     pub records_at_once: usize,
@@ -311,9 +312,13 @@ impl Handler {
         clients
     }
 
+    /// Sets the flag once the remaining time falls below the margin. The margin is at most a
+    /// third of the time this invocation has, so a short function timeout still gets work done.
     fn deadline_cancel(&self, deadline: Instant) -> DeadlineCancel {
         let flag = Cancel::default();
-        let stop_at = deadline.checked_sub(self.deadline_margin).unwrap_or_else(Instant::now);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let margin = self.deadline_margin.min(remaining / 3);
+        let stop_at = deadline.checked_sub(margin).unwrap_or_else(Instant::now);
         let trigger = flag.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(stop_at.into()).await;

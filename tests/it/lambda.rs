@@ -198,7 +198,7 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     world.put_config(&config_text(&proxy.host, &world.target)).await;
     let mut handler = world.handler(true);
     handler.records_at_once = 1;
-    handler.deadline_margin = Duration::from_secs(10);
+    handler.deadline_margin = Duration::from_millis(500);
     let config = ocync::config::Config::parse(&config_text(&proxy.host, &world.target), "t", |_| None).unwrap();
     let messages: Vec<(String, String)> = config
         .mappings
@@ -210,7 +210,8 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
         .collect();
 
     // Transfers must stop starting 1 s from now: mapping 0 finishes, the others never start.
-    let response = handler.handle(sqs_event(&messages), Instant::now() + Duration::from_secs(11)).await.expect("batch");
+    let response =
+        handler.handle(sqs_event(&messages), Instant::now() + Duration::from_millis(1500)).await.expect("batch");
     assert_eq!(failures(&response), ["record-1", "record-2"]);
     assert_eq!(world.target_digest("demo/app").await.as_deref(), Some(world.images[0].digest().as_str()));
     assert_eq!(world.target_digest("demo/api").await, None);
@@ -266,5 +267,82 @@ fn every_event_file_is_recognised_and_round_trips() {
                 serde_json::from_value(serde_json::to_value(&sqs).unwrap()).unwrap();
             assert_eq!(again, sqs, "{name}");
         }
+    }
+}
+
+/// `cargo lambda watch` serving the real `bootstrap` binary, stopped (with the function it
+/// runs) by killing the process group it leads.
+struct Watch {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Watch {
+    fn start(env: &[(String, String)]) -> Watch {
+        let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
+        assert!(binary.is_file(), "cargo-lambda is not installed: .venv/bin/pip install cargo-lambda (or run .ci/run)");
+        let port = crate::support::tools::free_port();
+        let env_vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // A session of its own: when cargo-lambda stops it signals its whole process group,
+        // which must not include the test runner.
+        let child = std::process::Command::new("setsid")
+            .arg(binary)
+            .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+            .args(["--features", "lambda", "--bin", "bootstrap", "--env-var", &env_vars.join(",")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start cargo lambda watch");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "cargo lambda watch did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Watch { child, port }
+    }
+
+    fn invoke(&self, event_file: &str) -> std::process::Output {
+        let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
+        std::process::Command::new(binary)
+            .args([
+                "lambda",
+                "invoke",
+                "bootstrap",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &self.port.to_string(),
+            ])
+            .args(["--data-file", &format!("{}/events/{event_file}", env!("CARGO_MANIFEST_DIR"))])
+            .output()
+            .expect("run cargo lambda invoke")
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The watcher and the function it started share the process group it leads.
+        let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cargo_lambda_watch_and_invoke_run_the_function_locally() {
+    let world = World::new().await;
+    world.put_config(&config_text(&world.source.host, &world.target)).await;
+    let mut env: Vec<(String, String)> = world.moto.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    env.push(("AWS_S3_FORCE_PATH_STYLE".into(), "true".into()));
+    env.push(("OCYNC_CONFIG".into(), format!("s3://{BUCKET}/{KEY}")));
+    let watch = Watch::start(&env);
+
+    let output = watch.invoke("direct-sync-all.json");
+    assert!(output.status.success(), "invoke failed: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the function answers its report");
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(report["totals"]["synced"], 3);
+    for (repository, built) in REPOSITORIES.iter().zip(&world.images) {
+        assert_eq!(world.target_digest(repository).await.as_deref(), Some(built.digest().as_str()));
     }
 }
