@@ -18,7 +18,9 @@ async fn main() -> Result<(), Error> {
         .with_current_span(false)
         .without_time()
         .init();
+    let started = Instant::now();
     let handler = Handler::from_environment().await?;
+    tracing::info!(init_ms = started.elapsed().as_millis() as u64, "handler ready");
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = instant_of(event.context.deadline);

@@ -13,7 +13,7 @@ use crate::sync::{self, Clients, RunStatus};
 /// Arguments of `ocync sync`.
 #[derive(Debug, clap::Args)]
 pub struct SyncArgs {
-    /// The config: a file path (`s3://bucket/key` arrives with the AWS integration).
+    /// The config: a file path or `s3://bucket/key`.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub(super) config: String,
     /// Plan only: list what would be copied and skipped, write nothing.
