@@ -9,6 +9,8 @@
 //! - [`engine`]: copies one image to any number of targets: children before index, blobs
 //!   before manifest, each blob read once.
 //! - [`cancel`]: the cancellation flag (signals, deadlines).
+//! - [`watch`]: watch mode: the sync loop, health and metrics endpoints.
+//! - [`lambda`]: the Lambda handler (schedule fan-out, SQS workers).
 //! - [`cli`]: the command-line surface; `bin/ocync.rs` only calls [`cli::run`].
 //!
 //! Runtime model: everything is async on one multi-threaded tokio runtime built by the binary.
@@ -27,3 +29,4 @@ pub mod plan;
 pub mod registry;
 pub mod sync;
 pub mod testdata;
+pub mod watch;

@@ -6,6 +6,7 @@ mod config_cmds;
 mod copy;
 mod progress;
 mod sync;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,8 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Show what `sync` would do, writing nothing (`sync --dry-run`).
     Plan(sync::SyncArgs),
+    /// Sync in a loop, with health and metrics endpoints (Kubernetes).
+    Watch(watch::WatchArgs),
     /// Check a config: exit 0, or 3 with every problem and its path.
     Validate(config_cmds::ValidateArgs),
     /// Print a config with `${VAR}`s expanded (secret-looking values masked).
@@ -103,6 +106,7 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Copy(args) => copy::run(args).await.into(),
         Command::Sync(args) => sync::run(args).await.into(),
         Command::Plan(args) => sync::run(sync::SyncArgs { dry_run: true, ..args }).await.into(),
+        Command::Watch(args) => watch::run(args).await.into(),
         Command::Validate(args) => config_cmds::validate(args).into(),
         Command::Expand(args) => config_cmds::expand(args).into(),
         Command::Tags(args) => config_cmds::tags(args).await.into(),

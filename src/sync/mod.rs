@@ -33,6 +33,11 @@ impl<R: Registry> Clients<R> {
         Clients { by_name: clients.into_iter().collect() }
     }
 
+    /// Every client that could be built, by registry name.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &R)> {
+        self.by_name.iter().filter_map(|(name, client)| client.as_ref().ok().map(|c| (name.as_str(), c.as_ref())))
+    }
+
     /// The client for a registry name.
     pub fn get(&self, name: &str) -> Result<&R, String> {
         match self.by_name.get(name) {

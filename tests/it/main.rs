@@ -10,6 +10,8 @@ mod ecr;
 mod faults;
 mod gar;
 mod harness;
+mod image;
 mod lambda;
 mod sync;
 mod template;
+mod watch;

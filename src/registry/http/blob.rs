@@ -174,6 +174,7 @@ impl HttpRegistry {
         if let Some(error) = source_error.lock().expect("source error lock poisoned").take() {
             return Err(error);
         }
+        self.count_request(sent.as_ref().ok().map(|r| r.status().as_u16()));
         let response = sent.map_err(|e| self.network_error(repository, &action, e))?;
         match response.status() {
             status if status.is_success() => {

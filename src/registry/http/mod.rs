@@ -92,6 +92,8 @@ pub struct HttpRegistry {
     ecr: Option<EcrControl>,
     /// Docker Hub's pull budget, from its `RateLimit-*` headers.
     hub: hub::PullBudget,
+    /// Requests sent, by HTTP status (`error` when no answer came), for metrics.
+    requests: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl HttpRegistry {
@@ -127,6 +129,7 @@ impl HttpRegistry {
             windows: Mutex::default(),
             ecr: None,
             hub: hub::PullBudget::default(),
+            requests: Mutex::default(),
         })
     }
 
@@ -134,6 +137,16 @@ impl HttpRegistry {
     pub fn with_ecr_control(mut self, control: EcrControl) -> Self {
         self.ecr = Some(control);
         self
+    }
+
+    /// Requests sent so far, by HTTP status (`error` when no answer came).
+    pub fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.requests.lock().expect("request counts lock poisoned").clone()
+    }
+
+    fn count_request(&self, status: Option<u16>) {
+        let key = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        *self.requests.lock().expect("request counts lock poisoned").entry(key).or_default() += 1;
     }
 
     /// Throttling answers seen so far, over all pacing groups.

@@ -68,7 +68,9 @@ impl HttpRegistry {
         let mut answered_challenge = false;
         loop {
             let permit = window.acquire().await;
-            let error = match self.send_once(call).await {
+            let outcome = self.send_once(call).await;
+            self.count_request(outcome.as_ref().ok().map(|r| r.status().as_u16()));
+            let error = match outcome {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
                     drop(permit);
                     answered_challenge = true;

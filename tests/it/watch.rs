@@ -1,0 +1,159 @@
+//! `ocync watch` as a process: health endpoints, metrics after a cycle, config reloads (and
+//! an invalid one kept out), IPv6 binding, and a clean exit on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ocync::registry::Registry as _;
+use ocync::testdata::{self, Built};
+
+use crate::copy::seed;
+use crate::support::TestRegistry;
+use crate::support::tools::free_port;
+
+/// `GET path` on the health server: (status code, body).
+fn get(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: ocync\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Polls until `check` holds, or panics with `what` after 30 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Watcher {
+    child: Child,
+    address: String,
+}
+
+impl Watcher {
+    fn start(config: &str, bind: &str) -> Watcher {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_ocync"))
+            .args([
+                "watch",
+                "--config",
+                config,
+                "--interval",
+                "1",
+                "--health-bind",
+                bind,
+                "--health-port",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ocync watch");
+        let host = if bind.contains(':') { format!("[{bind}]") } else { bind.to_string() };
+        Watcher { child, address: format!("{host}:{port}") }
+    }
+
+    fn metrics(&self) -> String {
+        get(&self.address, "/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> Option<i32> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("send SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for ocync watch") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "ocync watch did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn image(seed: u64) -> Built {
+    Built::Image(testdata::image(&[(seed, 5000)], ("linux", "amd64"), false))
+}
+
+fn config_text(source: &TestRegistry, target: &TestRegistry, repositories: &[&str]) -> String {
+    let mut text = format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  down: {{ url: \"http://{}\" }}\ndefaults: {{ source: up, targets: down }}\nmappings:\n",
+        source.host, target.host
+    );
+    for repository in repositories {
+        text += &format!("  - from: {repository}\n");
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_serves_health_and_metrics_reloads_config_and_exits_0_on_sigterm() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/a", "v1", &image(1)).await;
+    seed(&source, "team/b", "v1", &image(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    std::fs::write(&config, config_text(&source, &target, &["team/a"])).unwrap();
+    let watcher = Watcher::start(config.to_str().unwrap(), "127.0.0.1");
+
+    eventually("/readyz", || get(&watcher.address, "/readyz").is_some_and(|(status, _)| status == 200));
+    assert_eq!(get(&watcher.address, "/healthz").map(|(s, _)| s), Some(200));
+    eventually("a cycle in the metrics", || watcher.metrics().contains("ocync_images_total{status=\"synced\"} 1"));
+    let metrics = watcher.metrics();
+    assert!(
+        metrics.contains("ocync_mapping_last_success_timestamp_seconds{mapping=\"team/a -> team/a\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("ocync_registry_requests_total{{registry=\"{}\",status=\"201\"}}", target.host)),
+        "{metrics}"
+    );
+
+    // A new mapping is picked up on the next cycle.
+    std::fs::write(&config, config_text(&source, &target, &["team/a", "team/b"])).unwrap();
+    eventually("the new mapping", || watcher.metrics().contains("mapping=\"team/b -> team/b\""));
+
+    // An invalid config is refused; the last good one keeps running (a new tag still lands).
+    std::fs::write(&config, "registries: [not, a, map]\n").unwrap();
+    eventually("the reload error", || watcher.metrics().contains("ocync_config_errors_total 1"));
+    seed(&source, "team/a", "v2", &image(3)).await;
+    let client = target.anonymous_client();
+    let mut landed = false;
+    for _ in 0..100 {
+        if client.head_manifest("team/a", "v2").await.unwrap().is_some() {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(landed, "the last good config kept syncing");
+    assert_eq!(get(&watcher.address, "/healthz").map(|(s, _)| s), Some(200));
+
+    assert_eq!(watcher.stop(), Some(0), "SIGTERM exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_binds_its_health_server_on_ipv6() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/a", "v1", &image(4)).await;
+    let config = crate::support::tools::TempConfig::new(&config_text(&source, &target, &["team/a"]));
+    let watcher = Watcher::start(&config.path, "::1");
+    eventually("/readyz over IPv6", || get(&watcher.address, "/readyz").is_some_and(|(status, _)| status == 200));
+    assert_eq!(watcher.stop(), Some(0));
+}
