@@ -295,3 +295,45 @@ mod tests {
         assert_ne!(children[0].blobs[2].descriptor, children[1].blobs[2].descriptor);
     }
 }
+
+/// Two shared base layers every corpus image carries (the second half the size of the first).
+fn corpus_base(base_bytes: u64) -> Vec<(u64, u64)> {
+    vec![(0, base_bytes), (1, base_bytes / 2)]
+}
+
+/// One image of the benchmark corpus: a 2-platform index whose children share the corpus base
+/// layers and each add a small layer unique to (`repository`, `tag`, `generation`).
+pub fn corpus_image(repository: u64, tag: u64, generation: u64, base_bytes: u64) -> Built {
+    let seed = 1_000_000 * (generation + 1) + 1000 * (repository + 1) + tag;
+    index(seed, &corpus_base(base_bytes), &[("linux", "amd64"), ("linux", "arm64")], false)
+}
+
+/// Pushes `repositories` × `tags` corpus images (`bench/repo-NN:1.0.T`); with `changed`, only
+/// the first `changed` tags of the corpus, re-pushed with new top layers (`generation`).
+pub async fn push_corpus<R: Registry>(
+    registry: &R,
+    repositories: u64,
+    tags: u64,
+    base_bytes: u64,
+    changed: Option<(u64, u64)>,
+) -> Result<u64> {
+    let mut pushed = 0;
+    for repository in 0..repositories {
+        for tag in 0..tags {
+            let generation = match changed {
+                Some((count, generation)) if repository * tags + tag < count => generation,
+                Some(_) => continue,
+                None => 0,
+            };
+            let built = corpus_image(repository, tag, generation, base_bytes);
+            push(registry, &corpus_repository(repository), &format!("1.0.{tag}"), &built).await?;
+            pushed += 1;
+        }
+    }
+    Ok(pushed)
+}
+
+/// The name of corpus repository `n`.
+pub fn corpus_repository(n: u64) -> String {
+    format!("bench/repo-{n:02}")
+}

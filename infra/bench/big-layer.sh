@@ -21,7 +21,7 @@ src=127.0.0.1:$source_port
 dst=127.0.0.1:$target_port
 
 echo "seeding a ${size_mib} MiB layer..." >&2
-"$bin/ocync-testdata" "http://$src/big/app:v1" image --base-mib "$size_mib" >/dev/null
+"$bin/ocync-testdata" push "http://$src/big/app:v1" image --base-mib "$size_mib" >/dev/null
 
 # The layer's digest, from the manifest (second blob after the config).
 manifest=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$src/v2/big/app/manifests/v1")

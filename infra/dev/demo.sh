@@ -20,9 +20,9 @@ src="http://127.0.0.1:$source_port"
 echo "== seeding $src (2-platform OCI indexes sharing a 4 MiB base layer; generated locally)"
 seed=1
 for tag in 1.0.0 1.1.0 1.2.0 2.0.0-rc1 latest; do
-  "$bin/ocync-testdata" "$src/demo/app:$tag" index --platforms 2 --base-mib 4 --seed $((seed++)) >/dev/null
+  "$bin/ocync-testdata" push "$src/demo/app:$tag" index --platforms 2 --base-mib 4 --seed $((seed++)) >/dev/null
 done
-"$bin/ocync-testdata" "$src/demo/chart:0.3.0" helm --seed 3 >/dev/null
+"$bin/ocync-testdata" push "$src/demo/chart:0.3.0" helm --seed 3 >/dev/null
 
 config="$OCYNC_DEV_DIR/ocync.yaml"
 cat >"$config" <<YAML
