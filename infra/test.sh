@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+
+# The benchmark on a tiny corpus with the debug build, so it cannot rot (seconds).
+infra/bench/run.sh --tiny

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""ocync next to `skopeo sync` on the same local corpus, through real registries.
+
+Starts CNCF distribution registries (access logs on), pushes a corpus with ocync-testdata,
+and runs each tool per scenario: cold (empty target), warm (nothing changed), partial (a few
+tags re-pushed with new top layers), fan-out (two targets: one ocync run, two skopeo runs) and
+big (one image with a large layer). Per tool and scenario it reports wall time, peak RSS,
+requests at the source and at the targets by method, bytes read from the source, duplicate
+blob GETs, and whether every tag landed with the source digest. Medians over --runs, with
+min/max, as a markdown table on stdout and JSON lines in --json-out.
+
+Only the standard library; tools are found on PATH or in target/.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ACCEPT = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+LOG_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>/v2/[^ ?]*)[^"]*" (?P<status>\d{3}) (?P<size>\d+|-)')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require(tool, hint):
+    path = shutil.which(tool)
+    if not path:
+        sys.exit(f"{tool} is not installed: {hint}")
+    return path
+
+
+class Registry:
+    """A docker-registry on a free loopback port with temp storage; stopped by PID."""
+
+    def __init__(self, workdir, name):
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir)
+        self.log = os.path.join(self.dir, "access.log")
+        config = os.path.join(self.dir, "config.yml")
+        with open(config, "w") as f:
+            f.write(
+                "version: 0.1\nlog: {level: info, formatter: text, accesslog: {disabled: false}}\n"
+                f"storage: {{filesystem: {{rootdirectory: {self.dir}/data}}, delete: {{enabled: true}}}}\n"
+                f"http: {{addr: {self.host}, secret: bench}}\n"
+            )
+        self.process = subprocess.Popen(
+            [require("docker-registry", "apt-get install -y docker-registry"), "serve", config],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.mark()
+
+    def mark(self):
+        with open(self.log, "rb") as f:
+            self.offset = len(f.read())
+
+    def requests(self):
+        """(method, path, status, size) served since the last mark."""
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode("utf-8", "replace")
+        out = []
+        for match in LOG_LINE.finditer(text):
+            size = match["size"]
+            out.append((match["method"], match["path"], int(match["status"]), 0 if size == "-" else int(size)))
+        return out
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+def http(method, url):
+    request = urllib.request.Request(url, method=method, headers={"Accept": ACCEPT})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.headers, answer.read()
+
+
+def digest(host, repository, tag):
+    try:
+        headers, _ = http("HEAD", f"http://{host}/v2/{repository}/manifests/{tag}")
+        return headers.get("Docker-Content-Digest")
+    except Exception:
+        return None
+
+
+def tags_of(host, repository):
+    _, body = http("GET", f"http://{host}/v2/{repository}/tags/list")
+    return sorted(json.loads(body).get("tags") or [])
+
+
+def blobs_of(host, repository, reference, seen=None):
+    """Every blob (digest -> size) an image needs, children included."""
+    seen = {} if seen is None else seen
+    _, body = http("GET", f"http://{host}/v2/{repository}/manifests/{reference}")
+    manifest = json.loads(body)
+    for child in manifest.get("manifests", []):
+        blobs_of(host, repository, child["digest"], seen)
+    for blob in [manifest.get("config")] + manifest.get("layers", []):
+        if blob:
+            seen[blob["digest"]] = blob["size"]
+    return seen
+
+
+def timed(command, env=None):
+    """Runs a command under GNU time: (wall seconds, peak RSS MiB, exit code)."""
+    out = tempfile.mktemp()
+    code = subprocess.call(["/usr/bin/time", "-f", "%e %M", "-o", out] + command, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(out) as f:
+        wall, rss = f.read().split()[-2:]
+    os.unlink(out)
+    return float(wall), int(rss) / 1024, code
+
+
+class Tools:
+    def __init__(self, workdir, repositories, profile):
+        self.ocync = os.path.join(ROOT, "target", profile, "ocync")
+        self.workdir = workdir
+        self.repositories = repositories
+        self.skopeo = require("skopeo", "apt-get install -y skopeo")
+
+    def ocync_sync(self, source, targets, repositories=None):
+        names = [f"t{i}" for i in range(len(targets))]
+        lines = [f"registries:\n  src: {{ url: \"http://{source}\" }}"]
+        lines += [f"  {n}: {{ url: \"http://{t}\" }}" for n, t in zip(names, targets)]
+        lines.append(f"defaults:\n  source: src\n  targets: [{', '.join(names)}]\nmappings:")
+        lines += [f"  - from: {r}" for r in (repositories or self.repositories)]
+        config = os.path.join(self.workdir, f"ocync-{time.time_ns()}.yaml")
+        with open(config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return timed([self.ocync, "sync", "--config", config])
+
+    def skopeo_sync(self, source, target, repositories=None):
+        spec = os.path.join(self.workdir, f"skopeo-{time.time_ns()}.yaml")
+        with open(spec, "w") as f:
+            f.write(f"{source}:\n  tls-verify: false\n  images-by-tag-regex:\n")
+            for repository in repositories or self.repositories:
+                f.write(f"    {repository}: '.*'\n")
+        return timed([self.skopeo, "sync", "--all", "--preserve-digests", "--keep-going", "--src", "yaml",
+                      "--dest", "docker", "--dest-tls-verify=false", spec, target])
+
+
+def measure(name, tool, run, sources, targets, action):
+    for registry in sources + targets:
+        registry.mark()
+    wall, rss, code = action()
+    source_requests = [r for s in sources for r in s.requests()]
+    target_requests = [r for t in targets for r in t.requests()]
+    blob_gets = [r[1] for r in source_requests if r[0] == "GET" and "/blobs/" in r[1] and r[2] in (200, 307)]
+    digests = [p.rsplit("/", 1)[-1] for p in blob_gets]
+    return {
+        "scenario": name, "tool": tool, "run": run, "wall_s": wall, "rss_mib": round(rss, 1), "exit": code,
+        "source_requests": count_by_method(source_requests), "target_requests": count_by_method(target_requests),
+        "requests": len(source_requests) + len(target_requests),
+        "source_bytes": sum(r[3] for r in source_requests if r[0] == "GET" and "/blobs/" in r[1]),
+        "duplicate_blob_gets": len(digests) - len(set(digests)),
+    }
+
+
+def count_by_method(requests):
+    counts = {}
+    for method, *_ in requests:
+        counts[method] = counts.get(method, 0) + 1
+    return counts
+
+
+def landed(source, target, repositories, tool):
+    """Every tag of every repository is at the target with the source digest. skopeo sync puts
+    `bench/repo-00` at the destination's `repo-00` (it keeps only the last path component)."""
+    for repository in repositories:
+        mirrored = repository.rsplit("/", 1)[-1] if tool == "skopeo" else repository
+        for tag in tags_of(source.host, repository):
+            if digest(source.host, repository, tag) != digest(target.host, mirrored, tag):
+                return False
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--repositories", type=int, default=16)
+    parser.add_argument("--tags", type=int, default=3)
+    parser.add_argument("--base-mib", type=int, default=20)
+    parser.add_argument("--changed", type=int, default=3, help="tags re-pushed for the partial scenario")
+    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--scenario", action="append", choices=["cold", "warm", "partial", "fan-out", "big"])
+    parser.add_argument("--json-out", default=None)
+    parser.add_argument("--profile", default="release", choices=["release", "debug"],
+                        help="which build of ocync to run (debug only for the CI smoke run)")
+    args = parser.parse_args()
+    scenarios = args.scenario or ["cold", "warm", "partial", "fan-out", "big"]
+    require("/usr/bin/time", "apt-get install -y time")
+    testdata = os.path.join(ROOT, "target", args.profile, "ocync-testdata")
+    if not os.path.exists(testdata):
+        sys.exit(f"build first: cargo build {'--release ' if args.profile == 'release' else ''}--bins")
+
+    workdir = tempfile.mkdtemp(prefix="ocync-bench-")
+    repositories = [f"bench/repo-{n:02}" for n in range(args.repositories)]
+    tools = Tools(workdir, repositories, args.profile)
+    registries = []
+
+    def registry(name):
+        r = Registry(workdir, f"{name}-{len(registries)}")
+        registries.append(r)
+        return r
+
+    results = []
+    try:
+        big_source = None
+        if "big" in scenarios:
+            big_source = registry("big-source")
+            subprocess.check_call([testdata, "push", f"http://{big_source.host}/bench/big:1", "image",
+                                   "--base-mib", str(args.big_mib)], stdout=subprocess.DEVNULL)
+        for run in range(args.runs):
+            source = registry("source")
+            subprocess.check_call([testdata, "corpus", f"http://{source.host}", "--repositories", str(args.repositories),
+                                   "--tags", str(args.tags), "--base-mib", str(args.base_mib)], stdout=subprocess.DEVNULL)
+            before = {}
+            for repository in repositories:
+                for tag in tags_of(source.host, repository):
+                    blobs_of(source.host, repository, tag, before)
+            warm_targets = {}
+            for tool in ("ocync", "skopeo"):
+                target = registry(f"{tool}-target")
+                warm_targets[tool] = target
+                sync = (lambda t=target: tools.ocync_sync(source.host, [t.host])) if tool == "ocync" \
+                    else (lambda t=target: tools.skopeo_sync(source.host, t.host))
+                for name in ("cold", "warm"):
+                    if name in scenarios or (name == "cold" and ("warm" in scenarios or "partial" in scenarios)):
+                        result = measure(name, tool, run, [source], [target], sync)
+                        result["correct"] = landed(source, target, repositories, tool)
+                        if name in scenarios:
+                            results.append(result)
+            if "partial" in scenarios:
+                subprocess.check_call([testdata, "corpus", f"http://{source.host}", "--repositories", str(args.repositories),
+                                       "--tags", str(args.tags), "--base-mib", str(args.base_mib),
+                                       "--changed", str(args.changed), "--generation", str(run + 1)], stdout=subprocess.DEVNULL)
+                after = {}
+                for repository in repositories:
+                    for tag in tags_of(source.host, repository):
+                        blobs_of(source.host, repository, tag, after)
+                changed_bytes = sum(size for d, size in after.items() if d not in before)
+                for tool in ("ocync", "skopeo"):
+                    target = warm_targets[tool]
+                    sync = (lambda t=target: tools.ocync_sync(source.host, [t.host])) if tool == "ocync" \
+                        else (lambda t=target: tools.skopeo_sync(source.host, t.host))
+                    result = measure("partial", tool, run, [source], [target], sync)
+                    result["correct"] = landed(source, target, repositories, tool)
+                    result["changed_bytes"] = changed_bytes
+                    results.append(result)
+            if "fan-out" in scenarios:
+                for tool in ("ocync", "skopeo"):
+                    pair = [registry(f"{tool}-a"), registry(f"{tool}-b")]
+                    if tool == "ocync":
+                        action = lambda: tools.ocync_sync(source.host, [p.host for p in pair])
+                    else:
+                        def action(pair=pair):
+                            walls, rss, code = [], 0, 0
+                            for p in pair:
+                                w, r, c = tools.skopeo_sync(source.host, p.host)
+                                walls.append(w)
+                                rss, code = max(rss, r), max(code, c)
+                            return sum(walls), rss, code
+                    result = measure("fan-out", tool, run, [source], pair, action)
+                    result["correct"] = all(landed(source, p, repositories, tool) for p in pair)
+                    results.append(result)
+            if "big" in scenarios:
+                for tool in ("ocync", "skopeo"):
+                    target = registry(f"{tool}-big")
+                    sync = (lambda t=target: tools.ocync_sync(big_source.host, [t.host], ["bench/big"])) if tool == "ocync" \
+                        else (lambda t=target: tools.skopeo_sync(big_source.host, t.host, ["bench/big"]))
+                    result = measure("big", tool, run, [big_source], [target], sync)
+                    result["correct"] = landed(big_source, target, ["bench/big"], tool)
+                    results.append(result)
+            for r in registries:
+                if r is not big_source:
+                    r.stop()
+            registries[:] = [r for r in registries if r is big_source]
+    finally:
+        for r in registries:
+            r.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            for result in results:
+                f.write(json.dumps(result) + "\n")
+    print(table(results, args))
+    if not all(r["correct"] and r["exit"] == 0 for r in results if r["tool"] == "ocync"):
+        sys.exit("ocync produced a wrong or failed mirror")
+
+
+def lower_bound(scenario, args):
+    """The fewest requests a correct tool needs (source + target), where it is well defined."""
+    tags = args.repositories * args.tags
+    if scenario == "warm":
+        return args.repositories + 2 * tags  # one tag list per repository, a HEAD per tag on each side
+    return None
+
+
+def table(results, args):
+    def median(values):
+        return statistics.median(values) if values else 0
+
+    def spread(values, fmt):
+        return f"{fmt(median(values))} ({fmt(min(values))}–{fmt(max(values))})" if len(values) > 1 else fmt(median(values))
+
+    lines = ["| scenario | tool | wall s | peak RSS MiB | requests (source/target) | source MiB | dup blob GETs | lower bound | correct |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    ratios = []
+    for scenario in ["cold", "warm", "partial", "fan-out", "big"]:
+        walls = {}
+        for tool in ("ocync", "skopeo"):
+            rows = [r for r in results if r["scenario"] == scenario and r["tool"] == tool]
+            if not rows:
+                continue
+            walls[tool] = median([r["wall_s"] for r in rows])
+            source = median([sum(r["source_requests"].values()) for r in rows])
+            target = median([sum(r["target_requests"].values()) for r in rows])
+            bound = lower_bound(scenario, args)
+            lines.append("| {} | {} | {} | {} | {:.0f}/{:.0f} | {:.1f} | {:.0f} | {} | {} |".format(
+                scenario, tool, spread([r["wall_s"] for r in rows], lambda v: f"{v:.2f}"),
+                spread([r["rss_mib"] for r in rows], lambda v: f"{v:.0f}"), source, target,
+                median([r["source_bytes"] for r in rows]) / 2**20, median([r["duplicate_blob_gets"] for r in rows]),
+                bound if bound is not None else "–", all(r["correct"] for r in rows)))
+        if "ocync" in walls and walls.get("skopeo"):
+            ratios.append(f"{scenario}: ocync/skopeo wall = {walls['ocync'] / walls['skopeo']:.2f}")
+    return "\n".join(lines) + "\n\n" + "\n".join(ratios)
+
+
+if __name__ == "__main__":
+    main()
