@@ -211,6 +211,8 @@ def main():
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--scenario", action="append", choices=["cold", "warm", "partial", "fan-out", "big"])
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--plan-mappings", type=int, nargs="*", default=[500, 1000, 2000],
+                        help="config sizes (mappings of 50 tags) for the planning benchmark")
     parser.add_argument("--profile", default="release", choices=["release", "debug"],
                         help="which build of ocync to run (debug only for the CI smoke run)")
     args = parser.parse_args()
@@ -312,6 +314,15 @@ def main():
             for result in results:
                 f.write(json.dumps(result) + "\n")
     print(table(results, args))
+    planning = [json.loads(subprocess.check_output([testdata, "plan-scale", "--mappings", str(m), "--tags", "50"]))
+                for m in args.plan_mappings]
+    print("\n| planning: mappings × 50 tags | tags | seconds | µs per tag | peak RSS MiB |\n|---|---|---|---|---|")
+    for p in planning:
+        print(f"| {p['mappings']} | {p['tags']} | {p['seconds']:.3f} | {1e6 * p['seconds'] / p['tags']:.1f} | {p['peak_rss_mib']:.0f} |")
+    if args.json_out:
+        with open(args.json_out, "a") as f:
+            for p in planning:
+                f.write(json.dumps({"scenario": "planning", **p}) + "\n")
     if not all(r["correct"] and r["exit"] == 0 for r in results if r["tool"] == "ocync"):
         sys.exit("ocync produced a wrong or failed mirror")
 

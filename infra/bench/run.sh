@@ -10,7 +10,7 @@ if [ "${1:-}" = "--tiny" ]; then
   # The debug build the tests already made: a smoke run, not a measurement.
   shift
   cargo build --quiet --bins
-  exec python3 infra/bench/run.py --profile debug --runs 1 --repositories 2 --tags 2 --base-mib 1 --changed 1 --big-mib 8 "$@"
+  exec python3 infra/bench/run.py --profile debug --runs 1 --repositories 2 --tags 2 --base-mib 1 --changed 1 --big-mib 8 --plan-mappings 20 "$@"
 fi
 cargo build --release --quiet --bins
 exec python3 infra/bench/run.py "$@"
