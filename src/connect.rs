@@ -5,7 +5,7 @@
 
 use crate::config::{AuthType, Config, RegistryConfig};
 use crate::registry::auth::{AcrProvider, CredentialSource, Credentials, GcpProvider, Secret, docker_config_lookup};
-use crate::registry::ecr::{self, EcrControl, EcrTokenProvider};
+use crate::registry::ecr::{EcrControl, EcrTokenProvider};
 use crate::registry::kind::{EcrHost, RegistryKind};
 use crate::registry::{Error, HttpRegistry, RegistrySettings};
 
@@ -112,7 +112,7 @@ async fn open_ecr(
 ) -> Result<HttpRegistry, Error> {
     let host = settings.name.split(':').next().unwrap_or(&settings.name).to_string();
     let ecr_host = EcrHost::parse(&host);
-    let sdk = ecr::sdk_config(ecr_host.as_ref().map(|h| h.region.as_str()), profile).await;
+    let sdk = crate::aws::sdk_config(ecr_host.as_ref().map(|h| h.region.as_str()), profile).await;
     settings.credentials = CredentialSource::provided(EcrTokenProvider::new(&sdk));
     if let Some(ecr_host) = &ecr_host
         && !ecr_host.fips

@@ -17,6 +17,7 @@
 //! Blob bodies stream from source to target through a digest verifier; nothing buffers a
 //! whole layer.
 
+pub mod aws;
 pub mod bench;
 pub mod cancel;
 pub mod cli;

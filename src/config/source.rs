@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aws_sdk_s3::error::ProvideErrorMetadata as _;
-
 use super::{Config, Error};
 
 /// A config location as users write it.
@@ -72,12 +70,14 @@ impl S3ConfigCache {
         let mut entries = self.entries.lock().await;
         let cache_key = (bucket.to_string(), key.to_string());
         if let Some(cached) = entries.get(&cache_key) {
-            let head = s3.head_object().bucket(bucket).key(key).send().await.map_err(|e| read(describe(&e)))?;
+            let head =
+                s3.head_object().bucket(bucket).key(key).send().await.map_err(|e| read(crate::aws::describe(&e)))?;
             if head.e_tag() == Some(cached.etag.as_str()) {
                 return Ok(cached.clone());
             }
         }
-        let object = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| read(describe(&e)))?;
+        let object =
+            s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| read(crate::aws::describe(&e)))?;
         let etag = object.e_tag().unwrap_or_default().to_string();
         let version_id = object.version_id().map(str::to_string);
         let bytes = object.body.collect().await.map_err(|e| read(e.to_string()))?.into_bytes();
@@ -89,28 +89,10 @@ impl S3ConfigCache {
     }
 }
 
-/// An S3 error's code and message, never its request details.
-fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
-    error: &aws_sdk_s3::error::SdkError<E>,
-) -> String {
-    match error.code() {
-        Some(code) => format!("{code}: {}", error.message().unwrap_or("")),
-        None => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                text = format!("{text}: {cause}");
-                source = cause.source();
-            }
-            text
-        }
-    }
-}
-
 /// An S3 client on the ambient AWS chain (path-style addressing when `AWS_S3_FORCE_PATH_STYLE`
 /// is set, as S3-compatible stores and moto need).
 pub async fn s3_client() -> aws_sdk_s3::Client {
-    let shared = crate::registry::ecr::sdk_config(None, None).await;
+    let shared = crate::aws::sdk_config(None, None).await;
     let path_style = std::env::var("AWS_S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true" || v == "1");
     let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
     aws_sdk_s3::Client::from_conf(config)

@@ -96,7 +96,7 @@ impl Handler {
         let location = std::env::var("OCYNC_CONFIG")
             .map_err(|_| "OCYNC_CONFIG is not set (expected s3://bucket/key)".to_string())?;
         let location = ConfigLocation::parse(&location).map_err(|e| e.to_string())?;
-        let shared = crate::registry::ecr::sdk_config(None, None).await;
+        let shared = crate::aws::sdk_config(None, None).await;
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let mut handler = Handler::new(
             crate::config::s3_client().await,

@@ -14,19 +14,6 @@ use base64::Engine as _;
 
 use super::auth::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
 
-/// Loads the AWS SDK config: `region` (from the host name, else the SDK's own chain) and an
-/// optional named `profile`.
-pub async fn sdk_config(region: Option<&str>, profile: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_string()));
-    }
-    if let Some(profile) = profile {
-        loader = loader.profile_name(profile);
-    }
-    loader.load().await
-}
-
 /// `GetAuthorizationToken` as a credential provider.
 pub struct EcrTokenProvider {
     client: aws_sdk_ecr::Client,
@@ -49,7 +36,7 @@ impl CredentialProvider for EcrTokenProvider {
     fn fetch(&self) -> ProviderFuture<'_> {
         Box::pin(async move {
             // No registry id: the token works for every registry the principal may use.
-            let answer = self.client.get_authorization_token().send().await.map_err(|e| describe_sdk_error(&e))?;
+            let answer = self.client.get_authorization_token().send().await.map_err(|e| crate::aws::describe(&e))?;
             let data = answer.authorization_data().first().ok_or("the answer holds no authorization data")?;
             let token = data.authorization_token().ok_or("the answer holds no token")?;
             let decoded = base64::engine::general_purpose::STANDARD
@@ -64,24 +51,6 @@ impl CredentialProvider for EcrTokenProvider {
             })
         })
     }
-}
-
-/// The SDK's error with its service code and message, and nothing sensitive.
-fn describe_sdk_error<E>(error: &aws_sdk_ecr::error::SdkError<E>) -> String
-where
-    E: std::error::Error + aws_sdk_ecr::error::ProvideErrorMetadata + 'static,
-{
-    use aws_sdk_ecr::error::ProvideErrorMetadata as _;
-    let mut text = match error.code() {
-        Some(code) => format!("{code}: {}", error.message().unwrap_or("")),
-        None => error.to_string(),
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// How missing repositories are created.
@@ -139,7 +108,7 @@ impl EcrControl {
                     return Ok(available);
                 }
                 Err(error) => {
-                    return Err(format!("BatchCheckLayerAvailability {repository}: {}", describe_sdk_error(&error)));
+                    return Err(format!("BatchCheckLayerAvailability {repository}: {}", crate::aws::describe(&error)));
                 }
             }
         }
@@ -178,10 +147,12 @@ impl EcrControl {
                     Ok(_) => tracing::info!(repository, "ECR repository created"),
                     Err(error)
                         if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
-                    Err(error) => return Err(format!("CreateRepository {repository}: {}", describe_sdk_error(&error))),
+                    Err(error) => {
+                        return Err(format!("CreateRepository {repository}: {}", crate::aws::describe(&error)));
+                    }
                 }
             }
-            Err(error) => return Err(format!("DescribeRepositories {repository}: {}", describe_sdk_error(&error))),
+            Err(error) => return Err(format!("DescribeRepositories {repository}: {}", crate::aws::describe(&error))),
         }
         ensured.insert(repository.to_string());
         Ok(())

@@ -167,7 +167,7 @@ pub enum Error {
 }
 
 /// An error and its causes, `outer: inner: innermost`, so "error sending request" says why.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -140,7 +140,7 @@ impl AcrProvider {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(settings.timeout)
             .build()
-            .map_err(|e| format!("cannot build an HTTP client: {}", error_chain(&e)));
+            .map_err(|e| format!("cannot build an HTTP client: {}", crate::registry::error_chain(&e)));
         AcrProvider { settings, client }
     }
 
@@ -321,22 +321,8 @@ fn request_failure(step: &str, error: reqwest::Error) -> String {
     if error.is_timeout() {
         format!("{step} timed out")
     } else {
-        format!("{step} failed: {}", error_chain(&error.without_url()))
+        format!("{step} failed: {}", crate::registry::error_chain(&error.without_url()))
     }
-}
-
-/// An error and its causes, `outer: inner`, so "error sending request" says why.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The useful part of an error answer: Entra ID's `error: error_description`, ACR's
