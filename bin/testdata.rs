@@ -123,7 +123,14 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn push(reference: &str, kind: Kind, seed: u64, platforms: usize, base_mib: u64, big_mib: u64) -> Result<(), String> {
+async fn push(
+    reference: &str,
+    kind: Kind,
+    seed: u64,
+    platforms: usize,
+    base_mib: u64,
+    big_mib: u64,
+) -> Result<(), String> {
     let reference: Reference = reference.parse().map_err(|e: ocync::oci::ReferenceError| e.to_string())?;
     let mut base = vec![(0, base_mib << 20)];
     if big_mib > 0 {
@@ -139,7 +146,9 @@ async fn push(reference: &str, kind: Kind, seed: u64, platforms: usize, base_mib
     let mut settings = RegistrySettings::new(&reference.registry);
     settings.plain_http = reference.plain_http;
     let registry = HttpRegistry::new(settings).map_err(|e| e.to_string())?;
-    testdata::push(&registry, &reference.repository, &reference.manifest_reference(), &built).await.map_err(|e| e.to_string())?;
+    testdata::push(&registry, &reference.repository, &reference.manifest_reference(), &built)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("{reference} {}", built.digest());
     Ok(())
 }
