@@ -215,9 +215,7 @@ impl Handler {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| {
-                        format!("SendMessageBatch to {queue_url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))
-                    })?;
+                    .map_err(|e| format!("SendMessageBatch to {queue_url}: {}", crate::aws::describe(&e)))?;
                 sent += answer.successful().len();
                 let failed: Vec<&str> = answer.failed().iter().map(|f| f.id()).collect();
                 pending.retain(|(id, _)| failed.contains(&id.as_str()));

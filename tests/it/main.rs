@@ -11,7 +11,6 @@ mod ecr;
 mod faults;
 mod gar;
 mod harness;
-mod image;
 mod lambda;
 mod sync;
 mod template;
