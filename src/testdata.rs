@@ -271,31 +271,6 @@ pub async fn push<R: Registry>(registry: &R, repository: &str, tag: &str, built:
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures_util::TryStreamExt;
-
-    #[tokio::test]
-    async fn random_blobs_stream_the_bytes_their_digest_names() {
-        let blob = Blob::random(7, 3 * CHUNK as u64 + 5);
-        let bytes: Vec<Bytes> = blob.stream().try_collect().await.unwrap();
-        let joined = bytes.concat();
-        assert_eq!(joined.len() as u64, blob.descriptor.size);
-        assert_eq!(Digest::sha256_of(&joined), blob.descriptor.digest);
-    }
-
-    #[test]
-    fn images_sharing_a_base_share_its_layer() {
-        let Built::Index { children, .. } = index(1, &[(42, 1000)], &[("linux", "amd64"), ("linux", "arm64")], false)
-        else {
-            panic!("not an index")
-        };
-        assert_eq!(children[0].blobs[1].descriptor, children[1].blobs[1].descriptor);
-        assert_ne!(children[0].blobs[2].descriptor, children[1].blobs[2].descriptor);
-    }
-}
-
 /// Two shared base layers every corpus image carries (the second half the size of the first).
 fn corpus_base(base_bytes: u64) -> Vec<(u64, u64)> {
     vec![(0, base_bytes), (1, base_bytes / 2)]
@@ -336,4 +311,29 @@ pub async fn push_corpus<R: Registry>(
 /// The name of corpus repository `n`.
 pub fn corpus_repository(n: u64) -> String {
     format!("bench/repo-{n:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::TryStreamExt;
+
+    #[tokio::test]
+    async fn random_blobs_stream_the_bytes_their_digest_names() {
+        let blob = Blob::random(7, 3 * CHUNK as u64 + 5);
+        let bytes: Vec<Bytes> = blob.stream().try_collect().await.unwrap();
+        let joined = bytes.concat();
+        assert_eq!(joined.len() as u64, blob.descriptor.size);
+        assert_eq!(Digest::sha256_of(&joined), blob.descriptor.digest);
+    }
+
+    #[test]
+    fn images_sharing_a_base_share_its_layer() {
+        let Built::Index { children, .. } = index(1, &[(42, 1000)], &[("linux", "amd64"), ("linux", "arm64")], false)
+        else {
+            panic!("not an index")
+        };
+        assert_eq!(children[0].blobs[1].descriptor, children[1].blobs[1].descriptor);
+        assert_ne!(children[0].blobs[2].descriptor, children[1].blobs[2].descriptor);
+    }
 }

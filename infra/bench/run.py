@@ -226,9 +226,10 @@ def main():
     repositories = [f"bench/repo-{n:02}" for n in range(args.repositories)]
     tools = Tools(workdir, repositories, args.profile)
     registries = []
+    started = iter(range(10**6))
 
     def registry(name):
-        r = Registry(workdir, f"{name}-{len(registries)}")
+        r = Registry(workdir, f"{name}-{next(started)}")
         registries.append(r)
         return r
 

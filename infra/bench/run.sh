@@ -12,5 +12,5 @@ if [ "${1:-}" = "--tiny" ]; then
   cargo build --quiet --bins
   exec python3 infra/bench/run.py --profile debug --runs 1 --repositories 2 --tags 2 --base-mib 1 --changed 1 --big-mib 8 --plan-mappings 20 "$@"
 fi
-cargo build --release --quiet --bins
+cargo build --release --quiet --all-features --bins
 exec python3 infra/bench/run.py "$@"

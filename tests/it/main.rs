@@ -11,6 +11,7 @@ mod ecr;
 mod faults;
 mod gar;
 mod harness;
+mod image;
 mod lambda;
 mod sync;
 mod template;
