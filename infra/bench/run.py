@@ -32,6 +32,7 @@ ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ])
+SCENARIOS = ["cold", "warm", "partial", "fan-out", "big"]
 LOG_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>/v2/[^ ?]*)[^"]*" (?P<status>\d{3}) (?P<size>\d+|-)')
 
 
@@ -114,17 +115,73 @@ def tags_of(host, repository):
     return sorted(json.loads(body).get("tags") or [])
 
 
-def blobs_of(host, repository, reference, seen=None):
-    """Every blob (digest -> size) an image needs, children included."""
-    seen = {} if seen is None else seen
-    _, body = http("GET", f"http://{host}/v2/{repository}/manifests/{reference}")
+def image_shape(host, repository, reference):
+    """(digest, manifest count, {blob digest: size}) of one image, children included."""
+    headers, body = http("GET", f"http://{host}/v2/{repository}/manifests/{reference}")
     manifest = json.loads(body)
+    count, blobs = 1, {}
     for child in manifest.get("manifests", []):
-        blobs_of(host, repository, child["digest"], seen)
+        _, child_count, child_blobs = image_shape(host, repository, child["digest"])
+        count += child_count
+        blobs.update(child_blobs)
     for blob in [manifest.get("config")] + manifest.get("layers", []):
         if blob:
-            seen[blob["digest"]] = blob["size"]
-    return seen
+            blobs[blob["digest"]] = blob["size"]
+    return headers.get("Docker-Content-Digest"), count, blobs
+
+
+def corpus(host, repositories):
+    """{(repository, tag): image_shape} of everything the source serves."""
+    return {(r, t): image_shape(host, r, t) for r in repositories for t in tags_of(host, r)}
+
+
+def all_blobs(images):
+    return {d: size for _, _, blobs in images.values() for d, size in blobs.items()}
+
+
+def lower_bound(images, at_targets, targets):
+    """The fewest requests (source, target) a correct tool needs to bring `targets` registries,
+    each holding `at_targets` (the same shape as `images`; {} when empty), up to `images`.
+
+    Source: one tag list per repository; per tag one HEAD if no target needs it, else a GET of
+    every manifest; each blob a target lacks is read once for all targets. Target, per
+    registry: one HEAD per tag; for an image to copy, per blob: nothing if this run already
+    put it in that repository, one HEAD if the repository had it before, one mount POST if
+    another repository of the registry has it, else POST + PUT; one PUT per manifest."""
+    changed = {key for key, shape in images.items() if at_targets.get(key, (None,))[0] != shape[0]}
+    source = len({r for r, _ in images})
+    read = set()
+    for key, (_, count, blobs) in images.items():
+        source += count if key in changed else 1
+        if key in changed:
+            fresh = set(blobs) - set(all_blobs(at_targets)) - read
+            source += len(fresh)
+            read |= fresh
+    target = 0
+    for _ in range(targets):
+        before = {}
+        for (r, _), (_, _, blobs) in at_targets.items():
+            before.setdefault(r, set()).update(blobs)
+        in_registry = set().union(*before.values()) if before else set()
+        pushed = {}
+        for key, (_, count, blobs) in sorted(images.items()):
+            target += 1
+            if key not in changed:
+                continue
+            repository = key[0]
+            for blob in blobs:
+                if blob in pushed.get(repository, set()):
+                    continue
+                if blob in before.get(repository, set()):
+                    target += 1
+                elif blob in in_registry:
+                    target += 1
+                else:
+                    target += 2
+                pushed.setdefault(repository, set()).add(blob)
+                in_registry.add(blob)
+            target += count
+    return source, target
 
 
 def timed(command, env=None):
@@ -155,6 +212,20 @@ class Tools:
         with open(config, "w") as f:
             f.write("\n".join(lines) + "\n")
         return timed([self.ocync, "sync", "--config", config])
+
+    def curl_pipe(self, source, target, repository, layer):
+        """The floor for moving one blob: `curl GET | curl PUT` into an upload session opened
+        beforehand (the session's POST is not timed)."""
+        request = urllib.request.Request(f"http://{target}/v2/{repository}/blobs/uploads/", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            location = answer.headers["Location"]
+        if not location.startswith("http"):
+            location = f"http://{target}{location}"
+        separator = "&" if "?" in location else "?"
+        curl = require("curl", "apt-get install -y curl")
+        pipe = (f"{curl} -fsS http://{source}/v2/{repository}/blobs/{layer} | "
+                f"{curl} -fsS -X PUT -H 'Content-Type: application/octet-stream' -T - '{location}{separator}digest={layer}'")
+        return timed(["bash", "-o", "pipefail", "-c", pipe])
 
     def skopeo_sync(self, source, target, repositories=None):
         spec = os.path.join(self.workdir, f"skopeo-{time.time_ns()}.yaml")
@@ -209,14 +280,14 @@ def main():
     parser.add_argument("--base-mib", type=int, default=20)
     parser.add_argument("--changed", type=int, default=3, help="tags re-pushed for the partial scenario")
     parser.add_argument("--big-mib", type=int, default=1024)
-    parser.add_argument("--scenario", action="append", choices=["cold", "warm", "partial", "fan-out", "big"])
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS)
     parser.add_argument("--json-out", default=None)
     parser.add_argument("--plan-mappings", type=int, nargs="*", default=[500, 1000, 2000],
                         help="config sizes (mappings of 50 tags) for the planning benchmark")
     parser.add_argument("--profile", default="release", choices=["release", "debug"],
                         help="which build of ocync to run (debug only for the CI smoke run)")
     args = parser.parse_args()
-    scenarios = args.scenario or ["cold", "warm", "partial", "fan-out", "big"]
+    scenarios = args.scenario or SCENARIOS
     require("/usr/bin/time", "apt-get install -y time")
     testdata = os.path.join(ROOT, "target", args.profile, "ocync-testdata")
     if not os.path.exists(testdata):
@@ -244,10 +315,9 @@ def main():
             source = registry("source")
             subprocess.check_call([testdata, "corpus", f"http://{source.host}", "--repositories", str(args.repositories),
                                    "--tags", str(args.tags), "--base-mib", str(args.base_mib)], stdout=subprocess.DEVNULL)
-            before = {}
-            for repository in repositories:
-                for tag in tags_of(source.host, repository):
-                    blobs_of(source.host, repository, tag, before)
+            before = corpus(source.host, repositories)
+            bounds = {"cold": lower_bound(before, {}, 1), "warm": lower_bound(before, before, 1),
+                      "fan-out": lower_bound(before, {}, 2)}
             warm_targets = {}
             for tool in ("ocync", "skopeo"):
                 target = registry(f"{tool}-target")
@@ -258,17 +328,16 @@ def main():
                     if name in scenarios or (name == "cold" and ("warm" in scenarios or "partial" in scenarios)):
                         result = measure(name, tool, run, [source], [target], sync)
                         result["correct"] = landed(source, target, repositories, tool)
+                        result["lower_bound"] = bounds[name]
                         if name in scenarios:
                             results.append(result)
             if "partial" in scenarios:
                 subprocess.check_call([testdata, "corpus", f"http://{source.host}", "--repositories", str(args.repositories),
                                        "--tags", str(args.tags), "--base-mib", str(args.base_mib),
                                        "--changed", str(args.changed), "--generation", str(run + 1)], stdout=subprocess.DEVNULL)
-                after = {}
-                for repository in repositories:
-                    for tag in tags_of(source.host, repository):
-                        blobs_of(source.host, repository, tag, after)
-                changed_bytes = sum(size for d, size in after.items() if d not in before)
+                after = corpus(source.host, repositories)
+                changed_bytes = sum(size for d, size in all_blobs(after).items() if d not in all_blobs(before))
+                bounds["partial"] = lower_bound(after, before, 1)
                 for tool in ("ocync", "skopeo"):
                     target = warm_targets[tool]
                     sync = (lambda t=target: tools.ocync_sync(source.host, [t.host])) if tool == "ocync" \
@@ -276,6 +345,7 @@ def main():
                     result = measure("partial", tool, run, [source], [target], sync)
                     result["correct"] = landed(source, target, repositories, tool)
                     result["changed_bytes"] = changed_bytes
+                    result["lower_bound"] = bounds["partial"]
                     results.append(result)
             if "fan-out" in scenarios:
                 for tool in ("ocync", "skopeo"):
@@ -292,14 +362,22 @@ def main():
                             return sum(walls), rss, code
                     result = measure("fan-out", tool, run, [source], pair, action)
                     result["correct"] = all(landed(source, p, repositories, tool) for p in pair)
+                    result["lower_bound"] = bounds["fan-out"]
                     results.append(result)
             if "big" in scenarios:
-                for tool in ("ocync", "skopeo"):
+                big = corpus(big_source.host, ["bench/big"])
+                for tool in ("ocync", "skopeo", "curl"):
                     target = registry(f"{tool}-big")
-                    sync = (lambda t=target: tools.ocync_sync(big_source.host, [t.host], ["bench/big"])) if tool == "ocync" \
-                        else (lambda t=target: tools.skopeo_sync(big_source.host, t.host, ["bench/big"]))
+                    if tool == "curl":
+                        layer = max(all_blobs(big).items(), key=lambda item: item[1])[0]
+                        sync = lambda t=target: tools.curl_pipe(big_source.host, t.host, "bench/big", layer)
+                    elif tool == "ocync":
+                        sync = lambda t=target: tools.ocync_sync(big_source.host, [t.host], ["bench/big"])
+                    else:
+                        sync = lambda t=target: tools.skopeo_sync(big_source.host, t.host, ["bench/big"])
                     result = measure("big", tool, run, [big_source], [target], sync)
-                    result["correct"] = landed(big_source, target, ["bench/big"], tool)
+                    result["correct"] = tool == "curl" or landed(big_source, target, ["bench/big"], tool)
+                    result["lower_bound"] = lower_bound(big, {}, 1)
                     results.append(result)
             for r in registries:
                 if r is not big_source:
@@ -314,7 +392,7 @@ def main():
         with open(args.json_out, "w") as f:
             for result in results:
                 f.write(json.dumps(result) + "\n")
-    print(table(results, args))
+    print(table(results))
     planning = [json.loads(subprocess.check_output([testdata, "plan-scale", "--mappings", str(m), "--tags", "50"]))
                 for m in args.plan_mappings]
     print("\n| planning: mappings × 50 tags | tags | seconds | µs per tag | peak RSS MiB |\n|---|---|---|---|---|")
@@ -324,46 +402,92 @@ def main():
         with open(args.json_out, "a") as f:
             for p in planning:
                 f.write(json.dumps({"scenario": "planning", **p}) + "\n")
+    checks = targets(results, planning)
+    print("\n| goal | measured | met |\n|---|---|---|")
+    for goal, measured, met in checks:
+        print(f"| {goal} | {measured} | {'yes' if met else 'NO'} |")
+    if args.json_out:
+        with open(args.json_out, "a") as f:
+            for goal, measured, met in checks:
+                f.write(json.dumps({"goal": goal, "measured": measured, "met": met}) + "\n")
     if not all(r["correct"] and r["exit"] == 0 for r in results if r["tool"] == "ocync"):
         sys.exit("ocync produced a wrong or failed mirror")
 
 
-def lower_bound(scenario, args):
-    """The fewest requests a correct tool needs (source + target), where it is well defined."""
-    tags = args.repositories * args.tags
-    if scenario == "warm":
-        return args.repositories + 2 * tags  # one tag list per repository, a HEAD per tag on each side
-    return None
+def median(values):
+    return statistics.median(values) if values else 0
 
 
-def table(results, args):
-    def median(values):
-        return statistics.median(values) if values else 0
-
+def table(results):
     def spread(values, fmt):
         return f"{fmt(median(values))} ({fmt(min(values))}–{fmt(max(values))})" if len(values) > 1 else fmt(median(values))
 
-    lines = ["| scenario | tool | wall s | peak RSS MiB | requests (source/target) | source MiB | dup blob GETs | lower bound | correct |",
+    lines = ["| scenario | tool | wall s | peak RSS MiB | requests (source/target) | lower bound (source/target) "
+             "| source MiB | dup blob GETs | correct |",
              "|---|---|---|---|---|---|---|---|---|"]
-    ratios = []
-    for scenario in ["cold", "warm", "partial", "fan-out", "big"]:
-        walls = {}
-        for tool in ("ocync", "skopeo"):
+    for scenario in SCENARIOS:
+        for tool in ("ocync", "skopeo", "curl"):
             rows = [r for r in results if r["scenario"] == scenario and r["tool"] == tool]
             if not rows:
                 continue
-            walls[tool] = median([r["wall_s"] for r in rows])
             source = median([sum(r["source_requests"].values()) for r in rows])
             target = median([sum(r["target_requests"].values()) for r in rows])
-            bound = lower_bound(scenario, args)
-            lines.append("| {} | {} | {} | {} | {:.0f}/{:.0f} | {:.1f} | {:.0f} | {} | {} |".format(
+            bound = rows[0].get("lower_bound")
+            lines.append("| {} | {} | {} | {} | {:.0f}/{:.0f} | {} | {:.1f} | {:.0f} | {} |".format(
                 scenario, tool, spread([r["wall_s"] for r in rows], lambda v: f"{v:.2f}"),
                 spread([r["rss_mib"] for r in rows], lambda v: f"{v:.0f}"), source, target,
+                f"{bound[0]}/{bound[1]}" if bound and tool != "curl" else "–",
                 median([r["source_bytes"] for r in rows]) / 2**20, median([r["duplicate_blob_gets"] for r in rows]),
-                bound if bound is not None else "–", all(r["correct"] for r in rows)))
-        if "ocync" in walls and walls.get("skopeo"):
-            ratios.append(f"{scenario}: ocync/skopeo wall = {walls['ocync'] / walls['skopeo']:.2f}")
-    return "\n".join(lines) + "\n\n" + "\n".join(ratios)
+                all(r["correct"] for r in rows)))
+    return "\n".join(lines)
+
+
+def ratio(results, scenario, numerator, denominator, field="wall_s"):
+    """Median over runs of one run's numerator/denominator figure (ratios within a run)."""
+    pairs = {}
+    for r in results:
+        if r["scenario"] == scenario and r["tool"] in (numerator, denominator):
+            pairs.setdefault(r["run"], {})[r["tool"]] = r[field]
+    values = [p[numerator] / p[denominator] for p in pairs.values() if len(p) == 2 and p[denominator]]
+    return median(values) if values else None
+
+
+def targets(results, planning):
+    """The goals of the benchmark, each as (goal, measured, met)."""
+    def ocync(scenario):
+        return [r for r in results if r["scenario"] == scenario and r["tool"] == "ocync"]
+
+    checks = []
+
+    def check(goal, measured, met):
+        if measured is not None:
+            checks.append((goal, measured, met))
+
+    cold = ratio(results, "cold", "ocync", "skopeo")
+    check("cold: wall ≤ 0.35 × skopeo", cold and f"{cold:.2f}", cold is not None and cold <= 0.35)
+    if ocync("cold"):
+        dup = max(r["duplicate_blob_gets"] for r in ocync("cold"))
+        check("cold: zero duplicate source blob GETs", str(dup), dup == 0)
+    warm = ratio(results, "warm", "ocync", "skopeo")
+    check("warm: wall ≤ 0.10 × skopeo", warm and f"{warm:.2f}", warm is not None and warm <= 0.10)
+    if ocync("warm"):
+        worst = max(r["requests"] / sum(r["lower_bound"]) for r in ocync("warm"))
+        check("warm: requests ≤ 1.10 × lower bound", f"{worst:.2f}", worst <= 1.10)
+    if ocync("partial"):
+        worst = max(r["source_bytes"] / r["changed_bytes"] for r in ocync("partial"))
+        check("partial: source bytes ≤ 1.25 × changed bytes", f"{worst:.2f}", worst <= 1.25)
+    if ocync("fan-out") and ocync("cold"):
+        once = max(r["source_bytes"] for r in ocync("fan-out")) / median([r["source_bytes"] for r in ocync("cold")])
+        check("fan-out: source bytes read once (fan-out / cold)", f"{once:.2f}", once <= 1.0)
+    if ocync("big"):
+        rss = max(r["rss_mib"] for r in ocync("big"))
+        check("big: peak RSS ≤ 20 MiB", f"{rss:.1f}", rss <= 20)
+    big = ratio(results, "big", "ocync", "curl")
+    check("big: wall ≤ 1.1 × curl GET|PUT", big and f"{big:.2f}", big is not None and big <= 1.1)
+    for p in planning:
+        if p["tags"] >= 100_000:
+            check(f"planning {p['tags']} tags < 2 s", f"{p['seconds']:.3f}", p["seconds"] < 2)
+    return checks
 
 
 if __name__ == "__main__":
