@@ -81,7 +81,7 @@ pub async fn run(args: CopyArgs) -> Exit {
     let target = report.targets.first().expect("one target per copy");
     let exit = match &target.outcome {
         Outcome::Synced => {
-            tracing::info!(source = %report.source, target = %target.target, digest = ?report.digest, blobs = target.stats.blobs_copied, "image copied");
+            tracing::info!(source = %report.source, target = %target.target, digest = report.digest.as_ref().map(ToString::to_string).unwrap_or_default(), blobs = target.stats.blobs_copied, "image copied");
             Exit::Success
         }
         Outcome::Skipped { .. } => Exit::Success,
