@@ -11,6 +11,7 @@
 //! - [`cancel`]: the cancellation flag (signals, deadlines).
 //! - [`watch`]: watch mode: the sync loop, health and metrics endpoints.
 //! - [`lambda`]: the Lambda handler (schedule fan-out, SQS workers).
+//! - [`mirror`]: mirror configuration for clusters and hosts that pull from the mirror (pure).
 //! - [`cli`]: the command-line surface; `bin/ocync.rs` only calls [`cli::run`].
 //!
 //! Runtime model: everything is async on one multi-threaded tokio runtime built by the binary.
@@ -26,6 +27,7 @@ pub mod connect;
 pub mod engine;
 pub mod filter;
 pub mod lambda;
+pub mod mirror;
 pub mod oci;
 pub mod plan;
 pub mod registry;

@@ -4,6 +4,7 @@
 mod auth;
 mod config_cmds;
 mod copy;
+mod mirror_config;
 mod progress;
 mod sync;
 mod watch;
@@ -76,6 +77,9 @@ enum Command {
     Tags(config_cmds::TagsArgs),
     /// Check credentials: `ocync auth check --config FILE`.
     Auth(auth::AuthArgs),
+    /// Generate mirror configuration for clients: OpenShift IDMS/ITMS, registries.conf.d,
+    /// containerd hosts.toml, chart values.
+    MirrorConfig(mirror_config::MirrorConfigArgs),
     /// Print the version.
     Version,
 }
@@ -111,6 +115,7 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Expand(args) => config_cmds::expand(args).into(),
         Command::Tags(args) => config_cmds::tags(args).await.into(),
         Command::Auth(args) => auth::run(args).await.into(),
+        Command::MirrorConfig(args) => mirror_config::run(args).await.into(),
         Command::Version => {
             println!("ocync {}", env!("CARGO_PKG_VERSION"));
             Exit::Success.into()
