@@ -6,6 +6,7 @@ mod config_cmds;
 mod copy;
 mod mirror_config;
 mod progress;
+mod pull_secret;
 mod sync;
 mod watch;
 
@@ -80,6 +81,8 @@ enum Command {
     /// Generate mirror configuration for clients: OpenShift IDMS/ITMS, registries.conf.d,
     /// containerd hosts.toml, chart values.
     MirrorConfig(mirror_config::MirrorConfigArgs),
+    /// Write fresh ECR tokens into a Kubernetes pull secret (create or merge).
+    PullSecret(pull_secret::PullSecretArgs),
     /// Print the version.
     Version,
 }
@@ -116,6 +119,7 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Tags(args) => config_cmds::tags(args).await.into(),
         Command::Auth(args) => auth::run(args).await.into(),
         Command::MirrorConfig(args) => mirror_config::run(args).await.into(),
+        Command::PullSecret(args) => pull_secret::run(args).await.into(),
         Command::Version => {
             println!("ocync {}", env!("CARGO_PKG_VERSION"));
             Exit::Success.into()
