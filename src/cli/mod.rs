@@ -154,11 +154,16 @@ pub(crate) async fn load_config(location: &str) -> Result<std::sync::Arc<crate::
     })
 }
 
+/// `-vv`: everything at trace level except the AWS SDK's orchestrator, which logs response
+/// bodies there (credentials and ECR tokens among them).
+pub const TRACE_EVERYTHING_BUT_BODIES: &str = "trace,aws_smithy_runtime=debug";
+
 fn init_logging(format: LogFormat, verbose: u8) {
     let default = match verbose {
         0 => "ocync=info,warn",
         1 => "ocync=debug,info",
-        _ => "trace",
+        // The AWS SDK traces response bodies, and GetAuthorizationToken's body is a token.
+        _ => TRACE_EVERYTHING_BUT_BODIES,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

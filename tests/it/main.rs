@@ -14,6 +14,7 @@ mod harness;
 mod image;
 mod lambda;
 mod mirror;
+mod pull_secret;
 mod sync;
 mod template;
 mod watch;
