@@ -125,6 +125,39 @@ fn a_missing_secret_is_created_for_every_ecr_target_of_the_config() {
 }
 
 #[test]
+fn a_config_entry_with_auth_type_ecr_and_a_profile_gets_its_token_with_that_profile() {
+    let world = World::new();
+    let credentials = world.dir.path().join("credentials");
+    std::fs::write(&credentials, "[vendor]\naws_access_key_id = vendor-key\naws_secret_access_key = vendor-secret\n")
+        .unwrap();
+    let config = TempConfig::new(
+        "registries:\n  up: { url: quay.io }\n  vendor: { url: \"http://127.0.0.1:5999\", auth_type: ecr, aws_profile: vendor }\n\
+         mappings:\n  - { from: a, source: up, targets: vendor }\n",
+    );
+    // Only the profile has keys: the ambient chain has none.
+    let kubeconfig = world.api.kubeconfig(world.dir.path(), KUBE_TOKEN);
+    let mut env: Vec<(&str, String)> = world
+        .moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.contains("ACCESS_KEY") && *k != "AWS_SHARED_CREDENTIALS_FILE")
+        .collect();
+    env.push(("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap().to_string()));
+    env.push(("KUBECONFIG", kubeconfig.to_str().unwrap().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = ocync_with_env(&["pull-secret", "--secret", "ns/pull", "--config", &config.path], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let document = world.api.data("ns", "pull", DOCKERCONFIGJSON).unwrap();
+    assert_eq!(String::from_utf8(document).unwrap(), format!(r#"{{"auths":{{"127.0.0.1:5999":{}}}}}"#, ecr_entry()));
+
+    let without_profile =
+        TempConfig::new(&std::fs::read_to_string(&config.path).unwrap().replace(", aws_profile: vendor", ""));
+    let output = ocync_with_env(&["pull-secret", "--secret", "ns/pull", "--config", &without_profile.path], &env);
+    assert_eq!(output.status.code(), Some(4), "no ambient credentials: {}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot obtain an ECR token for 127.0.0.1:5999"));
+}
+
+#[test]
 fn print_writes_the_dockerconfigjson_to_stdout_and_touches_no_secret() {
     let world = World::new();
     let output = world.run(&["--print", "--registry", ECR]);
