@@ -52,7 +52,9 @@ pub async fn run(args: MirrorConfigArgs) -> Exit {
     let rendered = mirror::render(&sets, args.format, &options);
     for refused in &rendered.unrepresentable {
         let level = if args.skip_unrepresentable { "warning: skipped" } else { "error: cannot express" };
-        eprintln!("{level} {} -> {}: {}", refused.source, refused.mirror, refused.reason);
+        let from: Vec<String> = refused.mappings.iter().map(|i| format!("mappings[{i}]")).collect();
+        let from = if from.is_empty() { "--extra-source".to_string() } else { from.join(", ") };
+        eprintln!("{level} {} -> {} ({from}): {}", refused.source, refused.mirror, refused.reason);
     }
     if !rendered.unrepresentable.is_empty() && !args.skip_unrepresentable {
         eprintln!(

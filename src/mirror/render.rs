@@ -45,6 +45,8 @@ pub struct Unrepresentable {
     pub source: String,
     /// The mirror location.
     pub mirror: String,
+    /// The mappings it comes from (`mappings[i]` positions; empty for an `--extra-source`).
+    pub mappings: Vec<usize>,
     /// Why.
     pub reason: String,
 }
@@ -232,9 +234,14 @@ fn containerd(sets: &[MirrorSet], options: &Options) -> Rendered {
                     toml_string(&format!("{scheme}://{}/v2/{root}", mirror.host))
                 ),
                 Err(reason) => {
+                    let mappings = match &set.origin {
+                        Origin::Mappings { indexes, .. } => indexes.clone(),
+                        Origin::Extra => Vec::new(),
+                    };
                     unrepresentable.push(Unrepresentable {
                         source: set.source.clone(),
                         mirror: mirror.location.clone(),
+                        mappings,
                         reason,
                     });
                     continue;
@@ -352,6 +359,8 @@ mod tests {
             ]
         );
         assert!(rendered.unrepresentable[0].reason.contains("bitnami/redis becomes cache/redis"));
+        assert_eq!(rendered.unrepresentable[0].mappings, [1]);
+        assert_eq!(rendered.unrepresentable[4].mappings, [3, 4], "both argocd mappings");
         assert!(rendered.unrepresentable[1].reason.contains("library/nginx becomes mas-images/nginx"));
         let tags = render(&mirror_sets(&config(), &[]), Format::Containerd, &Options { tags: true, ..options() });
         assert!(tags.files[0].1.contains("capabilities = [\"pull\", \"resolve\"]"));

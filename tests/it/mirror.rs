@@ -163,7 +163,7 @@ fn containerd_refuses_changed_paths_unless_told_to_skip_them() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains(&format!(
-            "error: cannot express quay.io/argoproj/argocd -> {ECR}/mas-images/argo/argocd: the repository path changes (argoproj/argocd becomes mas-images/argo/argocd)"
+            "error: cannot express quay.io/argoproj/argocd -> {ECR}/mas-images/argo/argocd (mappings[2]): the repository path changes (argoproj/argocd becomes mas-images/argo/argocd)"
         )),
         "{stderr}"
     );
