@@ -8,8 +8,9 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::copy::{describe, ocync_with_env};
 use crate::support::moto::MotoServer;
-use crate::support::secret_api::{ApiRequest, SecretApi};
+use crate::support::secret_api::{ApiRequest, SecretApi, kubeconfig};
 use crate::support::tools::{TempConfig, free_port};
+use crate::support::{RegistryOptions, TestRegistry};
 
 const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const KUBE_TOKEN: &str = "kube-bearer-token-for-the-refresher";
@@ -211,4 +212,36 @@ fn registries_that_are_not_ecr_and_bad_secret_names_are_usage_errors() {
     let bad_name = world.run(&["--secret", "pull-secret", "--registry", ECR]);
     assert_eq!(bad_name.status.code(), Some(3), "{}", describe(&bad_name));
     assert!(world.api.requests().is_empty());
+}
+
+#[test]
+fn the_kubernetes_client_speaks_tls_with_rustls_and_verifies_the_kubeconfig_ca() {
+    // No API server runs here, but any HTTPS server shows the TLS path works: a
+    // docker-registry with a test CA's certificate answers the Secret GET with its plain-text
+    // 404, which ocync reports. Without the CA, the certificate is rejected before any request.
+    let world = World::new();
+    let ca = crate::support::tls::generate();
+    let https = TestRegistry::start(RegistryOptions { tls: Some(ca.server_pair()), ..Default::default() });
+    let server = format!("https://{}", https.host);
+    let run = |ca_file: Option<&std::path::Path>| {
+        let path = kubeconfig(world.dir.path(), &server, KUBE_TOKEN, ca_file);
+        let mut env: Vec<(&str, String)> = world.moto.env();
+        env.push(("KUBECONFIG", path.to_str().unwrap().to_string()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ocync_with_env(&["pull-secret", "--secret", "ns/pull", "--registry", ECR], &env)
+    };
+
+    let trusted = run(Some(&ca.ca_cert));
+    assert_eq!(trusted.status.code(), Some(2), "{}", describe(&trusted));
+    assert!(
+        String::from_utf8_lossy(&trusted.stderr).contains("cannot read Secret ns/pull: \"404 page not found"),
+        "the server's own 404 came back through TLS: {}",
+        describe(&trusted)
+    );
+
+    let untrusted = run(None);
+    assert_eq!(untrusted.status.code(), Some(2), "{}", describe(&untrusted));
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("cannot read Secret ns/pull") && stderr.to_lowercase().contains("certificate"), "{stderr}");
+    assert_no_secrets(&untrusted);
 }

@@ -110,14 +110,7 @@ impl SecretApi {
 
     /// Writes a kubeconfig for this API into `dir` and returns its path.
     pub fn kubeconfig(&self, dir: &Path, token: &str) -> PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: refresher\n  user:\n    token: {token}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: refresher\ncurrent-context: fake\n",
-            self.url
-        );
-        std::fs::write(&path, text).expect("write kubeconfig");
-        path
+        kubeconfig(dir, &self.url, token, None)
     }
 
     /// Stores a Secret as if someone had created it.
@@ -155,6 +148,20 @@ impl Drop for SecretApi {
             let _ = thread.join();
         }
     }
+}
+
+/// Writes `dir/kubeconfig` for the API at `server` with a bearer `token`, trusting
+/// `certificate_authority` (a PEM file) for `https://` servers; returns its path.
+pub fn kubeconfig(dir: &Path, server: &str, token: &str, certificate_authority: Option<&Path>) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    let ca =
+        certificate_authority.map(|ca| format!("    certificate-authority: {}\n", ca.display())).unwrap_or_default();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n{ca}users:\n- name: refresher\n  user:\n    token: {token}\n\
+         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: refresher\ncurrent-context: fake\n"
+    );
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
 }
 
 /// One HTTP request as read off the socket.
