@@ -79,10 +79,13 @@ fn merging_keeps_every_other_entry_byte_for_byte_and_retries_after_a_conflict() 
     let concurrent = format!(
         "{{\n  \"auths\": {{\n    \"quay.io\": {QUAY_ENTRY},\n    \"registry.redhat.io\": {REDHAT_ENTRY},\n    \"{ECR}\": {{\"auth\":\"b2xkOnRva2Vu\"}}\n  }}\n}}"
     );
-    world.api.conflict_once(BTreeMap::from([
-        (DOCKERCONFIGJSON.to_string(), concurrent.into_bytes()),
-        ("notes".to_string(), b"left alone".to_vec()),
-    ]));
+    world.api.conflicts(
+        1,
+        BTreeMap::from([
+            (DOCKERCONFIGJSON.to_string(), concurrent.into_bytes()),
+            ("notes".to_string(), b"left alone".to_vec()),
+        ]),
+    );
 
     let output = world.run(&["--secret", "openshift-config/pull-secret", "--registry", ECR]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
@@ -244,4 +247,25 @@ fn the_kubernetes_client_speaks_tls_with_rustls_and_verifies_the_kubeconfig_ca()
     let stderr = String::from_utf8_lossy(&untrusted.stderr);
     assert!(stderr.contains("cannot read Secret ns/pull") && stderr.to_lowercase().contains("certificate"), "{stderr}");
     assert_no_secrets(&untrusted);
+}
+
+#[test]
+fn a_secret_that_keeps_changing_or_is_not_a_dockerconfigjson_fails_without_writing() {
+    let world = World::new();
+    let data = BTreeMap::from([(DOCKERCONFIGJSON.to_string(), br#"{"auths":{}}"#.to_vec())]);
+    world.api.insert("ns", "busy", "kubernetes.io/dockerconfigjson", &data);
+    world.api.conflicts(10, data.clone());
+    let busy = world.run(&["--secret", "ns/busy", "--registry", ECR]);
+    assert_eq!(busy.status.code(), Some(2), "{}", describe(&busy));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("Secret ns/busy changed under every one of 5 attempts"));
+    let puts = world.api.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 5, "bounded retries");
+
+    world.api.insert("ns", "opaque", "Opaque", &BTreeMap::from([("token".to_string(), b"keep".to_vec())]));
+    let opaque = world.run(&["--secret", "ns/opaque", "--registry", ECR]);
+    assert_eq!(opaque.status.code(), Some(2), "{}", describe(&opaque));
+    let stderr = String::from_utf8_lossy(&opaque.stderr);
+    assert!(stderr.contains("Secret ns/opaque cannot be merged: its type is \"Opaque\""), "{stderr}");
+    assert_eq!(world.api.data("ns", "opaque", "token").unwrap(), b"keep");
+    assert_no_secrets(&opaque);
 }

@@ -10,7 +10,7 @@
 //!   stale `resourceVersion`.
 //!
 //! Every request must carry `Authorization: Bearer <token>` (else 401). A test can make the
-//! next write meet a concurrent writer ([`SecretApi::conflict_once`]): the stored Secret is
+//! next writes meet a concurrent writer ([`SecretApi::conflicts`]): the stored Secret is
 //! changed and the write answered 409, as a real API server would.
 //!
 //! Like the token server it runs on a plain OS thread with a blocking listener, so a test's
@@ -44,8 +44,9 @@ pub struct ApiRequest {
 struct State {
     secrets: BTreeMap<(String, String), Value>,
     version: u64,
-    /// `data` a concurrent writer puts in place at the next write, which then gets 409.
-    concurrent: Option<BTreeMap<String, Vec<u8>>>,
+    /// `data` a concurrent writer puts in place before each of the next writes, which then
+    /// get 409, and how many writes are left to spoil.
+    concurrent: Option<(BTreeMap<String, Vec<u8>>, usize)>,
     log: Vec<ApiRequest>,
 }
 
@@ -130,9 +131,9 @@ impl SecretApi {
         STANDARD.decode(secret["data"][key].as_str()?).ok()
     }
 
-    /// The next write (PUT or PATCH) meets a concurrent writer that sets `data` first.
-    pub fn conflict_once(&self, data: BTreeMap<String, Vec<u8>>) {
-        self.state.lock().unwrap().concurrent = Some(data);
+    /// The next `times` writes (PUT or PATCH) each meet a concurrent writer that sets `data` first.
+    pub fn conflicts(&self, times: usize, data: BTreeMap<String, Vec<u8>>) {
+        self.state.lock().unwrap().concurrent = Some((data, times));
     }
 
     /// Requests answered so far.
@@ -259,9 +260,12 @@ fn answer(state: &mut State, method: &str, path: &str, body: &[u8]) -> (u16, Val
             let Some(current) = state.secrets.get(&key(name)).cloned() else {
                 return status(404, "NotFound", &format!("secrets \"{name}\" not found"));
             };
-            if let Some(data) = state.concurrent.take() {
+            if let Some((data, left)) = state.concurrent.take() {
                 let mut changed = current;
                 changed["data"] = encode_data(&data);
+                if left > 1 {
+                    state.concurrent = Some((data, left - 1));
+                }
                 state.store(namespace, changed);
                 return status(
                     409,
