@@ -110,9 +110,7 @@ async fn open_ecr(
     entry: Option<&RegistryConfig>,
     profile: Option<&str>,
 ) -> Result<HttpRegistry, Error> {
-    let host = settings.name.split(':').next().unwrap_or(&settings.name).to_string();
-    let ecr_host = EcrHost::parse(&host);
-    let sdk = crate::aws::sdk_config(ecr_host.as_ref().map(|h| h.region.as_str()), profile).await;
+    let (sdk, ecr_host) = ecr_sdk_config(&settings.name, profile).await;
     settings.credentials = CredentialSource::provided(EcrTokenProvider::new(&sdk));
     if let Some(ecr_host) = &ecr_host
         && !ecr_host.fips
@@ -123,6 +121,15 @@ async fn open_ecr(
     let create = entry.and_then(|e| e.create_repositories.clone());
     let control = EcrControl::new(&sdk, ecr_host.map(|h| h.account), create);
     Ok(HttpRegistry::new(settings)?.with_ecr_control(control))
+}
+
+/// The AWS SDK config for the ECR registry `host` (`host[:port]`): the region from the host
+/// name, else the SDK's chain; the named profile when given. Shared by registry clients and
+/// `ocync pull-secret`, so both get tokens the same way.
+pub async fn ecr_sdk_config(host: &str, profile: Option<&str>) -> (aws_config::SdkConfig, Option<EcrHost>) {
+    let ecr_host = EcrHost::parse(host.split(':').next().unwrap_or(host));
+    let sdk = crate::aws::sdk_config(ecr_host.as_ref().map(|h| h.region.as_str()), profile).await;
+    (sdk, ecr_host)
 }
 
 /// `AWS_USE_FIPS_ENDPOINT=true`, as the AWS SDKs read it.

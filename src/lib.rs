@@ -11,6 +11,8 @@
 //! - [`cancel`]: the cancellation flag (signals, deadlines).
 //! - [`watch`]: watch mode: the sync loop, health and metrics endpoints.
 //! - [`lambda`]: the Lambda handler (schedule fan-out, SQS workers).
+//! - [`mirror`]: mirror configuration for clusters and hosts that pull from the mirror (pure).
+//! - [`pull_secret`]: ECR tokens into a Kubernetes pull secret, merged byte for byte.
 //! - [`cli`]: the command-line surface; `bin/ocync.rs` only calls [`cli::run`].
 //!
 //! Runtime model: everything is async on one multi-threaded tokio runtime built by the binary.
@@ -26,8 +28,10 @@ pub mod connect;
 pub mod engine;
 pub mod filter;
 pub mod lambda;
+pub mod mirror;
 pub mod oci;
 pub mod plan;
+pub mod pull_secret;
 pub mod registry;
 pub mod sync;
 pub mod testdata;

@@ -60,6 +60,8 @@ pub struct ImagePlan {
 pub struct TargetPlan {
     /// Target registry name.
     pub registry: String,
+    /// The repository written there (the mapping's `to`, under the registry's `prefix`).
+    pub repository: String,
     /// What the target has under the tag: `Some(None)` nothing, `None` unknown (its HEAD failed;
     /// the copy will ask again).
     pub current: Option<Option<Digest>>,
@@ -100,11 +102,12 @@ pub fn select_tags(mapping: &Mapping, listed: &[String]) -> Result<Selection, St
     Ok(selection)
 }
 
-/// Decides per target: copy unless the target's digest equals the source's.
+/// Decides per target — `(registry, repository, what it has under the tag)` — copy unless the
+/// target's digest equals the source's.
 pub fn plan_image(
     tag: &str,
     source: Result<Option<Digest>, String>,
-    targets: Vec<(String, Option<Option<Digest>>)>,
+    targets: Vec<(String, String, Option<Option<Digest>>)>,
 ) -> ImagePlan {
     let (digest, error) = match source {
         Ok(Some(digest)) => (Some(digest), None),
@@ -113,10 +116,10 @@ pub fn plan_image(
     };
     let targets = targets
         .into_iter()
-        .map(|(registry, current)| {
+        .map(|(registry, repository, current)| {
             let up_to_date = digest.is_some() && current.as_ref().is_some_and(|c| c.as_ref() == digest.as_ref());
             let action = if up_to_date { Action::UpToDate } else { Action::Copy };
-            TargetPlan { registry, current, action }
+            TargetPlan { registry, repository, current, action }
         })
         .collect();
     ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None }
@@ -158,7 +161,8 @@ mod tests {
     }
 
     fn mapping(tags: TagFilter) -> Mapping {
-        Mapping { index: 0, source: "src".into(), from: "a".into(), to: "b".into(), targets: vec!["t".into()], tags }
+        let (source, from, to, targets) = ("src".into(), "a".into(), "b".into(), vec!["t".into()]);
+        Mapping { index: 0, source, from, to, targets, prefixed: Default::default(), tags }
     }
 
     #[test]
@@ -167,10 +171,10 @@ mod tests {
             "v1",
             Ok(Some(digest('a'))),
             vec![
-                ("same".into(), Some(Some(digest('a')))),
-                ("old".into(), Some(Some(digest('b')))),
-                ("empty".into(), Some(None)),
-                ("unknown".into(), None),
+                ("same".into(), "b".into(), Some(Some(digest('a')))),
+                ("old".into(), "b".into(), Some(Some(digest('b')))),
+                ("empty".into(), "b".into(), Some(None)),
+                ("unknown".into(), "b".into(), None),
             ],
         );
         let actions: Vec<Action> = plan.targets.iter().map(|t| t.action).collect();
@@ -180,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_vanished_or_unreadable_source_tag_is_an_image_error() {
-        let vanished = plan_image("v1", Ok(None), vec![("t".into(), Some(None))]);
+        let vanished = plan_image("v1", Ok(None), vec![("t".into(), "b".into(), Some(None))]);
         assert_eq!(vanished.error.as_deref(), Some("tag v1 disappeared from the source"));
         assert!(!vanished.needs_copy());
         let failed = plan_image("v1", Err("401".into()), vec![]);
@@ -200,7 +204,7 @@ mod tests {
         let filter = TagFilter { globs: vec!["v*".into()], ..Default::default() };
         let listed: Vec<String> = ["v1", "dev"].iter().map(|s| s.to_string()).collect();
         let selection = select_tags(&mapping(filter), &listed).unwrap();
-        let image = plan_image("v1", Ok(Some(digest('a'))), vec![("t".into(), Some(None))]);
+        let image = plan_image("v1", Ok(Some(digest('a'))), vec![("t".into(), "b".into(), Some(None))]);
         let plan = mapping_plan(&mapping(TagFilter::default()), selection, vec![image]);
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["kept"], serde_json::json!(["v1"]));

@@ -64,7 +64,10 @@ async fn check(config: &Config, name: &str) -> Check {
     let target_of = config.mappings.iter().find(|m| m.targets.iter().any(|t| t == name));
     let source_of = config.mappings.iter().find(|m| m.source == name);
     let (access, repository, push) = match (target_of, source_of) {
-        (Some(mapping), _) => (format!("push {}", mapping.to), Some(mapping.to.clone()), true),
+        (Some(mapping), _) => {
+            let repository = mapping.repository_at(name);
+            (format!("push {repository}"), Some(repository.to_string()), true)
+        }
         (None, Some(mapping)) => (format!("pull {}", mapping.from), Some(mapping.from.clone()), false),
         (None, None) => ("ping".to_string(), None, false),
     };

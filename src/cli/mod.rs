@@ -4,7 +4,9 @@
 mod auth;
 mod config_cmds;
 mod copy;
+mod mirror_config;
 mod progress;
+mod pull_secret;
 mod sync;
 mod watch;
 
@@ -76,6 +78,11 @@ enum Command {
     Tags(config_cmds::TagsArgs),
     /// Check credentials: `ocync auth check --config FILE`.
     Auth(auth::AuthArgs),
+    /// Generate mirror configuration for clients: OpenShift IDMS/ITMS, registries.conf.d,
+    /// containerd hosts.toml, chart values.
+    MirrorConfig(mirror_config::MirrorConfigArgs),
+    /// Write fresh ECR tokens into a Kubernetes pull secret (create or merge).
+    PullSecret(pull_secret::PullSecretArgs),
     /// Print the version.
     Version,
 }
@@ -111,6 +118,8 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Expand(args) => config_cmds::expand(args).into(),
         Command::Tags(args) => config_cmds::tags(args).await.into(),
         Command::Auth(args) => auth::run(args).await.into(),
+        Command::MirrorConfig(args) => mirror_config::run(args).await.into(),
+        Command::PullSecret(args) => pull_secret::run(args).await.into(),
         Command::Version => {
             println!("ocync {}", env!("CARGO_PKG_VERSION"));
             Exit::Success.into()
@@ -145,11 +154,16 @@ pub(crate) async fn load_config(location: &str) -> Result<std::sync::Arc<crate::
     })
 }
 
+/// `-vv`: everything at trace level except the AWS SDK's orchestrator, which logs response
+/// bodies there (credentials and ECR tokens among them).
+pub const TRACE_EVERYTHING_BUT_BODIES: &str = "trace,aws_smithy_runtime=debug";
+
 fn init_logging(format: LogFormat, verbose: u8) {
     let default = match verbose {
         0 => "ocync=info,warn",
         1 => "ocync=debug,info",
-        _ => "trace",
+        // The AWS SDK traces response bodies, and GetAuthorizationToken's body is a token.
+        _ => TRACE_EVERYTHING_BUT_BODIES,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -111,7 +111,7 @@ fn render_plan(plan: &Plan) -> String {
             }
             let (to_copy, up_to_date): (Vec<_>, Vec<_>) = image.targets.iter().partition(|t| t.action == Action::Copy);
             let names = |targets: &[&crate::plan::TargetPlan]| {
-                targets.iter().map(|t| t.registry.as_str()).collect::<Vec<_>>().join(", ")
+                targets.iter().map(|t| format!("{} ({})", t.registry, t.repository)).collect::<Vec<_>>().join(", ")
             };
             if !to_copy.is_empty() {
                 copies += to_copy.len();

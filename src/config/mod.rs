@@ -90,6 +90,18 @@ pub struct RegistryConfig {
     pub upload: UploadMode,
     /// ECR: create missing repositories, with these settings.
     pub create_repositories: Option<crate::registry::ecr::CreateRepositories>,
+    /// As a target, the repository path every mapping's `to` lands under (`mas-images`).
+    pub prefix: Option<String>,
+}
+
+impl RegistryConfig {
+    /// Where a mapping's `to` lands at this registry: `<prefix>/<to>`, or `to` without a prefix.
+    pub fn target_repository(&self, to: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix}/{to}"),
+            None => to.to_string(),
+        }
+    }
 }
 
 /// Settings that apply to the whole run.
@@ -240,6 +252,11 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
     if entry.max_concurrent == Some(0) {
         problems.push(problem(&path("max_concurrent"), "must be at least 1"));
     }
+    if let Some(prefix) = &entry.prefix
+        && let Err(reason) = crate::oci::validate_repository(prefix)
+    {
+        problems.push(problem(&path("prefix"), &format!("{prefix:?} is not a repository path: it {reason}")));
+    }
     (problems.len() == before).then(|| RegistryConfig {
         name: name.to_string(),
         host: host.to_string(),
@@ -255,6 +272,7 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
             immutable_tags: entry.image_tag_mutability == Some(TagMutability::Immutable),
             scan_on_push: entry.scan_on_push.unwrap_or(false),
         }),
+        prefix: entry.prefix.clone(),
     })
 }
 

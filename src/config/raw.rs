@@ -85,6 +85,8 @@ pub struct RawRegistry {
     pub image_tag_mutability: Option<TagMutability>,
     /// ECR only, with `create_repositories`: scan images on push.
     pub scan_on_push: Option<bool>,
+    /// As a target: every mapping's `to` lands under `<prefix>/<to>` at this registry.
+    pub prefix: Option<String>,
 }
 
 /// Tag mutability of repositories ocync creates.

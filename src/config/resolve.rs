@@ -23,6 +23,9 @@ pub struct Mapping {
     pub to: String,
     /// Target registry names, without repeats, in the order given.
     pub targets: Vec<String>,
+    /// The repository at each target whose registry has a `prefix` (`<prefix>/<to>`); other
+    /// targets receive `to` itself. Use [`Mapping::repository_at`].
+    pub prefixed: BTreeMap<String, String>,
     /// The merged tag filter.
     pub tags: TagFilter,
 }
@@ -31,6 +34,12 @@ impl Mapping {
     /// `from -> to`, the mapping's identity in reports and messages.
     pub fn key(&self) -> String {
         format!("{} -> {}", self.from, self.to)
+    }
+
+    /// The repository this mapping writes at target registry `target`: `to`, under the
+    /// registry's `prefix` if it has one.
+    pub fn repository_at(&self, target: &str) -> &str {
+        self.prefixed.get(target).map_or(&self.to, String::as_str)
     }
 }
 
@@ -105,8 +114,20 @@ pub(super) fn resolve(
                 expand_targets(targets, raw, &reported_at, problems, &unknown_registry)
             }
         };
-        if targets.contains(&source) && entry.from == to {
-            problem(problems, path("targets"), format!("`{source}` is both source and target of {to}"));
+        let prefixed: BTreeMap<String, String> = targets
+            .iter()
+            .filter_map(|name| registries.get(name))
+            .filter(|registry| registry.prefix.is_some())
+            .map(|registry| (registry.name.clone(), registry.target_repository(&to)))
+            .collect();
+        for (target, repository) in prefixed.iter().filter(|_| validate_repository(&to).is_ok()) {
+            if let Err(reason) = validate_repository(repository) {
+                problem(problems, path("to"), format!("repository {repository:?} at `{target}` {reason}"));
+            }
+        }
+        let at_source = prefixed.get(&source).unwrap_or(&to);
+        if targets.contains(&source) && entry.from == *at_source {
+            problem(problems, path("targets"), format!("`{source}` is both source and target of {at_source}"));
         }
         let tags = merge_tags(&default_tags, entry.tags.as_ref());
         if entry.tags.is_some()
@@ -115,7 +136,8 @@ pub(super) fn resolve(
             problem(problems, path(&format!("tags.{}", error.field)), error.message);
         }
         if problems.len() == before {
-            mappings.push(Mapping { index, source, from: entry.from.clone(), to, targets, tags: to_filter(&tags) });
+            let (from, tags) = (entry.from.clone(), to_filter(&tags));
+            mappings.push(Mapping { index, source, from, to, targets, prefixed, tags });
         }
     }
     mappings
@@ -282,6 +304,60 @@ mod tests {
     fn a_wrongly_typed_value_is_reported_with_path_and_line() {
         let found = problems("mappings:\n  - from: c\n    source: src\n    targets: ecr\n    tags: { latest: many }\n");
         assert!(found[0].starts_with("mappings[0].tags.latest (line 9): invalid type"), "{found:?}");
+    }
+
+    #[test]
+    fn a_target_prefix_puts_every_mapping_under_it_at_that_registry_only() {
+        let config = Config::parse(
+            &format!(
+                "{}  mas: {{ url: registry.corp, prefix: mas-images/250731 }}\ndefaults:\n  source: src\n  targets: [ecr, mas]\nmappings:\n  - from: chainguard/nginx\n    to: nginx\n  - from: chainguard/static\n",
+                REGISTRIES.replace("amazonaws.com }", "amazonaws.com, prefix: mirror }")
+            ),
+            "test.yaml",
+            |_| None,
+        )
+        .unwrap();
+        let (nginx, static_) = (&config.mappings[0], &config.mappings[1]);
+        assert_eq!(nginx.repository_at("ecr"), "mirror/nginx");
+        assert_eq!(nginx.repository_at("mas"), "mas-images/250731/nginx");
+        assert_eq!(static_.repository_at("mas"), "mas-images/250731/chainguard/static");
+        assert_eq!(nginx.to, "nginx", "`to` itself is unchanged");
+        assert_eq!(nginx.key(), "chainguard/nginx -> nginx");
+    }
+
+    #[test]
+    fn an_invalid_prefix_is_reported_with_its_path() {
+        let found = problems(
+            "  bad: { url: bad.io, prefix: Mirror/ }\n  slash: { url: slash.io, prefix: /mirror }\n  long: { url: long.io, prefix: x }\n",
+        );
+        let expected = [
+            "registries.bad.prefix: \"Mirror/\" is not a repository path: it must be lowercase",
+            "registries.slash.prefix: \"/mirror\" is not a repository path: it has an empty path component",
+        ];
+        for want in expected {
+            assert!(found.iter().any(|p| p.starts_with(want)), "missing {want:?} in {found:#?}");
+        }
+        assert_eq!(found.len(), 2, "{found:#?}");
+    }
+
+    #[test]
+    fn a_prefix_that_makes_the_repository_too_long_is_reported_at_the_mapping() {
+        let long = "a".repeat(250);
+        let found = problems(&format!(
+            "  long: {{ url: long.io, prefix: {long} }}\nmappings:\n  - from: nginx\n    source: src\n    targets: long\n"
+        ));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("mappings[0].to: repository \"aaaa"), "{found:#?}");
+        assert!(found[0].ends_with("at `long` is longer than 255 characters"), "{found:#?}");
+    }
+
+    #[test]
+    fn a_prefix_on_the_source_registry_makes_a_self_mapping_legal() {
+        let config = parse(
+            "  self: { url: self.io, prefix: copy }\nmappings:\n  - from: app\n    source: self\n    targets: self\n",
+        )
+        .unwrap();
+        assert_eq!(config.mappings[0].repository_at("self"), "copy/app");
     }
 
     #[test]

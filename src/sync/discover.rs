@@ -35,11 +35,12 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
             .map(|head| head.map(|h| h.digest))
             .map_err(|e| e.to_string());
         let targets = futures_util::future::join_all(mapping.targets.iter().map(|name| async move {
+            let repository = mapping.repository_at(name);
             let current = match clients.get(name) {
-                Ok(target) => target.head_manifest(&mapping.to, tag).await.ok().map(|head| head.map(|h| h.digest)),
+                Ok(target) => target.head_manifest(repository, tag).await.ok().map(|head| head.map(|h| h.digest)),
                 Err(_) => None,
             };
-            (name.clone(), current)
+            (name.clone(), repository.to_string(), current)
         }))
         .await;
         let mut image = plan::plan_image(tag, source_digest, targets);

@@ -100,8 +100,7 @@ pub async fn execute<R: Registry>(
         .collect()
         .await;
 
-    let mut reports: Vec<MappingReport> =
-        plan.mappings.iter().map(|p| planned_report(p, &by_index[&p.index].to, clients)).collect();
+    let mut reports: Vec<MappingReport> = plan.mappings.iter().map(|p| planned_report(p, clients)).collect();
     for (index, image) in copied {
         let report = reports.iter_mut().find(|r| r.index == index).expect("every job comes from a planned mapping");
         for target in image.targets {
@@ -132,7 +131,7 @@ async fn copy_image<R: Registry>(
         .filter_map(|t| clients.get(&t.registry).ok().map(|registry| (registry, t)))
         .map(|(registry, t)| Target {
             registry,
-            repository: &mapping.to,
+            repository: &t.repository,
             reference: image.tag.clone(),
             current: t.current.clone(),
         })
@@ -163,7 +162,7 @@ async fn copy_image<R: Registry>(
 
 /// The report entries a plan already decides: up-to-date targets, failed images, and the
 /// mapping's own error.
-fn planned_report<R: Registry>(plan: &MappingPlan, to: &str, clients: &Clients<R>) -> MappingReport {
+fn planned_report<R: Registry>(plan: &MappingPlan, clients: &Clients<R>) -> MappingReport {
     // Labels use the registry's host, as the engine's do, falling back to the config name.
     let host = |name: &str| clients.get(name).map_or_else(|_| name.to_string(), |r| r.name().to_string());
     let mut images = Vec::new();
@@ -171,7 +170,7 @@ fn planned_report<R: Registry>(plan: &MappingPlan, to: &str, clients: &Clients<R
         for target in &image.targets {
             let entry = |outcome| ImageResult {
                 source: format!("{}/{}:{}", host(&plan.source), plan.from, image.tag),
-                target: format!("{}/{to}:{}", host(&target.registry), image.tag),
+                target: format!("{}/{}:{}", host(&target.registry), target.repository, image.tag),
                 digest: image.digest.clone(),
                 outcome,
                 stats: StatsSnapshot::default(),

@@ -116,6 +116,26 @@ async fn a_warm_run_lists_tags_and_sends_heads_only() {
 }
 
 #[tokio::test]
+async fn a_prefixed_target_gets_every_mapping_under_its_prefix_and_a_warm_run_heads_there() {
+    let yaml = TWO_TARGETS.replace("a: { url: a.test }", "a: { url: a.test, prefix: mas-images }");
+    let world = World::new(&yaml, &["src", "a", "b"]);
+    let image = testdata::index(1, &[(0, 1000)], &PLATFORMS, false);
+    world.registry("src").insert("team/api", "v1", &image);
+
+    let report = world.sync().await;
+    assert_eq!(report.totals.synced, 2, "{}", report.summary());
+    assert_eq!(world.registry("a").tags("mas-images/mirror/api")["v1"], *image.digest());
+    assert!(world.registry("a").tags("mirror/api").is_empty(), "nothing outside the prefix");
+    assert_eq!(world.registry("b").tags("mirror/api")["v1"], *image.digest());
+
+    world.reset_counts();
+    let warm = world.sync().await;
+    assert_eq!(warm.totals.skipped, 2, "the prefixed repository is where the HEAD looks");
+    let targets: Vec<&str> = warm.mappings[0].images.iter().map(|i| i.target.as_str()).collect();
+    assert_eq!(targets, ["a/mas-images/mirror/api:v1", "b/mirror/api:v1"]);
+}
+
+#[tokio::test]
 async fn a_changed_tag_is_the_only_thing_copied() {
     let (world, images) = seeded_two_targets();
     world.sync().await;

@@ -21,8 +21,15 @@ const INSTALL_HINT: &str =
 /// kubernetes-validate ships schemas for.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
 
-/// Kinds without a schema in kubernetes-validate (CRDs); checked field by field instead.
-const CUSTOM_KINDS: [&str; 1] = ["ServiceMonitor"];
+/// Kinds without a schema in kubernetes-validate (CRDs); checked field by field instead (the
+/// OpenShift mirror sets in `mirror_sets_render_exactly_what_mirror_config_generates`).
+const CUSTOM_KINDS: [&str; 3] = ["ServiceMonitor", "ImageDigestMirrorSet", "ImageTagMirrorSet"];
+
+/// `--set-json` values that switch on the refresher and the mirror sets.
+const REFRESHER_AND_MIRROR_SETS: [&str; 2] = [
+    r#"pullSecretRefresher={"enabled":true,"awsCredentialsSecret":"aws-keys"}"#,
+    r#"mirrorSets={"enabled":true,"neverContactSource":true,"digest":[{"source":"quay.io/argoproj/argocd","mirrors":["123456789012.dkr.ecr.us-east-1.amazonaws.com/argo/argocd"]}],"tag":[{"source":"quay.io/argoproj/argocd","mirrors":["123456789012.dkr.ecr.us-east-1.amazonaws.com/argo/argocd"]}]}"#,
+];
 
 /// `--set-json` values that switch on every optional object, so validation covers them too.
 const EVERYTHING_ON: &str = r#"metrics={"service":{"enabled":true},"serviceMonitor":{"enabled":true}}"#;
@@ -571,6 +578,16 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
         renders.push((format!("mode-{mode}"), text));
     }
     renders.push(("config-uri".into(), render_text(&[], &[r#"configUri="s3://b/k.yaml""#])));
+    let refresher =
+        [
+            &[
+                SOME_CONFIG,
+                r#"workloadIdentity={"provider":"aws","aws":{"roleArn":"arn:aws:iam::123456789012:role/r"}}"#,
+            ][..],
+            &REFRESHER_AND_MIRROR_SETS,
+        ]
+        .concat();
+    renders.push(("pull-secret-refresher".into(), render_text(&[], &refresher)));
 
     let mut files = Vec::new();
     let mut expected = Vec::new();
@@ -667,6 +684,14 @@ fn schema_rejects_values_that_cannot_work() {
         (r#"configUri="https://example.com/ocync.yaml""#, "/configUri"),
         (r#"serviceAccount={"annotations":{"a":1}}"#, "/serviceAccount/annotations/a"),
         (r#"env=[{"value":"x"}]"#, "/env/0"),
+        (
+            r#"pullSecretRefresher={"secret":{"namespace":"Openshift-Config","name":"p"}}"#,
+            "/pullSecretRefresher/secret/namespace",
+        ),
+        (r#"pullSecretRefresher={"registries":["https://x.io"]}"#, "/pullSecretRefresher/registries/0"),
+        (r#"pullSecretRefresher={"resync":true}"#, "resync"),
+        (r#"mirrorSets={"digest":[{"source":"quay.io/a"}]}"#, "/mirrorSets/digest/0"),
+        (r#"mirrorSets={"tag":[{"source":"quay.io/a","mirrors":["x.io/a:v1"]}]}"#, "/mirrorSets/tag/0/mirrors/0"),
     ];
     for (values, path) in cases {
         let error = render_error(&[SOME_CONFIG, values]);
@@ -767,4 +792,208 @@ fn readme_and_schema_cover_every_value() {
     let in_schema: BTreeSet<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
     let top: BTreeSet<String> = paths.iter().filter(|p| !p.contains('.')).cloned().collect();
     assert_eq!(in_schema, top, "values.schema.json properties vs values.yaml keys");
+}
+
+/// The objects of one component (`pull-secret-refresher`) among the rendered ones.
+fn refresher_objects(objects: &[Value]) -> Vec<&Value> {
+    objects
+        .iter()
+        .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/component"].as_str() == Some("pull-secret-refresher"))
+        .collect()
+}
+
+fn refresher<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> =
+        refresher_objects(objects).into_iter().filter(|o| o["kind"].as_str() == Some(kind)).collect();
+    assert_eq!(found.len(), 1, "one refresher {kind}");
+    found[0]
+}
+
+fn refresher_args(objects: &[Value]) -> Vec<&str> {
+    let container = &refresher(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    container["args"].as_sequence().expect("args").iter().map(|a| a.as_str().expect("string arg")).collect()
+}
+
+#[test]
+fn the_refresher_and_mirror_sets_are_off_by_default() {
+    let objects = render_with(&[SOME_CONFIG]);
+    assert!(refresher_objects(&objects).is_empty());
+    let found = kinds(&objects);
+    for kind in ["CronJob", "Role", "RoleBinding", "ImageDigestMirrorSet", "ImageTagMirrorSet"] {
+        assert!(!found.contains(kind), "{kind} rendered by default");
+    }
+}
+
+#[test]
+fn the_refresher_runs_pull_secret_on_a_schedule_with_rbac_on_that_one_secret_only() {
+    let objects = render_with(&[SOME_CONFIG, REFRESHER_AND_MIRROR_SETS[0]]);
+    let kinds: BTreeSet<&str> = refresher_objects(&objects).iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["CronJob", "Role", "RoleBinding", "ServiceAccount"].into());
+
+    let account = refresher(&objects, "ServiceAccount");
+    assert_eq!(account["metadata"]["name"].as_str(), Some("ocync-pull-secret"));
+    assert_eq!(account["automountServiceAccountToken"].as_bool(), Some(true), "it calls the API");
+
+    let role = refresher(&objects, "Role");
+    assert_eq!(role["metadata"]["namespace"].as_str(), Some("openshift-config"), "the Secret's namespace");
+    let rules: serde_json::Value = serde_norway::from_value(role["rules"].clone()).unwrap();
+    assert_eq!(
+        rules,
+        serde_json::json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pull-secret"], "verbs": ["get", "update", "patch"]}]),
+        "that one Secret, nothing else (create cannot be limited by name, so it is not granted)"
+    );
+    let binding = refresher(&objects, "RoleBinding");
+    assert_eq!(binding["metadata"]["namespace"].as_str(), Some("openshift-config"));
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["roleRef"]["kind"].as_str(), Some("Role"));
+    let subjects: serde_json::Value = serde_norway::from_value(binding["subjects"].clone()).unwrap();
+    assert_eq!(
+        subjects,
+        serde_json::json!([{"kind": "ServiceAccount", "name": "ocync-pull-secret", "namespace": "mirror"}])
+    );
+    for object in &objects {
+        if matches!(object["kind"].as_str(), Some("ClusterRole" | "ClusterRoleBinding")) {
+            panic!("no cluster-wide RBAC: {object:?}");
+        }
+    }
+
+    let cronjob = refresher(&objects, "CronJob");
+    assert_eq!(cronjob["spec"]["schedule"].as_str(), Some("0 */6 * * *"));
+    assert_eq!(cronjob["spec"]["concurrencyPolicy"].as_str(), Some("Forbid"));
+    let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"];
+    assert_eq!(pod["spec"]["serviceAccountName"].as_str(), Some("ocync-pull-secret"));
+    assert_eq!(
+        refresher_args(&objects),
+        [
+            "pull-secret",
+            "--secret",
+            "openshift-config/pull-secret",
+            "--config",
+            "/etc/ocync/ocync.yaml",
+            "--log-format",
+            "text"
+        ]
+    );
+    let env: serde_json::Value = serde_norway::from_value(pod["spec"]["containers"][0]["env"].clone()).unwrap();
+    assert_eq!(
+        env,
+        serde_json::json!([
+            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "aws-keys", "key": "AWS_ACCESS_KEY_ID"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "aws-keys", "key": "AWS_SECRET_ACCESS_KEY"}}},
+        ])
+    );
+    // The watch Deployment's selector must not pick up the refresher's pods.
+    let selector = &object(&objects, "Deployment")["spec"]["selector"]["matchLabels"];
+    let labels = pod["metadata"]["labels"].as_mapping().unwrap();
+    let matches = selector.as_mapping().unwrap().iter().all(|(key, value)| labels.get(key) == Some(value));
+    assert!(!matches, "Deployment selector {selector:?} matches refresher pod labels {labels:?}");
+
+    let mut command_line = refresher_args(&objects);
+    command_line.push("--help");
+    let output = run(Path::new(env!("CARGO_BIN_EXE_ocync")), &command_line);
+    assert!(output.success, "ocync rejects the refresher's arguments {command_line:?}:\n{}", output.stderr);
+}
+
+#[test]
+fn the_refresher_names_its_registries_and_takes_the_irsa_role() {
+    let objects = render_with(&[
+        SOME_CONFIG,
+        r#"pullSecretRefresher={"enabled":true,"schedule":"15 */4 * * *","secret":{"namespace":"apps","name":"ecr-pull"},"registries":["123456789012.dkr.ecr.us-east-1.amazonaws.com","210987654321.dkr.ecr-fips.us-gov-west-1.amazonaws.com"]}"#,
+        r#"workloadIdentity={"provider":"aws","aws":{"roleArn":"arn:aws:iam::123456789012:role/refresher"}}"#,
+    ]);
+    assert_eq!(
+        refresher_args(&objects),
+        [
+            "pull-secret",
+            "--secret",
+            "apps/ecr-pull",
+            "--registry",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "--registry",
+            "210987654321.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+            "--log-format",
+            "text"
+        ],
+        "named registries: no config needed"
+    );
+    let cronjob = refresher(&objects, "CronJob");
+    assert_eq!(cronjob["spec"]["schedule"].as_str(), Some("15 */4 * * *"));
+    let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert!(pod["volumes"].is_null() && pod["containers"][0]["env"].is_null());
+    let account = refresher(&objects, "ServiceAccount");
+    assert_eq!(
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str(),
+        Some("arn:aws:iam::123456789012:role/refresher")
+    );
+    assert_eq!(refresher(&objects, "Role")["rules"][0]["resourceNames"][0].as_str(), Some("ecr-pull"));
+    assert_eq!(refresher(&objects, "Role")["metadata"]["namespace"].as_str(), Some("apps"));
+}
+
+#[test]
+fn mirror_sets_render_exactly_what_mirror_config_generates() {
+    // A config with several sources (one Docker Hub), targets and a prefix; the chart renders
+    // the helm-values output, and the result must equal `mirror-config --format idms/itms`.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("ocync.yaml");
+    std::fs::write(
+        &config,
+        "registries:\n  hub: { url: docker.io }\n  quay: { url: quay.io }\n  ecr: { url: 123456789012.dkr.ecr.us-east-1.amazonaws.com, prefix: mas-images }\n  gar: { url: us-docker.pkg.dev }\n\
+         defaults: { targets: [ecr, gar] }\nmappings:\n  - { from: nginx, source: hub }\n  - { from: argoproj/argocd, source: quay, to: argo/argocd }\n",
+    )
+    .expect("write config");
+    let ocync = Path::new(env!("CARGO_BIN_EXE_ocync"));
+    let generate = |format: &str| {
+        let config = config.to_str().expect("UTF-8");
+        let out = dir.path().to_str().expect("UTF-8");
+        let args = [
+            "mirror-config",
+            "--config",
+            config,
+            "--format",
+            format,
+            "--never-contact-source",
+            "--name",
+            "mas",
+            "--out",
+            out,
+        ];
+        let output = run(ocync, &[&args[..], if format == "helm-values" { &["--tags"][..] } else { &[] }].concat());
+        assert!(output.success, "mirror-config --format {format}: {}", output.stderr);
+    };
+    for format in ["helm-values", "idms", "itms"] {
+        generate(format);
+    }
+    let values = dir.path().join("mas-values.yaml");
+    let objects = render(&[values], &[SOME_CONFIG]);
+    for (kind, file, list) in [
+        ("ImageDigestMirrorSet", "mas-idms.yaml", "imageDigestMirrors"),
+        ("ImageTagMirrorSet", "mas-itms.yaml", "imageTagMirrors"),
+    ] {
+        let rendered = object(&objects, kind);
+        let generated: Value =
+            serde_norway::from_str(&std::fs::read_to_string(dir.path().join(file)).unwrap()).unwrap();
+        assert_eq!(rendered["apiVersion"].as_str(), Some("config.openshift.io/v1"));
+        assert_eq!(rendered["kind"], generated["kind"]);
+        assert_eq!(rendered["metadata"]["name"].as_str(), Some("mas"));
+        assert!(rendered["metadata"]["namespace"].is_null(), "{kind} is cluster-scoped");
+        assert_eq!(rendered["spec"], generated["spec"], "{kind}: chart and mirror-config agree");
+        // Structurally what OpenShift's CRD requires (kubernetes-validate has no schema for it).
+        let entries = rendered["spec"][list].as_sequence().expect("entries");
+        assert_eq!(entries.len(), 2);
+        for entry in entries {
+            let fields: BTreeSet<&str> = entry.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
+            assert_eq!(fields, ["mirrorSourcePolicy", "mirrors", "source"].into());
+            assert_eq!(entry["mirrorSourcePolicy"].as_str(), Some("NeverContactSource"));
+            let mirrors = entry["mirrors"].as_sequence().expect("mirrors");
+            assert!(!mirrors.is_empty() && mirrors.iter().all(|m| !m.as_str().unwrap().contains(['@', ':'])));
+        }
+        assert_eq!(entries[0]["source"].as_str(), Some("docker.io/library/nginx"));
+        assert_eq!(
+            entries[0]["mirrors"],
+            serde_norway::from_str::<Value>(
+                "[123456789012.dkr.ecr.us-east-1.amazonaws.com/mas-images/nginx, us-docker.pkg.dev/nginx]"
+            )
+            .unwrap()
+        );
+    }
 }

@@ -13,6 +13,8 @@ mod gar;
 mod harness;
 mod image;
 mod lambda;
+mod mirror;
+mod pull_secret;
 mod sync;
 mod template;
 mod watch;

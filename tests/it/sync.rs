@@ -153,6 +153,45 @@ async fn plan_shows_kept_and_dropped_tags_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_target_prefix_puts_each_mapping_under_it_at_that_target_only() {
+    let corpus = corpus().await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  upstream: {{ url: \"http://{}\" }}\n  one: {{ url: \"http://{}\", prefix: mas-images/250731 }}\n  two: {{ url: \"http://{}\" }}\n\
+         defaults:\n  source: upstream\n  targets: [one, two]\n\
+         mappings:\n  - from: team/web\n    to: web\n    tags: {{ glob: v1 }}\n",
+        corpus.source.host, corpus.targets[0].host, corpus.targets[1].host
+    ));
+    let plan = ocync(&["sync", "--dry-run", "--config", &config.path]);
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert!(stdout.contains("-> one (mas-images/250731/web), two (web)"), "the dry run shows where: {stdout}");
+
+    let output = ocync(&["sync", "--config", &config.path, "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    let mut targets: Vec<&str> =
+        report["mappings"][0]["images"].as_array().unwrap().iter().map(|i| i["target"].as_str().unwrap()).collect();
+    targets.sort();
+    let (one, two) = (&corpus.targets[0], &corpus.targets[1]);
+    let mut expected = [format!("{}/mas-images/250731/web:v1", one.host), format!("{}/web:v1", two.host)];
+    expected.sort();
+    assert_eq!(targets, expected);
+
+    let digest = corpus.images[&("team/web", "v1")].digest().to_string();
+    assert_eq!(skopeo_digest(&one.skopeo_reference("mas-images/250731/web:v1"), &[]), digest);
+    assert_eq!(skopeo_digest(&two.skopeo_reference("web:v1"), &[]), digest);
+    for (registry, repositories) in [(one, ["mas-images/250731/web"]), (two, ["web"])] {
+        let catalog: serde_json::Value = reqwest::get(format!("http://{}/v2/_catalog", registry.host))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the catalog answers")
+            .json()
+            .await
+            .expect("a JSON catalog");
+        assert_eq!(catalog["repositories"], serde_json::json!(repositories), "nothing else at {}", registry.host);
+    }
+}
+
+#[tokio::test]
 async fn one_broken_mapping_does_not_stop_the_others_and_exits_1() {
     let corpus = corpus().await;
     let config = TempConfig::new(&format!(

@@ -8,6 +8,7 @@ pub mod moto;
 pub mod oauth;
 pub mod proxy;
 pub mod registry;
+pub mod secret_api;
 pub mod tls;
 pub mod token;
 pub mod tools;

@@ -30,10 +30,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "ocync.labels" -}}
-helm.sh/chart: {{ include "ocync.chart" . }}
-{{ include "ocync.selectorLabels" . }}
-app.kubernetes.io/version: {{ include "ocync.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{ include "ocync.baseLabels" . }}
 app.kubernetes.io/component: {{ .Values.mode }}
 {{- end }}
 
@@ -316,4 +313,32 @@ template:
 {{- if and .Values.workloadIdentity.provider (not .Values.serviceAccount.create) }}
 {{- fail (printf "workloadIdentity.provider=%s annotates the ServiceAccount the chart creates: set serviceAccount.create=true, or annotate your ServiceAccount %q yourself and leave provider empty" .Values.workloadIdentity.provider (include "ocync.serviceAccountName" .)) }}
 {{- end }}
+{{- end }}
+
+{{/* The pull secret refresher's objects (CronJob names may have at most 52 characters). */}}
+{{- define "ocync.pullSecretRefresherName" -}}
+{{- printf "%s-pull-secret" (include "ocync.fullname" . | trunc 40 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Labels of the objects beside the workload (refresher, mirror sets), without a component. */}}
+{{- define "ocync.baseLabels" -}}
+helm.sh/chart: {{ include "ocync.chart" . }}
+{{ include "ocync.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "ocync.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ocync.pullSecretRefresherLabels" -}}
+{{ include "ocync.baseLabels" . }}
+app.kubernetes.io/component: pull-secret-refresher
+{{- end }}
+
+{{/*
+The refresher's pod labels leave out app.kubernetes.io/name, so the watch Deployment's and the
+metrics Service's selectors (name + instance) never match its pods.
+*/}}
+{{- define "ocync.pullSecretRefresherPodLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: {{ include "ocync.name" . }}
+app.kubernetes.io/component: pull-secret-refresher
 {{- end }}
