@@ -158,7 +158,16 @@ mod tests {
     }
 
     fn mapping(tags: TagFilter) -> Mapping {
-        Mapping { index: 0, source: "src".into(), from: "a".into(), to: "b".into(), targets: vec!["t".into()], tags }
+        Mapping {
+            index: 0,
+            source: "src".into(),
+            from: "a".into(),
+            to: "b".into(),
+            targets: vec!["t".into()],
+            tags,
+            artifacts: None,
+            platforms: Vec::new(),
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::progress::Progress;
 use super::{ConfigArg, Exit};
 use crate::cancel::Cancel;
 use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport, human_bytes};
-use crate::oci::{Digest, Reference};
+use crate::oci::{ArtifactPolicy, Digest, Reference};
 
 /// Arguments of `ocync copy`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,9 @@ pub struct CopyArgs {
     /// Blob transfers in flight at once (default: global.max_concurrent_transfers, or 32).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
+    /// Leave referrers (signatures, SBOMs, attestations) behind; by default they come along.
+    #[arg(long)]
+    no_referrers: bool,
 }
 
 /// Runs the copy and reports it; the exit code says how it went.
@@ -52,6 +55,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         Ok::<_, crate::registry::Error>((source_registry, target_registry))
     }
     .await;
+    let policy = ArtifactPolicy::default();
     let report = match &opened {
         Ok((source_registry, target_registry)) => {
             let job = ImageJob {
@@ -67,6 +71,8 @@ pub async fn run(args: CopyArgs) -> Exit {
                     reference: destination.manifest_reference(),
                     current: None,
                 }],
+                artifacts: (!args.no_referrers).then_some(&policy),
+                platforms: &[],
             };
             engine.copy(&job).await
         }
@@ -95,6 +101,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         let mut json = serde_json::to_value(target).expect("reports serialise");
         json["source"] = serde_json::json!(report.source);
         json["digest"] = serde_json::json!(report.digest);
+        json["target_digest"] = serde_json::json!(report.target_digest);
         println!("{json}");
     } else {
         println!("{}", summary(&report.source, report.digest.as_ref(), target));
@@ -125,11 +132,12 @@ pub fn summary(source: &str, digest: Option<&Digest>, target: &TargetReport) -> 
             format!("up to date {source} -> {destination}{digest} in {seconds:.1}s")
         }
         Outcome::Synced => format!(
-            "copied {source} -> {destination}{digest}: blobs {} copied, {} skipped, {} mounted; {} manifests; {} in {seconds:.1}s",
+            "copied {source} -> {destination}{digest}: blobs {} copied, {} skipped, {} mounted; {} manifests; {} referrers; {} in {seconds:.1}s",
             stats.blobs_copied,
             stats.blobs_skipped,
             stats.blobs_mounted,
             stats.manifests_pushed,
+            stats.referrers_copied,
             human_bytes(stats.bytes)
         ),
     }

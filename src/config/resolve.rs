@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::raw::{OneOrMany, RawConfig, RawTags, closest};
 use super::{Problem, RegistryConfig};
 use crate::filter::{FilterError, Sort, TagFilter};
-use crate::oci::validate_repository;
+use crate::oci::{ArtifactPolicy, Platform, validate_repository};
 
 /// One mapping, ready for planning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,6 +25,10 @@ pub struct Mapping {
     pub targets: Vec<String>,
     /// The merged tag filter.
     pub tags: TagFilter,
+    /// Which referrers follow the images; `None`: none.
+    pub artifacts: Option<ArtifactPolicy>,
+    /// Platforms kept of multi-platform indexes; empty: all (the index is copied unchanged).
+    pub platforms: Vec<Platform>,
 }
 
 impl Mapping {
@@ -70,6 +74,7 @@ pub(super) fn resolve(
     if let Err(error) = check_tags(&default_tags) {
         problem(problems, format!("defaults.tags.{}", error.field), error.message);
     }
+    super::artifacts::check_defaults(&defaults, problems);
 
     let mut mappings = Vec::new();
     for (index, entry) in raw.mappings.iter().enumerate() {
@@ -114,8 +119,10 @@ pub(super) fn resolve(
         {
             problem(problems, path(&format!("tags.{}", error.field)), error.message);
         }
+        let (artifacts, platforms) = super::artifacts::resolve(&defaults, entry, index, problems);
         if problems.len() == before {
-            mappings.push(Mapping { index, source, from: entry.from.clone(), to, targets, tags: to_filter(&tags) });
+            let tags = to_filter(&tags);
+            mappings.push(Mapping { index, source, from: entry.from.clone(), to, targets, tags, artifacts, platforms });
         }
     }
     mappings

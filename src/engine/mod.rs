@@ -10,7 +10,9 @@
 
 mod ledger;
 mod limits;
+mod referrers;
 mod stats;
+mod supply_chain;
 mod tee;
 
 use std::collections::HashMap;
@@ -25,7 +27,7 @@ pub use limits::Limits;
 pub use stats::{Stats, StatsSnapshot, human_bytes};
 
 use crate::cancel::Cancel;
-use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestKind};
+use crate::oci::{ArtifactPolicy, BlobDescriptor, Digest, Manifest, ManifestKind, Platform};
 use crate::registry::{self, BlobStream, MountOutcome, Registry, UploadSession};
 use ledger::{Claim, Owner};
 use stats::Event;
@@ -48,6 +50,22 @@ pub enum Error {
     /// The run was cancelled before this target was complete; nothing incomplete was tagged.
     #[error("interrupted before completion; the tag was not pushed")]
     Cancelled,
+    /// No child of the source index matches the platforms asked for.
+    #[error("{reference}: {reason}")]
+    Platforms {
+        /// The source reference.
+        reference: String,
+        /// What was asked for and what the index has.
+        reason: String,
+    },
+    /// `artifacts.require` is set and nothing upstream refers to the image.
+    #[error(
+        "{reference} has no referrer (signature, SBOM, attestation) matching artifacts.include upstream, and artifacts.require is set"
+    )]
+    Unsigned {
+        /// The source reference.
+        reference: String,
+    },
 }
 
 impl Error {
@@ -88,6 +106,10 @@ pub struct ImageJob<'a, R> {
     pub source: Source<'a, R>,
     /// The targets.
     pub targets: Vec<Target<'a, R>>,
+    /// Which referrers (signatures, SBOMs, attestations) come along; `None`: none.
+    pub artifacts: Option<&'a ArtifactPolicy>,
+    /// Platforms to keep of an index (the index is rebuilt); empty: all, bytes unchanged.
+    pub platforms: &'a [Platform],
 }
 
 /// What happened at one target.
@@ -132,6 +154,12 @@ pub struct ImageReport {
     pub source: String,
     /// The source digest, once known.
     pub digest: Option<Digest>,
+    /// The digest pushed to the targets, when it is not the source's (a platform subset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_digest: Option<Digest>,
+    /// What the user should know about this image (a rebuilt index is not what was signed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// One entry per target.
     pub targets: Vec<TargetReport>,
 }
@@ -169,6 +197,7 @@ enum Preparation<'l, 'j, R> {
 /// Copies images; shared by every image of a run so blobs are handled once.
 pub struct Engine {
     ledger: BlobLedger,
+    referrers: referrers::ReferrerState,
     limits: Limits,
     stats: Arc<Stats>,
     cancel: Cancel,
@@ -180,6 +209,7 @@ impl Engine {
     pub fn new(limits: Limits, cancel: Cancel, fan_out: usize) -> Self {
         Engine {
             ledger: BlobLedger::default(),
+            referrers: referrers::ReferrerState::default(),
             limits,
             stats: Arc::new(Stats::default()),
             cancel,
@@ -215,15 +245,26 @@ impl Engine {
                 None
             }
         };
+        let mut extras = supply_chain::Extras::default();
         if let Some(digest) = &digest {
-            let pending = self.pending_targets(digest, &lives).await;
-            if !pending.is_empty() {
-                self.copy_top(source, digest, pending).await;
+            if job.artifacts.is_some() || !job.platforms.is_empty() {
+                extras = self.copy_with_extras(job, digest, &lives).await;
+            } else {
+                let pending = self.pending_targets(digest, &lives).await;
+                if !pending.is_empty() {
+                    self.copy_top(source, digest, pending).await;
+                }
             }
         }
         let duration_ms = started.elapsed().as_millis() as u64;
         let targets = lives.iter().map(|live| report_target(live, duration_ms)).collect();
-        ImageReport { source: label(source.registry, source.repository, &source.reference), digest, targets }
+        ImageReport {
+            source: label(source.registry, source.repository, &source.reference),
+            digest,
+            target_digest: extras.target_digest,
+            warnings: extras.warnings,
+            targets,
+        }
     }
 
     async fn source_digest<R: Registry>(&self, source: &Source<'_, R>) -> Result<Digest, Error> {
@@ -273,20 +314,31 @@ impl Engine {
             pending.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
             return;
         }
-        let manifest = match source.registry.get_manifest(source.repository, digest.as_str()).await {
-            Ok(manifest) => manifest,
+        if let Some(manifest) = self.fetch_top(source, digest, &pending).await {
+            let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
+            self.copy_manifest(source, &manifest, targets).await;
+        }
+    }
+
+    /// The source's manifest by digest; a failure fails `lives`.
+    async fn fetch_top<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        digest: &Digest,
+        lives: &[&Live<'_, R>],
+    ) -> Option<Manifest> {
+        match source.registry.get_manifest(source.repository, digest.as_str()).await {
+            Ok(manifest) => Some(manifest),
             Err(error) => {
                 let error = Arc::new(if error.is_not_found() {
                     Error::SourceNotFound { reference: label(source.registry, source.repository, &source.reference) }
                 } else {
                     error.into()
                 });
-                pending.iter().for_each(|live| live.fail(error.clone()));
-                return;
+                lives.iter().for_each(|live| live.fail(error.clone()));
+                None
             }
-        };
-        let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
-        self.copy_manifest(source, &manifest, targets).await;
+        }
     }
 
     /// Copies what `manifest` refers to, then pushes it to each target that is still healthy.
@@ -549,18 +601,16 @@ fn retry_delay(attempt: u32) -> Duration {
 fn report_target<R: Registry>(live: &Live<'_, R>, duration_ms: u64) -> TargetReport {
     let failure = live.failure.lock().expect("failure lock poisoned").clone();
     let skipped = live.skipped.lock().expect("skip lock poisoned").clone();
+    let stats = live.stats.snapshot();
     let outcome = match (failure, skipped) {
         (Some(error), _) => Outcome::Failed { error: error.to_string(), auth: error.is_auth() },
+        // The image was in place, but referrers new upstream were brought along.
+        (None, Some(_)) if stats.referrers_copied > 0 => Outcome::Synced,
         (None, Some(reason)) => Outcome::Skipped { reason },
         (None, None) => Outcome::Synced,
     };
     let target = live.target;
-    TargetReport {
-        target: label(target.registry, target.repository, &target.reference),
-        outcome,
-        stats: live.stats.snapshot(),
-        duration_ms,
-    }
+    TargetReport { target: label(target.registry, target.repository, &target.reference), outcome, stats, duration_ms }
 }
 
 /// `registry/repository:tag` or `registry/repository@digest`.
@@ -571,3 +621,6 @@ pub fn label<R: Registry>(registry: &R, repository: &str, reference: &str) -> St
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod referrer_tests;

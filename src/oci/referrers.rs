@@ -174,6 +174,15 @@ impl ArtifactPolicy {
         Ok(ArtifactPolicy { include, exclude, compiled, require })
     }
 
+    /// The one artifact type `include` names, when it is a single literal: registries with
+    /// the referrers API can then filter the listing themselves.
+    pub fn single_type(&self) -> Option<&str> {
+        match self.include.as_slice() {
+            [only] if !only.contains(['*', '?', '[', '{']) => Some(only),
+            _ => None,
+        }
+    }
+
     /// Whether a referrer of this artifact type follows its image. A referrer listed without
     /// a type is kept only when no `include` is set.
     pub fn admits(&self, artifact_type: Option<&str>) -> bool {

@@ -89,7 +89,7 @@ pub async fn execute<R: Registry>(
     let by_index: HashMap<usize, &Mapping> = mappings.iter().map(|m| (m.index, *m)).collect();
     let jobs = plan.mappings.iter().flat_map(|mapping_plan| {
         let mapping = by_index[&mapping_plan.index];
-        mapping_plan.images.iter().filter(|image| image.needs_copy()).map(move |image| (mapping, image))
+        mapping_plan.images.iter().filter(|image| goes_to_engine(mapping, image)).map(move |image| (mapping, image))
     });
     let copied: Vec<(usize, crate::engine::ImageReport)> =
         futures_util::stream::iter(jobs.map(|(mapping, image)| async move {
@@ -101,7 +101,7 @@ pub async fn execute<R: Registry>(
         .await;
 
     let mut reports: Vec<MappingReport> =
-        plan.mappings.iter().map(|p| planned_report(p, &by_index[&p.index].to, clients)).collect();
+        plan.mappings.iter().map(|p| planned_report(p, by_index[&p.index], clients)).collect();
     for (index, image) in copied {
         let report = reports.iter_mut().find(|r| r.index == index).expect("every job comes from a planned mapping");
         for target in image.targets {
@@ -109,6 +109,8 @@ pub async fn execute<R: Registry>(
                 source: image.source.clone(),
                 target: target.target,
                 digest: image.digest.clone(),
+                target_digest: image.target_digest.clone(),
+                warnings: image.warnings.clone(),
                 outcome: target.outcome,
                 stats: target.stats,
                 duration_ms: target.duration_ms,
@@ -128,7 +130,8 @@ async fn copy_image<R: Registry>(
     let targets = image
         .targets
         .iter()
-        .filter(|t| t.action == Action::Copy)
+        // Targets already up to date go too when referrers are on: theirs may be missing.
+        .filter(|t| t.action == Action::Copy || mapping.artifacts.is_some())
         .filter_map(|t| clients.get(&t.registry).ok().map(|registry| (registry, t)))
         .map(|(registry, t)| Target {
             registry,
@@ -145,6 +148,8 @@ async fn copy_image<R: Registry>(
             digest: image.digest.clone(),
         },
         targets,
+        artifacts: mapping.artifacts.as_ref(),
+        platforms: &mapping.platforms,
     };
     let report = engine.copy(&job).await;
     for target in &report.targets {
@@ -161,9 +166,16 @@ async fn copy_image<R: Registry>(
     report
 }
 
+/// Whether the engine sees an image: some target lacks it, or referrers are to be checked
+/// (new signatures appear upstream after an image was mirrored).
+fn goes_to_engine(mapping: &Mapping, image: &crate::plan::ImagePlan) -> bool {
+    image.needs_copy() || (mapping.artifacts.is_some() && image.error.is_none() && image.digest.is_some())
+}
+
 /// The report entries a plan already decides: up-to-date targets, failed images, and the
 /// mapping's own error.
-fn planned_report<R: Registry>(plan: &MappingPlan, to: &str, clients: &Clients<R>) -> MappingReport {
+fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &Clients<R>) -> MappingReport {
+    let to = &mapping.to;
     // Labels use the registry's host, as the engine's do, falling back to the config name.
     let host = |name: &str| clients.get(name).map_or_else(|_| name.to_string(), |r| r.name().to_string());
     let mut images = Vec::new();
@@ -173,13 +185,15 @@ fn planned_report<R: Registry>(plan: &MappingPlan, to: &str, clients: &Clients<R
                 source: format!("{}/{}:{}", host(&plan.source), plan.from, image.tag),
                 target: format!("{}/{to}:{}", host(&target.registry), image.tag),
                 digest: image.digest.clone(),
+                target_digest: None,
+                warnings: Vec::new(),
                 outcome,
                 stats: StatsSnapshot::default(),
                 duration_ms: 0,
             };
             if let Some(error) = &image.error {
                 images.push(entry(Outcome::Failed { error: error.clone(), auth: false }));
-            } else if target.action == Action::UpToDate {
+            } else if target.action == Action::UpToDate && !goes_to_engine(mapping, image) {
                 images.push(entry(Outcome::Skipped { reason: "target already has this digest".into() }));
             }
         }

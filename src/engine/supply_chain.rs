@@ -1,0 +1,89 @@
+//! The copy path of an image that brings its referrers or is narrowed to some platforms.
+//!
+//! The source manifest is read first: an index's children are subjects of referrers too, and
+//! a narrowed index is rebuilt from it. Referrers are discovered before anything is pushed, so
+//! `artifacts.require` refuses an unsigned image without writing; then the image goes as
+//! usual (skipped where in place), then its referrers, each after its subject.
+
+use std::sync::Arc;
+
+use super::{Engine, Error, ImageJob, Live, label};
+use crate::oci::{Digest, ManifestKind, narrow};
+use crate::registry::Registry;
+
+/// What the report says beyond the per-target outcomes.
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    /// The digest pushed, when it is not the source's.
+    pub target_digest: Option<Digest>,
+    /// Notes for the user.
+    pub warnings: Vec<String>,
+}
+
+impl Engine {
+    /// Copies `digest` with its referrers and/or as a platform subset to the targets in `lives`.
+    pub(super) async fn copy_with_extras<R: Registry>(
+        &self,
+        job: &ImageJob<'_, R>,
+        digest: &Digest,
+        lives: &[Live<'_, R>],
+    ) -> Extras {
+        let source = &job.source;
+        let all: Vec<&Live<R>> = lives.iter().collect();
+        let fail_all = |error: Error| {
+            let error = Arc::new(error);
+            all.iter().for_each(|live| live.fail(error.clone()));
+        };
+        let mut extras = Extras::default();
+        let Some(manifest) = self.fetch_top(source, digest, &all).await else {
+            return extras;
+        };
+        let reference = || label(source.registry, source.repository, &source.reference);
+        let (pushed, mut subjects) = if !job.platforms.is_empty() && manifest.is_index() {
+            match narrow(&manifest, job.platforms) {
+                Ok(narrowed) => {
+                    extras.warnings.push(format!(
+                        "platforms: pushed index {} rebuilt from {digest} with {} of its entries; signatures and attestations over {digest} do not cover it (those over the kept children do)",
+                        narrowed.index.digest, narrowed.kept
+                    ));
+                    extras.target_digest = Some(narrowed.index.digest.clone());
+                    (narrowed.index, Vec::new())
+                }
+                Err(reason) => {
+                    fail_all(Error::Platforms { reference: reference(), reason });
+                    return extras;
+                }
+            }
+        } else {
+            (manifest, vec![digest.clone()])
+        };
+        if let Ok(ManifestKind::Index { children }) = pushed.kind() {
+            subjects.extend(children.into_iter().map(|child| child.digest));
+        }
+        let upstream = match job.artifacts {
+            None => Vec::new(),
+            Some(policy) => match self.discover_referrers(source, subjects, policy).await {
+                Ok(upstream) => upstream,
+                Err(error) => {
+                    fail_all(error.into());
+                    return extras;
+                }
+            },
+        };
+        if job.artifacts.is_some_and(|policy| policy.require) && upstream.iter().all(|u| u.is_empty()) {
+            fail_all(Error::Unsigned { reference: reference() });
+            return extras;
+        }
+        let pending = self.pending_targets(&pushed.digest, lives).await;
+        if !pending.is_empty() {
+            if self.cancel.is_cancelled() {
+                pending.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
+            } else {
+                let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
+                self.copy_manifest(source, &pushed, targets).await;
+            }
+        }
+        self.copy_referrers(source, &upstream, &all).await;
+        extras
+    }
+}
