@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Mapping;
-use crate::filter::{Dropped, Selection};
-use crate::oci::Digest;
+use crate::filter::{DropReason, Dropped, Selection};
+use crate::oci::{Digest, is_referrer_tag};
 
 /// The plan of a whole run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,6 +53,20 @@ pub struct ImagePlan {
     /// Bytes of the image's distinct blobs (dry runs only: it costs manifest GETs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// Referrers upstream that would come along (dry runs only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<PlannedReferrer>,
+}
+
+/// A referrer (signature, SBOM, attestation) found upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedReferrer {
+    /// What it refers to: the image, a child, or another referrer.
+    pub subject: Digest,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its artifact type, or the cosign tag it is found under.
+    pub kind: String,
 }
 
 /// What to do at one target.
@@ -84,10 +98,14 @@ impl ImagePlan {
     }
 }
 
-/// Applies the mapping's filter to the listed tags, enforcing `min_tags`.
+/// Applies the mapping's filter to the listed tags, enforcing `min_tags`. With referrers on,
+/// their fallback and cosign tags are not images of their own: they travel with their subjects.
 pub fn select_tags(mapping: &Mapping, listed: &[String]) -> Result<Selection, String> {
     let filter = mapping.tags.compile().map_err(|e| format!("tags.{e}"))?;
-    let selection = filter.select(listed);
+    let (referrer_tags, images): (Vec<String>, Vec<String>) =
+        listed.iter().cloned().partition(|tag| mapping.artifacts.is_some() && is_referrer_tag(tag));
+    let mut selection = filter.select(&images);
+    selection.dropped.extend(referrer_tags.into_iter().map(|tag| Dropped { tag, reason: DropReason::ReferrerTag }));
     if let Some(min) = mapping.tags.min_tags
         && selection.kept.len() < min
     {
@@ -119,7 +137,7 @@ pub fn plan_image(
             TargetPlan { registry, current, action }
         })
         .collect();
-    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None }
+    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None, referrers: Vec::new() }
 }
 
 /// A plan for a mapping that could not list or select its tags.

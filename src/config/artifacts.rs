@@ -97,3 +97,51 @@ fn resolve_at(
     }
     (policy.filter(|_| enabled), parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Error};
+
+    const HEAD: &str = "registries:\n  src: { url: cgr.dev }\n  dst: { url: registry.corp }\n";
+
+    fn parse(rest: &str) -> Result<Config, Error> {
+        Config::parse(&format!("{HEAD}{rest}"), "test.yaml", |_| None)
+    }
+
+    #[test]
+    fn referrers_are_on_by_default_and_mapping_keys_override_defaults_field_by_field() {
+        let config = parse(
+            "defaults:\n  source: src\n  targets: dst\n  artifacts: { include: \"application/vnd.dev.*\", require: true }\n  platforms: [linux/amd64]\nmappings:\n  - from: a\n    artifacts: { require: false }\n    platforms: [linux/arm64/v8]\n  - from: b\n  - from: c\n    artifacts: { enabled: false, require: false }\n",
+        )
+        .unwrap();
+        let [a, b, c] = &config.mappings[..] else { panic!("three mappings") };
+        let policy = a.artifacts.as_ref().unwrap();
+        assert!(!policy.require, "the mapping's own key");
+        assert!(policy.admits(Some("application/vnd.dev.cosign.artifact.sig.v1+json")), "inherited include");
+        assert!(!policy.admits(Some("application/spdx+json")));
+        assert_eq!(a.platforms.iter().map(ToString::to_string).collect::<Vec<_>>(), ["linux/arm64/v8"]);
+        assert!(b.artifacts.as_ref().unwrap().require);
+        assert_eq!(b.platforms[0].to_string(), "linux/amd64");
+        assert!(c.artifacts.is_none());
+        let bare = parse("mappings:\n  - from: a\n    source: src\n    targets: dst\n").unwrap();
+        assert!(bare.mappings[0].artifacts.is_some() && bare.mappings[0].platforms.is_empty());
+    }
+
+    #[test]
+    fn bad_globs_platforms_and_contradictions_are_reported_with_their_paths() {
+        let Err(Error::Invalid { problems, .. }) = parse(
+            "defaults:\n  source: src\n  targets: dst\n  artifacts: { exclude: \"[\" }\nmappings:\n  - from: a\n    platforms: [linux/amd64, linux]\n  - from: b\n    artifacts: { enabled: false, require: true }\n",
+        ) else {
+            panic!("expected problems")
+        };
+        let found: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        for want in [
+            "defaults.artifacts.exclude: invalid pattern \"[\"",
+            "mappings[0].platforms[1]: invalid platform \"linux\"",
+            "mappings[1].artifacts.require: requires referrers, but artifacts.enabled is false",
+        ] {
+            assert!(found.iter().any(|p| p.starts_with(want)), "missing {want:?} in {found:#?}");
+        }
+        assert_eq!(found.len(), 3, "the defaults' problem once, not per mapping: {found:#?}");
+    }
+}

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 pub use ledger::BlobLedger;
 pub use limits::Limits;
+pub use referrers::{Referrers, Upstream};
 pub use stats::{Stats, StatsSnapshot, human_bytes};
 
 use crate::cancel::Cancel;
@@ -197,7 +198,7 @@ enum Preparation<'l, 'j, R> {
 /// Copies images; shared by every image of a run so blobs are handled once.
 pub struct Engine {
     ledger: BlobLedger,
-    referrers: referrers::ReferrerState,
+    referrers: Referrers,
     limits: Limits,
     stats: Arc<Stats>,
     cancel: Cancel,
@@ -209,7 +210,7 @@ impl Engine {
     pub fn new(limits: Limits, cancel: Cancel, fan_out: usize) -> Self {
         Engine {
             ledger: BlobLedger::default(),
-            referrers: referrers::ReferrerState::default(),
+            referrers: Referrers::default(),
             limits,
             stats: Arc::new(Stats::default()),
             cancel,

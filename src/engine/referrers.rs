@@ -58,29 +58,45 @@ impl Listing {
 
 /// The referrers of one subject at the source, already filtered.
 #[derive(Debug)]
-pub(super) struct Upstream {
+pub struct Upstream {
     subject: Digest,
     listing: Listing,
 }
 
 impl Upstream {
     /// Nothing upstream refers to this subject.
-    pub(super) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.listing.is_empty()
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &Digest {
+        &self.subject
+    }
+
+    /// Referrers listed by the API or the fallback index.
+    pub fn referrers(&self) -> &[Referrer] {
+        &self.listing.referrers
+    }
+
+    /// cosign tags and their digests.
+    pub fn cosign_tags(&self) -> &[(String, Digest)] {
+        &self.listing.cosign
     }
 }
 
 /// A repository's tags, listed once per run and extended with what the run pushes.
 type TagSet = Arc<OnceCell<Mutex<HashSet<String>>>>;
 
-/// Per run: which registries lack the referrers API, and tag lists by registry and repository.
+/// Referrer lookups of one run: which registries lack the referrers API, and tag lists by
+/// registry and repository.
 #[derive(Default)]
-pub(super) struct ReferrerState {
+pub struct Referrers {
     no_api: Mutex<HashSet<String>>,
     tags: Mutex<HashMap<(String, String), TagSet>>,
 }
 
-impl ReferrerState {
+impl Referrers {
     async fn tags<R: Registry>(&self, registry: &R, repository: &str) -> registry::Result<HashSet<String>> {
         let key = (registry.name().to_string(), repository.to_string());
         let cell = self.tags.lock().expect("tag cache lock poisoned").entry(key).or_default().clone();
@@ -107,7 +123,7 @@ impl ReferrerState {
     }
 }
 
-impl Engine {
+impl Referrers {
     /// What `registry` lists for `subject`: the API's answer, or the tag schema's.
     async fn listing<R: Registry>(
         &self,
@@ -116,7 +132,7 @@ impl Engine {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> registry::Result<Listing> {
-        let state = &self.referrers;
+        let state = self;
         if !state.no_api.lock().expect("api memo lock poisoned").contains(registry.name()) {
             match registry.list_referrers(repository, subject, artifact_type).await? {
                 Some(referrers) => return Ok(Listing { api: true, referrers, ..Listing::default() }),
@@ -151,9 +167,10 @@ impl Engine {
 
     /// The referrers of `subjects` at the source that `policy` admits, and theirs in turn,
     /// breadth first: every subject comes before the referrers that refer to it.
-    pub(super) async fn discover_referrers<R: Registry>(
+    pub async fn discover<R: Registry>(
         &self,
-        source: &Source<'_, R>,
+        registry: &R,
+        repository: &str,
         subjects: Vec<Digest>,
         policy: &ArtifactPolicy,
     ) -> registry::Result<Vec<Upstream>> {
@@ -165,9 +182,7 @@ impl Engine {
                 break;
             }
             let listings = futures_util::future::join_all(
-                level
-                    .iter()
-                    .map(|subject| self.listing(source.registry, source.repository, subject, policy.single_type())),
+                level.iter().map(|subject| self.listing(registry, repository, subject, policy.single_type())),
             )
             .await;
             let mut next = Vec::new();
@@ -181,7 +196,9 @@ impl Engine {
         }
         Ok(found)
     }
+}
 
+impl Engine {
     /// Brings what `upstream` lists to every target still healthy, subject by subject.
     pub(super) async fn copy_referrers<R: Registry>(
         &self,
@@ -194,11 +211,9 @@ impl Engine {
             if healthy.is_empty() {
                 return;
             }
-            let listings = futures_util::future::join_all(
-                healthy
-                    .iter()
-                    .map(|live| self.listing(live.target.registry, live.target.repository, &entry.subject, None)),
-            )
+            let listings = futures_util::future::join_all(healthy.iter().map(|live| {
+                self.referrers.listing(live.target.registry, live.target.repository, &entry.subject, None)
+            }))
             .await;
             let mut at_targets = Vec::new();
             for (live, listing) in healthy.into_iter().zip(listings) {

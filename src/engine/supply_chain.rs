@@ -62,7 +62,7 @@ impl Engine {
         }
         let upstream = match job.artifacts {
             None => Vec::new(),
-            Some(policy) => match self.discover_referrers(source, subjects, policy).await {
+            Some(policy) => match self.referrers.discover(source.registry, source.repository, subjects, policy).await {
                 Ok(upstream) => upstream,
                 Err(error) => {
                     fail_all(error.into());

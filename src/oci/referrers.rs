@@ -40,6 +40,21 @@ pub fn cosign_tag(subject: &Digest, suffix: &str) -> String {
     format!("{}.{suffix}", fallback_tag(subject))
 }
 
+/// Whether a tag belongs to the referrer tag schema (`sha256-<hex>`, optionally with a cosign
+/// suffix) rather than naming an image.
+pub fn is_referrer_tag(tag: &str) -> bool {
+    let base = COSIGN_TAGS.iter().find_map(|(suffix, _)| tag.strip_suffix(&format!(".{suffix}"))).unwrap_or(tag);
+    let Some((algorithm, hex)) = base.split_once('-') else {
+        return false;
+    };
+    let length = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return false,
+    };
+    hex.len() == length && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 impl Referrer {
     /// The descriptor of `manifest` as a referrers list shows it, with the subject it names;
     /// `None` when the manifest has no `subject`.
@@ -211,6 +226,10 @@ mod tests {
         let digest = Digest::sha256_of(b"x");
         assert_eq!(fallback_tag(&digest), format!("sha256-{}", digest.hex()));
         assert_eq!(cosign_tag(&digest, "sig"), format!("sha256-{}.sig", digest.hex()));
+        assert!(is_referrer_tag(&fallback_tag(&digest)) && is_referrer_tag(&cosign_tag(&digest, "att")));
+        for image_tag in ["latest", "sha256-abc", "sha256-abc.sig", &format!("{}.zip", fallback_tag(&digest))] {
+            assert!(!is_referrer_tag(image_tag), "{image_tag}");
+        }
     }
 
     #[test]

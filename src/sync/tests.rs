@@ -259,3 +259,5 @@ mod examples {
         assert_eq!(world.registry("gar").tags("my-project/my-repo/static").len(), 1);
     }
 }
+
+mod referrers;

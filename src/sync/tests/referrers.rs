@@ -1,0 +1,82 @@
+//! Referrers in a sync: `artifacts.require` per image, the cost of a warm run with referrers
+//! on, and dry runs that list them.
+
+use super::*;
+use crate::oci::cosign_tag;
+
+const SIGNED: &str = "
+registries:
+  src: { url: src.test }
+  a: { url: a.test }
+  b: { url: b.test }
+defaults:
+  source: src
+  targets: [a, b]
+  artifacts: { require: true }
+mappings:
+  - from: team/api
+    to: mirror/api
+";
+
+/// `v1` signed with cosign's tag schema, `v2` unsigned.
+async fn signed_and_unsigned(yaml: &str) -> (World, Built, Built) {
+    let world = World::new(yaml, &["src", "a", "b"]);
+    let source = world.registry("src");
+    let (signed, unsigned) = (testdata::index(1, &[], &PLATFORMS, false), testdata::index(2, &[], &PLATFORMS, false));
+    source.insert("team/api", "v1", &signed);
+    source.insert("team/api", "v2", &unsigned);
+    let Built::Index { index, .. } = &signed else { unreachable!() };
+    let signature = Built::Image(testdata::cosign_signature(index, 1));
+    testdata::push(source, "team/api", &cosign_tag(signed.digest(), "sig"), &signature).await.unwrap();
+    (world, signed, unsigned)
+}
+
+#[tokio::test]
+async fn require_fails_only_the_unsigned_image() {
+    let (world, signed, _) = signed_and_unsigned(SIGNED).await;
+
+    let report = world.sync().await;
+    assert_eq!(report.status, RunStatus::Partial, "{}", report.summary());
+    assert_eq!((report.totals.synced, report.totals.failed), (2, 2), "{}", report.summary());
+    let failed = report.mappings[0].images.iter().filter(|i| matches!(i.outcome, Outcome::Failed { .. }));
+    assert!(failed.clone().all(|i| i.source.ends_with(":v2")));
+    for target in ["a", "b"] {
+        let tags = world.registry(target).tags("mirror/api");
+        assert_eq!(tags["v1"], *signed.digest());
+        assert!(tags.contains_key(&cosign_tag(signed.digest(), "sig")), "the signature came along");
+        assert!(!tags.contains_key("v2"), "nothing of the unsigned image");
+    }
+}
+
+#[tokio::test]
+async fn a_warm_run_with_referrers_adds_one_manifest_read_per_image_and_listings() {
+    let (world, _) = seeded_two_targets();
+    world.sync().await;
+    world.reset_counts();
+
+    let report = world.sync().await;
+    assert_eq!((report.totals.skipped, report.totals.synced), (6, 0), "{}", report.summary());
+    // Discovery's tag lists and HEADs, then per image the source manifest (for its children),
+    // one API probe for the registry and one tag list per repository for the fallback tags.
+    let expected = [(Op::HeadManifest, 3), (Op::GetManifest, 3), (Op::ListTags, 4), (Op::ListReferrers, 1)];
+    assert_eq!(world.registry("src").counts(), expected.into());
+    for target in ["a", "b"] {
+        // Nothing refers to these images upstream, so targets are not even asked.
+        assert_eq!(world.registry(target).counts(), [(Op::HeadManifest, 3)].into(), "{target}");
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_the_referrers_that_would_come_along() {
+    let (world, signed, _) = signed_and_unsigned(SIGNED).await;
+    let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
+
+    let plan = plan(&mappings, &world.clients(), true).await;
+    let images = &plan.mappings[0].images;
+    let v1 = images.iter().find(|i| i.tag == "v1").unwrap();
+    assert_eq!(v1.referrers.len(), 1, "{v1:?}");
+    assert_eq!(&v1.referrers[0].subject, signed.digest());
+    assert!(v1.referrers[0].kind.ends_with(".sig"), "{:?}", v1.referrers[0]);
+    assert!(images.iter().find(|i| i.tag == "v2").unwrap().referrers.is_empty());
+    assert_eq!(world.registry("a").count(Op::PutManifest), 0);
+}
