@@ -218,6 +218,11 @@ impl Engine {
         }
     }
 
+    /// Referrer lookups of this run (tag lists may be handed in from discovery).
+    pub fn referrers(&self) -> &Referrers {
+        &self.referrers
+    }
+
     /// Totals of the run so far.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()

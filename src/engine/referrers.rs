@@ -92,7 +92,9 @@ type TagSet = Arc<OnceCell<Mutex<HashSet<String>>>>;
 /// registry and repository.
 #[derive(Default)]
 pub struct Referrers {
-    no_api: Mutex<HashSet<String>>,
+    /// Whether each registry has the referrers API, once known; the first listing at a
+    /// registry holds the lock while it finds out, so the question is asked once.
+    api: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<bool>>>>>,
     tags: Mutex<HashMap<(String, String), TagSet>>,
 }
 
@@ -110,6 +112,14 @@ impl Referrers {
             })
             .await?;
         Ok(tags.lock().expect("tag set lock poisoned").clone())
+    }
+
+    /// Takes a repository's tags from a listing made elsewhere in the run (discovery's).
+    pub fn known_tags<R: Registry>(&self, registry: &R, repository: &str, tags: impl IntoIterator<Item = String>) {
+        let key = (registry.name().to_string(), repository.to_string());
+        let cell = self.tags.lock().expect("tag cache lock poisoned").entry(key).or_default().clone();
+        // Already set means already listed in this run; either listing will do.
+        let _ = cell.set(Mutex::new(tags.into_iter().collect()));
     }
 
     /// Remembers a tag this run pushed, so later listings see it without asking again.
@@ -132,16 +142,32 @@ impl Referrers {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> registry::Result<Listing> {
-        let state = self;
-        if !state.no_api.lock().expect("api memo lock poisoned").contains(registry.name()) {
-            match registry.list_referrers(repository, subject, artifact_type).await? {
-                Some(referrers) => return Ok(Listing { api: true, referrers, ..Listing::default() }),
-                None => {
-                    state.no_api.lock().expect("api memo lock poisoned").insert(registry.name().to_string());
-                }
+        let known =
+            self.api.lock().expect("api memo lock poisoned").entry(registry.name().to_string()).or_default().clone();
+        let mut api = known.lock().await;
+        let answer = match *api {
+            Some(false) => {
+                drop(api);
+                None
             }
+            Some(true) => {
+                drop(api);
+                registry.list_referrers(repository, subject, artifact_type).await?
+            }
+            None => {
+                let answer = registry.list_referrers(repository, subject, artifact_type).await?;
+                *api = Some(answer.is_some());
+                drop(api);
+                if answer.is_none() {
+                    tracing::debug!(registry = registry.name(), "no referrers API; using the fallback tag schema");
+                }
+                answer
+            }
+        };
+        if let Some(referrers) = answer {
+            return Ok(Listing { api: true, referrers, ..Listing::default() });
         }
-        let tags = state.tags(registry, repository).await?;
+        let tags = self.tags(registry, repository).await?;
         let mut listing = Listing::default();
         let fallback = fallback_tag(subject);
         if tags.contains(&fallback) {

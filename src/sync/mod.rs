@@ -87,6 +87,13 @@ pub async fn execute<R: Registry>(
 ) -> SyncReport {
     let started = Instant::now();
     let by_index: HashMap<usize, &Mapping> = mappings.iter().map(|m| (m.index, *m)).collect();
+    // Discovery listed every source tag; the fallback tag schema needs the same list.
+    for mapping_plan in plan.mappings.iter().filter(|p| p.error.is_none() && by_index[&p.index].artifacts.is_some()) {
+        if let Ok(source) = clients.get(&mapping_plan.source) {
+            let listed = mapping_plan.kept.iter().cloned().chain(mapping_plan.dropped.iter().map(|d| d.tag.clone()));
+            engine.referrers().known_tags(source, &mapping_plan.from, listed);
+        }
+    }
     let jobs = plan.mappings.iter().flat_map(|mapping_plan| {
         let mapping = by_index[&mapping_plan.index];
         mapping_plan.images.iter().filter(|image| goes_to_engine(mapping, image)).map(move |image| (mapping, image))

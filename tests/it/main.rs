@@ -13,6 +13,7 @@ mod gar;
 mod harness;
 mod image;
 mod lambda;
+mod referrers;
 mod sync;
 mod template;
 mod watch;
