@@ -19,6 +19,16 @@ pub use signing::{
     cosign_signature, notation_signature, sbom_referrer,
 };
 
+/// Seven platforms, as a widely used multi-platform index lists them.
+pub const SEVEN_PLATFORMS: [(&str, &str); 7] = [
+    ("linux", "amd64"),
+    ("linux", "arm64"),
+    ("linux", "arm"),
+    ("linux", "386"),
+    ("linux", "ppc64le"),
+    ("linux", "s390x"),
+    ("linux", "riscv64"),
+];
 /// Random layer bytes are produced in pieces of this size.
 const CHUNK: usize = 1 << 20;
 /// Config media type of Helm charts stored as OCI artifacts.

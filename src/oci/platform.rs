@@ -134,15 +134,7 @@ mod tests {
     use crate::oci::ManifestKind;
     use crate::testdata::{self, Built};
 
-    const SEVEN: [(&str, &str); 7] = [
-        ("linux", "amd64"),
-        ("linux", "arm64"),
-        ("linux", "arm"),
-        ("linux", "386"),
-        ("linux", "ppc64le"),
-        ("linux", "s390x"),
-        ("linux", "riscv64"),
-    ];
+    const SEVEN: [(&str, &str); 7] = testdata::SEVEN_PLATFORMS;
 
     fn platforms(list: &[&str]) -> Vec<Platform> {
         list.iter().map(|p| p.parse().unwrap()).collect()

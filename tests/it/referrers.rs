@@ -200,17 +200,8 @@ async fn require_fails_only_the_unsigned_image() {
 
 #[tokio::test]
 async fn platforms_land_exactly_the_chosen_children_and_the_same_index_on_a_second_run() {
-    let seven = [
-        ("linux", "amd64"),
-        ("linux", "arm64"),
-        ("linux", "arm"),
-        ("linux", "386"),
-        ("linux", "ppc64le"),
-        ("linux", "s390x"),
-        ("linux", "riscv64"),
-    ];
     let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
-    let built = testdata::buildx_index(5, &seven);
+    let built = testdata::buildx_index(5, &testdata::SEVEN_PLATFORMS);
     testdata::push(&source.anonymous_client(), "team/app", "v1", &built).await.unwrap();
     let config = sync_config(&source.host, &target.host, "  platforms: [linux/amd64, linux/arm64/v8]\n");
 

@@ -7,6 +7,7 @@
 mod blob;
 mod hub;
 mod manifest;
+mod pages;
 mod referrers;
 mod send;
 

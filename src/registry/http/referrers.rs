@@ -2,12 +2,7 @@
 //! filtering and `Link` pagination. A 404 means the registry has no such API (distribution
 //! 2.8 answers so); callers then use the fallback tag schema.
 
-use reqwest::Method;
-use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, LINK};
-
-use super::manifest::{header, next_link};
-use super::send::Call;
-use super::{HttpRegistry, scope};
+use super::HttpRegistry;
 use crate::oci::{Digest, Referrer, media_type, parse_index};
 use crate::registry::{Error, Result};
 
@@ -22,46 +17,21 @@ impl HttpRegistry {
         if let Some(artifact_type) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", artifact_type);
         }
+        let what = format!("referrers of {subject}");
+        let pages = match self.get_pages(repository, &what, url, Some(media_type::OCI_INDEX)).await {
+            Ok(pages) => pages,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
         let mut referrers = Vec::new();
-        loop {
-            let mut headers = HeaderMap::new();
-            headers.insert(ACCEPT, HeaderValue::from_static(media_type::OCI_INDEX));
-            let call = Call {
-                method: Method::GET,
-                url: url.clone(),
-                repository,
-                scopes: vec![scope(repository, false)],
-                what: format!("referrers of {subject}"),
-                headers,
-                body: None,
-                idempotent: true,
-                streaming: false,
-            };
-            let response = match self.send(&call).await {
-                Ok(response) => response,
-                Err(error) if error.is_not_found() && referrers.is_empty() => return Ok(None),
-                Err(error) => return Err(error),
-            };
-            let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            let bytes = response.bytes().await.map_err(|e| self.network_error(repository, &call.action(), e))?;
-            let page = parse_index(&bytes).map_err(|source| Error::Manifest {
+        for page in pages {
+            referrers.extend(parse_index(&page).map_err(|source| Error::Manifest {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
-                reference: format!("referrers of {subject}"),
+                reference: what.clone(),
                 source: Box::new(source),
-            })?;
-            referrers.extend(page);
-            match next {
-                Some(next) => {
-                    url = url.join(&next).map_err(|e| Error::Protocol {
-                        registry: self.settings.name.clone(),
-                        repository: repository.to_string(),
-                        action: call.action(),
-                        detail: format!("invalid Link header target {next:?}: {e}"),
-                    })?
-                }
-                None => return Ok(Some(referrers)),
-            }
+            })?);
         }
+        Ok(Some(referrers))
     }
 }

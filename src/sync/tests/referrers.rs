@@ -4,19 +4,10 @@
 use super::*;
 use crate::oci::cosign_tag;
 
-const SIGNED: &str = "
-registries:
-  src: { url: src.test }
-  a: { url: a.test }
-  b: { url: b.test }
-defaults:
-  source: src
-  targets: [a, b]
-  artifacts: { require: true }
-mappings:
-  - from: team/api
-    to: mirror/api
-";
+/// Two targets, every image required to be signed.
+fn signed_yaml() -> String {
+    TWO_TARGETS.replace("  targets: [a, b]\n", "  targets: [a, b]\n  artifacts: { require: true }\n")
+}
 
 /// `v1` signed with cosign's tag schema, `v2` unsigned.
 async fn signed_and_unsigned(yaml: &str) -> (World, Built, Built) {
@@ -33,7 +24,7 @@ async fn signed_and_unsigned(yaml: &str) -> (World, Built, Built) {
 
 #[tokio::test]
 async fn require_fails_only_the_unsigned_image() {
-    let (world, signed, _) = signed_and_unsigned(SIGNED).await;
+    let (world, signed, _) = signed_and_unsigned(&signed_yaml()).await;
 
     let report = world.sync().await;
     assert_eq!(report.status, RunStatus::Partial, "{}", report.summary());
@@ -68,7 +59,7 @@ async fn a_warm_run_with_referrers_adds_one_manifest_read_per_image_and_listings
 
 #[tokio::test]
 async fn a_dry_run_lists_the_referrers_that_would_come_along() {
-    let (world, signed, _) = signed_and_unsigned(SIGNED).await;
+    let (world, signed, _) = signed_and_unsigned(&signed_yaml()).await;
     let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
 
     let plan = plan(&mappings, &world.clients(), true).await;
