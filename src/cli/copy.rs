@@ -4,7 +4,7 @@ use super::progress::Progress;
 use super::{ConfigArg, Exit};
 use crate::cancel::Cancel;
 use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport, human_bytes};
-use crate::oci::{ArtifactPolicy, Digest, Reference};
+use crate::oci::{ArtifactPolicy, Digest, Platform, Reference};
 
 /// Arguments of `ocync copy`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +24,9 @@ pub struct CopyArgs {
     /// Leave referrers (signatures, SBOMs, attestations) behind; by default they come along.
     #[arg(long)]
     no_referrers: bool,
+    /// Keep only this platform of an index (`linux/arm64/v8`); repeatable. The index is rebuilt.
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]", value_parser = clap::value_parser!(Platform))]
+    platforms: Vec<Platform>,
 }
 
 /// Runs the copy and reports it; the exit code says how it went.
@@ -72,7 +75,7 @@ pub async fn run(args: CopyArgs) -> Exit {
                     current: None,
                 }],
                 artifacts: (!args.no_referrers).then_some(&policy),
-                platforms: &[],
+                platforms: &args.platforms,
             };
             engine.copy(&job).await
         }
@@ -85,6 +88,9 @@ pub async fn run(args: CopyArgs) -> Exit {
     drop(progress);
 
     let target = report.targets.first().expect("one target per copy");
+    for warning in &report.warnings {
+        tracing::warn!(source = %report.source, %warning, "copied with a change");
+    }
     let exit = match &target.outcome {
         Outcome::Synced => {
             tracing::info!(source = %report.source, target = %target.target, digest = ?report.digest, blobs = target.stats.blobs_copied, "image copied");
@@ -102,6 +108,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         json["source"] = serde_json::json!(report.source);
         json["digest"] = serde_json::json!(report.digest);
         json["target_digest"] = serde_json::json!(report.target_digest);
+        json["warnings"] = serde_json::json!(report.warnings);
         println!("{json}");
     } else {
         println!("{}", summary(&report.source, report.digest.as_ref(), target));

@@ -159,6 +159,9 @@ async fn copy_image<R: Registry>(
         platforms: &mapping.platforms,
     };
     let report = engine.copy(&job).await;
+    for warning in &report.warnings {
+        tracing::warn!(source = %report.source, %warning, "copied with a change");
+    }
     for target in &report.targets {
         match &target.outcome {
             Outcome::Synced => {

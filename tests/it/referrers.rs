@@ -308,3 +308,24 @@ async fn warm_run_request_counts_with_referrers_off_on_the_fallback_schema_and_t
     }
     eprintln!("warm-run requests by repository:\n{}", table.join("\n"));
 }
+
+#[tokio::test]
+async fn copy_with_a_platform_pushes_the_rebuilt_index_and_says_so() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let built = testdata::index(6, &[], &PLATFORMS, false);
+    testdata::push(&source.anonymous_client(), "team/app", "v1", &built).await.unwrap();
+    let (from, to) = (source.reference("team/app:v1"), target.reference("mirror/app:v1"));
+
+    let output = ocync(&["copy", &from, &to, "--platform", "linux/arm64", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let pushed = report["target_digest"].as_str().expect("a rebuilt index").to_string();
+    assert_eq!(skopeo_digest(&target.skopeo_reference("mirror/app:v1"), &[]), pushed);
+    let mirror = client(&target.host);
+    assert!(mirror.head_manifest("mirror/app", child(&built, 1).manifest.digest.as_str()).await.unwrap().is_some());
+    assert!(mirror.head_manifest("mirror/app", child(&built, 0).manifest.digest.as_str()).await.unwrap().is_none());
+
+    let bad = ocync(&["copy", &from, &to, "--platform", "linux"]);
+    assert_eq!(bad.status.code(), Some(3), "a malformed platform is an argument error: {}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected os/architecture"));
+}
