@@ -45,6 +45,9 @@ pub struct ImagePlan {
     pub tag: String,
     /// The source digest.
     pub digest: Option<Digest>,
+    /// The source's media type, as its HEAD reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
     /// Why the image cannot be copied (the source HEAD failed or the tag vanished).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -137,7 +140,7 @@ pub fn plan_image(
             TargetPlan { registry, current, action }
         })
         .collect();
-    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None, referrers: Vec::new() }
+    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None, media_type: None, referrers: Vec::new() }
 }
 
 /// A plan for a mapping that could not list or select its tags.

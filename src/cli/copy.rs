@@ -67,6 +67,7 @@ pub async fn run(args: CopyArgs) -> Exit {
                     repository: &source.repository,
                     reference: source.manifest_reference(),
                     digest: source.digest.clone(),
+                    media_type: None,
                 },
                 targets: vec![Target {
                     registry: target_registry,

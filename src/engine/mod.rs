@@ -86,6 +86,9 @@ pub struct Source<'a, R> {
     pub reference: String,
     /// The digest, when discovery already knows it (saves a HEAD).
     pub digest: Option<Digest>,
+    /// The media type discovery's HEAD reported; a known single manifest needs no GET on a
+    /// warm run with referrers.
+    pub media_type: Option<String>,
 }
 
 /// Where an image goes.

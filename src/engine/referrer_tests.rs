@@ -19,7 +19,7 @@ fn job<'a>(
     platforms: &'a [Platform],
 ) -> ImageJob<'a, MemoryRegistry> {
     ImageJob {
-        source: Source { registry: source, repository: "app", reference: "v1".into(), digest: None },
+        source: Source { registry: source, repository: "app", reference: "v1".into(), digest: None, media_type: None },
         targets: vec![Target { registry: target, repository: "mirror", reference: "v1".into(), current: None }],
         artifacts: Some(policy),
         platforms,

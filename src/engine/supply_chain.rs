@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{Engine, Error, ImageJob, Live, label};
-use crate::oci::{Digest, ManifestKind, narrow};
+use crate::oci::{Digest, Manifest, ManifestKind, media_type, narrow};
 use crate::registry::Registry;
 
 /// What the report says beyond the per-target outcomes.
@@ -35,29 +35,34 @@ impl Engine {
             all.iter().for_each(|live| live.fail(error.clone()));
         };
         let mut extras = Extras::default();
-        let Some(manifest) = self.fetch_top(source, digest, &all).await else {
-            return extras;
-        };
         let reference = || label(source.registry, source.repository, &source.reference);
-        let (pushed, mut subjects) = if !job.platforms.is_empty() && manifest.is_index() {
-            match narrow(&manifest, job.platforms) {
-                Ok(narrowed) => {
-                    extras.warnings.push(format!(
-                        "platforms: pushed index {} rebuilt from {digest} with {} of its entries; signatures and attestations over {digest} do not cover it (those over the kept children do)",
-                        narrowed.index.digest, narrowed.kept
-                    ));
-                    extras.target_digest = Some(narrowed.index.digest.clone());
-                    (narrowed.index, Vec::new())
-                }
+        // A single manifest, as discovery's HEAD said: its only subject is itself, so its bytes
+        // are needed only if some target lacks it.
+        // Only the two manifest types count: a registry that answers HEAD with a generic type
+        // may be serving an index.
+        let single = source
+            .media_type
+            .as_deref()
+            .is_some_and(|t| [media_type::OCI_MANIFEST, media_type::DOCKER_MANIFEST].contains(&t));
+        let manifest = if single {
+            None
+        } else {
+            let Some(manifest) = self.fetch_top(source, digest, &all).await else {
+                return extras;
+            };
+            Some(manifest)
+        };
+        let (pushed, mut subjects) = match manifest {
+            None => (None, vec![digest.clone()]),
+            Some(manifest) => match self.narrowed(job, digest, manifest, &mut extras) {
+                Ok(found) => found,
                 Err(reason) => {
                     fail_all(Error::Platforms { reference: reference(), reason });
                     return extras;
                 }
-            }
-        } else {
-            (manifest, vec![digest.clone()])
+            },
         };
-        if let Ok(ManifestKind::Index { children }) = pushed.kind() {
+        if let Some(Ok(ManifestKind::Index { children })) = pushed.as_ref().map(|m| m.kind()) {
             subjects.extend(children.into_iter().map(|child| child.digest));
         }
         let upstream = match job.artifacts {
@@ -74,16 +79,43 @@ impl Engine {
             fail_all(Error::Unsigned { reference: reference() });
             return extras;
         }
-        let pending = self.pending_targets(&pushed.digest, lives).await;
+        let pending = self.pending_targets(pushed.as_ref().map_or(digest, |m| &m.digest), lives).await;
         if !pending.is_empty() {
             if self.cancel.is_cancelled() {
                 pending.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
             } else {
-                let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
-                self.copy_manifest(source, &pushed, targets).await;
+                let manifest = match pushed {
+                    Some(manifest) => Some(manifest),
+                    None => self.fetch_top(source, digest, &pending).await,
+                };
+                if let Some(manifest) = manifest {
+                    let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
+                    self.copy_manifest(source, &manifest, targets).await;
+                }
             }
         }
         self.copy_referrers(source, &upstream, &all).await;
         extras
+    }
+
+    /// The manifest to push (an index narrowed to `job.platforms`, or the source's as it is)
+    /// and the subjects whose referrers follow: the source's own digest unless it was rebuilt.
+    fn narrowed<R: Registry>(
+        &self,
+        job: &ImageJob<'_, R>,
+        digest: &Digest,
+        manifest: Manifest,
+        extras: &mut Extras,
+    ) -> Result<(Option<Manifest>, Vec<Digest>), String> {
+        if job.platforms.is_empty() || !manifest.is_index() {
+            return Ok((Some(manifest), vec![digest.clone()]));
+        }
+        let narrowed = narrow(&manifest, job.platforms)?;
+        extras.warnings.push(format!(
+            "platforms: pushed index {} rebuilt from {digest} with {} of its entries; signatures and attestations over {digest} do not cover it (those over the kept children do)",
+            narrowed.index.digest, narrowed.kept
+        ));
+        extras.target_digest = Some(narrowed.index.digest.clone());
+        Ok((Some(narrowed.index), Vec::new()))
     }
 }

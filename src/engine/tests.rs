@@ -25,7 +25,7 @@ fn job<'a>(
     targets: Vec<Target<'a, MemoryRegistry>>,
 ) -> ImageJob<'a, MemoryRegistry> {
     ImageJob {
-        source: Source { registry: source, repository, reference: "v1".into(), digest: None },
+        source: Source { registry: source, repository, reference: "v1".into(), digest: None, media_type: None },
         targets,
         artifacts: None,
         platforms: &[],

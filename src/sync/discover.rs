@@ -30,11 +30,9 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
         Err(error) => return plan::failed_mapping(mapping, error),
     };
     let images = futures_util::stream::iter(selection.kept.iter().map(|tag| async move {
-        let source_digest = source
-            .head_manifest(&mapping.from, tag)
-            .await
-            .map(|head| head.map(|h| h.digest))
-            .map_err(|e| e.to_string());
+        let source_head = source.head_manifest(&mapping.from, tag).await.map_err(|e| e.to_string());
+        let media_type = source_head.as_ref().ok().and_then(|head| head.as_ref()).map(|h| h.media_type.clone());
+        let source_digest = source_head.map(|head| head.map(|h| h.digest));
         let targets = futures_util::future::join_all(mapping.targets.iter().map(|name| async move {
             let current = match clients.get(name) {
                 Ok(target) => target.head_manifest(&mapping.to, tag).await.ok().map(|head| head.map(|h| h.digest)),
@@ -44,6 +42,7 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
         }))
         .await;
         let mut image = plan::plan_image(tag, source_digest, targets);
+        image.media_type = media_type.filter(|t| !t.is_empty());
         if estimate_bytes
             && image.needs_copy()
             && let Some(digest) = &image.digest

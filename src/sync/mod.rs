@@ -153,6 +153,7 @@ async fn copy_image<R: Registry>(
             repository: &mapping.from,
             reference: image.tag.clone(),
             digest: image.digest.clone(),
+            media_type: image.media_type.clone(),
         },
         targets,
         artifacts: mapping.artifacts.as_ref(),

@@ -71,3 +71,19 @@ async fn a_dry_run_lists_the_referrers_that_would_come_along() {
     assert!(images.iter().find(|i| i.tag == "v2").unwrap().referrers.is_empty());
     assert_eq!(world.registry("a").count(Op::PutManifest), 0);
 }
+
+#[tokio::test]
+async fn a_warm_run_with_referrers_reads_no_manifest_of_a_single_image() {
+    let world = World::new(TWO_TARGETS, &["src", "a", "b"]);
+    let image = Built::Image(testdata::image(&[(5, 1000)], PLATFORMS[0], false));
+    world.registry("src").insert("team/api", "v1", &image);
+    world.registry("src").insert("team/web", "v1", &image);
+    world.sync().await;
+    world.reset_counts();
+
+    let report = world.sync().await;
+    assert_eq!(report.totals.skipped, 4, "{}", report.summary());
+    // HEAD said it is a single manifest: its only subject is itself, no GET needed.
+    let expected = [(Op::HeadManifest, 2), (Op::ListTags, 2), (Op::ListReferrers, 1)];
+    assert_eq!(world.registry("src").counts(), expected.into());
+}
