@@ -248,3 +248,34 @@ async fn no_platform_match_fails_the_image_with_what_the_index_has() {
     assert!(error.contains("no child of index") && error.contains("linux/amd64, linux/arm64"), "{error}");
     assert_eq!(target.count(Op::PutManifest), 0);
 }
+
+#[tokio::test]
+async fn a_referrer_that_cannot_be_copied_fails_the_image_and_is_never_listed() {
+    let (source, good, bad) = (MemoryRegistry::new("src"), MemoryRegistry::new("good"), MemoryRegistry::new("bad"));
+    let built = Built::Image(testdata::image(&[(11, 3000)], PLATFORMS[0], false));
+    source.insert("app", "v1", &built);
+    let signature = testdata::notation_signature(&top(&built), 11);
+    attach_by_tag(&source, built.digest(), &[&signature]).await;
+    // The signature's envelope is already at `good`, so only `bad` reads the corrupt bytes.
+    let envelope = &signature.blobs[1].descriptor;
+    testdata::push(&good, "mirror", "seed", &Built::Image(signature.clone())).await.unwrap();
+    source.corrupt_blob(&envelope.digest);
+    let policy = ArtifactPolicy::default();
+    let job = ImageJob {
+        targets: vec![
+            Target { registry: &bad, repository: "mirror", reference: "v1".into(), current: None },
+            Target { registry: &good, repository: "mirror", reference: "v1".into(), current: None },
+        ],
+        ..job(&source, &good, &policy, &[])
+    };
+
+    let report = engine().copy(&job).await;
+    assert!(
+        matches!(&report.targets[0].outcome, Outcome::Failed { error, .. } if error.contains("corrupt")),
+        "{report:?}"
+    );
+    assert_eq!(report.targets[1].outcome, Outcome::Synced, "the other target goes on");
+    assert_eq!(bad.tags("mirror")["v1"], *built.digest(), "the image itself was complete");
+    assert!(!bad.tags("mirror").contains_key(&fallback_tag(built.digest())), "no entry for what did not land");
+    assert!(good.tags("mirror").contains_key(&fallback_tag(built.digest())));
+}

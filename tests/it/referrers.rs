@@ -183,6 +183,10 @@ async fn require_fails_only_the_unsigned_image() {
     push(&upstream, "team/app", &cosign_tag(signed.digest(), "sig"), &testdata::cosign_signature(&top(&signed), 3))
         .await;
     let config = sync_config(&source.host, &target.host, "  artifacts: { require: true }\n");
+    let plan = ocync(&["plan", "--config", &config.path]);
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    let listed = format!("referrer cosign tag {}", cosign_tag(signed.digest(), "sig"));
+    assert!(String::from_utf8_lossy(&plan.stdout).contains(&listed), "the dry run lists it: {}", describe(&plan));
 
     let output = ocync(&["sync", "--config", &config.path, "--json"]);
     assert_eq!(output.status.code(), Some(1), "some images failed: {}", describe(&output));
