@@ -131,9 +131,7 @@ impl Referrers {
             tags.lock().expect("tag set lock poisoned").insert(tag.to_string());
         }
     }
-}
 
-impl Referrers {
     /// What `registry` lists for `subject`: the API's answer, or the tag schema's.
     async fn listing<R: Registry>(
         &self,
