@@ -51,6 +51,12 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
         }
         if estimate_bytes && let (Some(policy), Some(digest)) = (&mapping.artifacts, &image.digest) {
             match planned_referrers(source, &mapping.from, digest, policy).await {
+                Ok(referrers) if referrers.is_empty() && policy.require => {
+                    image.error = Some(
+                        "would fail: no referrer matching artifacts.include upstream, and artifacts.require is set"
+                            .into(),
+                    );
+                }
                 Ok(referrers) => image.referrers = referrers,
                 Err(error) => image.error = Some(format!("cannot list referrers: {error}")),
             }

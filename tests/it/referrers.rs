@@ -184,9 +184,11 @@ async fn require_fails_only_the_unsigned_image() {
         .await;
     let config = sync_config(&source.host, &target.host, "  artifacts: { require: true }\n");
     let plan = ocync(&["plan", "--config", &config.path]);
-    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    assert_eq!(plan.status.code(), Some(1), "the unsigned image would fail: {}", describe(&plan));
     let listed = format!("referrer cosign tag {}", cosign_tag(signed.digest(), "sig"));
-    assert!(String::from_utf8_lossy(&plan.stdout).contains(&listed), "the dry run lists it: {}", describe(&plan));
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert!(shown.contains(&listed), "the dry run lists it: {}", describe(&plan));
+    assert!(shown.contains("error unsigned: would fail: no referrer"), "{}", describe(&plan));
 
     let output = ocync(&["sync", "--config", &config.path, "--json"]);
     assert_eq!(output.status.code(), Some(1), "some images failed: {}", describe(&output));
