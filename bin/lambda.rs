@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "ocync=info,bootstrap=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "ocync=info,bootstrap=info,warn".into()),
         )
         .with_current_span(false)
         .without_time()

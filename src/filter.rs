@@ -75,6 +75,8 @@ pub enum DropReason {
         /// The configured N.
         latest: usize,
     },
+    /// A fallback or cosign tag (`sha256-<hex>[.sig]`): it travels with its image.
+    ReferrerTag,
 }
 
 impl std::fmt::Display for DropReason {
@@ -86,6 +88,7 @@ impl std::fmt::Display for DropReason {
             DropReason::OutsideRange => f.write_str("outside the semver range"),
             DropReason::Prerelease => f.write_str("prerelease (set include_prereleases: true to keep)"),
             DropReason::BeyondLatest { latest } => write!(f, "not among the newest {latest}"),
+            DropReason::ReferrerTag => f.write_str("referrer tag, copied with its image"),
         }
     }
 }

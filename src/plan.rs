@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Mapping;
-use crate::filter::{Dropped, Selection};
-use crate::oci::Digest;
+use crate::filter::{DropReason, Dropped, Selection};
+use crate::oci::{Digest, is_referrer_tag};
 
 /// The plan of a whole run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -45,6 +45,9 @@ pub struct ImagePlan {
     pub tag: String,
     /// The source digest.
     pub digest: Option<Digest>,
+    /// The source's media type, as its HEAD reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
     /// Why the image cannot be copied (the source HEAD failed or the tag vanished).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -53,6 +56,20 @@ pub struct ImagePlan {
     /// Bytes of the image's distinct blobs (dry runs only: it costs manifest GETs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// Referrers upstream that would come along (dry runs only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<PlannedReferrer>,
+}
+
+/// A referrer (signature, SBOM, attestation) found upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedReferrer {
+    /// What it refers to: the image, a child, or another referrer.
+    pub subject: Digest,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its artifact type, or the cosign tag it is found under.
+    pub kind: String,
 }
 
 /// What to do at one target.
@@ -86,10 +103,14 @@ impl ImagePlan {
     }
 }
 
-/// Applies the mapping's filter to the listed tags, enforcing `min_tags`.
+/// Applies the mapping's filter to the listed tags, enforcing `min_tags`. With referrers on,
+/// their fallback and cosign tags are not images of their own: they travel with their subjects.
 pub fn select_tags(mapping: &Mapping, listed: &[String]) -> Result<Selection, String> {
     let filter = mapping.tags.compile().map_err(|e| format!("tags.{e}"))?;
-    let selection = filter.select(listed);
+    let (referrer_tags, images): (Vec<String>, Vec<String>) =
+        listed.iter().cloned().partition(|tag| mapping.artifacts.is_some() && is_referrer_tag(tag));
+    let mut selection = filter.select(&images);
+    selection.dropped.extend(referrer_tags.into_iter().map(|tag| Dropped { tag, reason: DropReason::ReferrerTag }));
     if let Some(min) = mapping.tags.min_tags
         && selection.kept.len() < min
     {
@@ -122,7 +143,7 @@ pub fn plan_image(
             TargetPlan { registry, repository, current, action }
         })
         .collect();
-    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None }
+    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None, media_type: None, referrers: Vec::new() }
 }
 
 /// A plan for a mapping that could not list or select its tags.
@@ -162,7 +183,17 @@ mod tests {
 
     fn mapping(tags: TagFilter) -> Mapping {
         let (source, from, to, targets) = ("src".into(), "a".into(), "b".into(), vec!["t".into()]);
-        Mapping { index: 0, source, from, to, targets, prefixed: Default::default(), tags }
+        Mapping {
+            index: 0,
+            source,
+            from,
+            to,
+            targets,
+            prefixed: Default::default(),
+            tags,
+            artifacts: None,
+            platforms: Vec::new(),
+        }
     }
 
     #[test]

@@ -12,6 +12,23 @@ use serde_json::json;
 use crate::oci::{BlobDescriptor, Digest, Manifest, Verifier, media_type};
 use crate::registry::{BlobStream, Registry, Result};
 
+mod signing;
+
+pub use signing::{
+    NOTATION_SIGNATURE, SIGSTORE_BUNDLE, SPDX, buildx_index, bundle_signature, cosign_attestation, cosign_sbom,
+    cosign_signature, notation_signature, sbom_referrer,
+};
+
+/// Seven platforms, as a widely used multi-platform index lists them.
+pub const SEVEN_PLATFORMS: [(&str, &str); 7] = [
+    ("linux", "amd64"),
+    ("linux", "arm64"),
+    ("linux", "arm"),
+    ("linux", "386"),
+    ("linux", "ppc64le"),
+    ("linux", "s390x"),
+    ("linux", "riscv64"),
+];
 /// Random layer bytes are produced in pieces of this size.
 const CHUNK: usize = 1 << 20;
 /// Config media type of Helm charts stored as OCI artifacts.
@@ -237,20 +254,13 @@ pub fn helm_chart(name: &str, version: &str) -> Image {
 /// An OCI 1.1 artifact with the empty config, an `artifactType`, one payload layer and
 /// optionally a `subject` (as signatures and SBOMs have).
 pub fn artifact(artifact_type: &str, payload: &[u8], subject: Option<&Manifest>) -> Image {
-    let empty = Blob::inline(Bytes::from_static(b"{}"));
-    let layer = Blob::inline(Bytes::copy_from_slice(payload));
-    let mut value = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": descriptor(media_type::OCI_EMPTY, &empty.descriptor),
-        "layers": [descriptor("application/octet-stream", &layer.descriptor)],
-    });
-    if let Some(subject) = subject {
-        value["subject"] =
-            json!({ "mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len() });
-    }
-    Image { manifest: manifest_of(value, media_type::OCI_MANIFEST), blobs: vec![empty, layer] }
+    signing::assemble(
+        (media_type::OCI_EMPTY, Bytes::from_static(b"{}")),
+        vec![("application/octet-stream", Bytes::copy_from_slice(payload), serde_json::Value::Null)],
+        Some(artifact_type),
+        subject,
+        None,
+    )
 }
 
 /// Pushes `built` to `repository` under `tag`: blobs, children by digest, then the tag.

@@ -4,7 +4,7 @@ use super::progress::Progress;
 use super::{ConfigArg, Exit};
 use crate::cancel::Cancel;
 use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport, human_bytes};
-use crate::oci::{Digest, Reference};
+use crate::oci::{ArtifactPolicy, Digest, Platform, Reference};
 
 /// Arguments of `ocync copy`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,12 @@ pub struct CopyArgs {
     /// Blob transfers in flight at once (default: global.max_concurrent_transfers, or 32).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
+    /// Leave referrers (signatures, SBOMs, attestations) behind; by default they come along.
+    #[arg(long)]
+    no_referrers: bool,
+    /// Keep only this platform of an index (`linux/arm64/v8`); repeatable. The index is rebuilt.
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]", value_parser = clap::value_parser!(Platform))]
+    platforms: Vec<Platform>,
 }
 
 /// Runs the copy and reports it; the exit code says how it went.
@@ -52,6 +58,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         Ok::<_, crate::registry::Error>((source_registry, target_registry))
     }
     .await;
+    let policy = ArtifactPolicy::default();
     let report = match &opened {
         Ok((source_registry, target_registry)) => {
             let job = ImageJob {
@@ -60,6 +67,7 @@ pub async fn run(args: CopyArgs) -> Exit {
                     repository: &source.repository,
                     reference: source.manifest_reference(),
                     digest: source.digest.clone(),
+                    media_type: None,
                 },
                 targets: vec![Target {
                     registry: target_registry,
@@ -67,6 +75,8 @@ pub async fn run(args: CopyArgs) -> Exit {
                     reference: destination.manifest_reference(),
                     current: None,
                 }],
+                artifacts: (!args.no_referrers).then_some(&policy),
+                platforms: &args.platforms,
             };
             engine.copy(&job).await
         }
@@ -79,6 +89,9 @@ pub async fn run(args: CopyArgs) -> Exit {
     drop(progress);
 
     let target = report.targets.first().expect("one target per copy");
+    for warning in &report.warnings {
+        tracing::warn!(source = %report.source, %warning, "copied with a change");
+    }
     let exit = match &target.outcome {
         Outcome::Synced => {
             tracing::info!(source = %report.source, target = %target.target, digest = report.digest.as_ref().map(ToString::to_string).unwrap_or_default(), blobs = target.stats.blobs_copied, "image copied");
@@ -95,6 +108,8 @@ pub async fn run(args: CopyArgs) -> Exit {
         let mut json = serde_json::to_value(target).expect("reports serialise");
         json["source"] = serde_json::json!(report.source);
         json["digest"] = serde_json::json!(report.digest);
+        json["target_digest"] = serde_json::json!(report.target_digest);
+        json["warnings"] = serde_json::json!(report.warnings);
         println!("{json}");
     } else {
         println!("{}", summary(&report.source, report.digest.as_ref(), target));
@@ -125,11 +140,12 @@ pub fn summary(source: &str, digest: Option<&Digest>, target: &TargetReport) -> 
             format!("up to date {source} -> {destination}{digest} in {seconds:.1}s")
         }
         Outcome::Synced => format!(
-            "copied {source} -> {destination}{digest}: blobs {} copied, {} skipped, {} mounted; {} manifests; {} in {seconds:.1}s",
+            "copied {source} -> {destination}{digest}: blobs {} copied, {} skipped, {} mounted; {} manifests; {} referrers; {} in {seconds:.1}s",
             stats.blobs_copied,
             stats.blobs_skipped,
             stats.blobs_mounted,
             stats.manifests_pushed,
+            stats.referrers_copied,
             human_bytes(stats.bytes)
         ),
     }

@@ -122,6 +122,9 @@ fn render_plan(plan: &Plan) -> String {
             if !up_to_date.is_empty() {
                 lines.push(format!("  skip {} {digest}: up to date at {}", image.tag, names(&up_to_date)));
             }
+            for referrer in &image.referrers {
+                lines.push(format!("    referrer {} {} (of {})", referrer.kind, referrer.digest, referrer.subject));
+            }
         }
     }
     lines.push(format!("would copy {copies} image(s) to targets, at most {} of blobs", human_bytes(bytes)));

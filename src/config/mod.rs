@@ -1,6 +1,7 @@
 //! The `ocync.yaml` format: parsing in two stages (raw serde types that reject unknown keys,
 //! then validation that reports every problem with its path) and registry lookup by host.
 
+mod artifacts;
 mod interpolate;
 mod raw;
 mod resolve;
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 pub use interpolate::{InterpolationError, interpolate, looks_secret};
 pub use raw::{
-    AuthType, OneOrMany, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags, TagMutability,
+    AuthType, OneOrMany, RawArtifacts, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
+    TagMutability,
 };
 pub use resolve::Mapping;
 pub use source::{ConfigLocation, S3Config, S3ConfigCache, s3_client};

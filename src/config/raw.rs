@@ -145,6 +145,21 @@ pub struct RawTags {
     pub include_prereleases: Option<bool>,
 }
 
+/// `artifacts:` in `defaults` or a mapping: which referrers (signatures, SBOMs,
+/// attestations) follow their images.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArtifacts {
+    /// Copy referrers at all (default true).
+    pub enabled: Option<bool>,
+    /// Artifact-type globs to copy (default: all).
+    pub include: Option<OneOrMany>,
+    /// Artifact-type globs to leave out.
+    pub exclude: Option<OneOrMany>,
+    /// Fail an image with no matching referrer upstream (default false).
+    pub require: Option<bool>,
+}
+
 /// `defaults:`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +170,10 @@ pub struct RawDefaults {
     pub targets: Option<OneOrMany>,
     /// Tag selection.
     pub tags: Option<RawTags>,
+    /// Referrers that follow their images.
+    pub artifacts: Option<RawArtifacts>,
+    /// Platforms to keep of multi-platform indexes (`linux/amd64`).
+    pub platforms: Option<Vec<String>>,
 }
 
 /// One entry of `mappings:`.
@@ -171,6 +190,10 @@ pub struct RawMapping {
     pub targets: Option<OneOrMany>,
     /// Tag selection, overriding `defaults.tags` field by field.
     pub tags: Option<RawTags>,
+    /// Referrers, overriding `defaults.artifacts` field by field.
+    pub artifacts: Option<RawArtifacts>,
+    /// Platforms, replacing `defaults.platforms`.
+    pub platforms: Option<Vec<String>>,
 }
 
 /// Turns a serde error into a [`Problem`] with path, line and a "did you mean" for unknown keys.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::raw::{OneOrMany, RawConfig, RawTags, closest};
 use super::{Problem, RegistryConfig};
 use crate::filter::{FilterError, Sort, TagFilter};
-use crate::oci::validate_repository;
+use crate::oci::{ArtifactPolicy, Platform, validate_repository};
 
 /// One mapping, ready for planning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,6 +28,10 @@ pub struct Mapping {
     pub prefixed: BTreeMap<String, String>,
     /// The merged tag filter.
     pub tags: TagFilter,
+    /// Which referrers follow the images; `None`: none.
+    pub artifacts: Option<ArtifactPolicy>,
+    /// Platforms kept of multi-platform indexes; empty: all (the index is copied unchanged).
+    pub platforms: Vec<Platform>,
 }
 
 impl Mapping {
@@ -79,6 +83,7 @@ pub(super) fn resolve(
     if let Err(error) = check_tags(&default_tags) {
         problem(problems, format!("defaults.tags.{}", error.field), error.message);
     }
+    super::artifacts::check_defaults(&defaults, problems);
 
     let mut mappings = Vec::new();
     for (index, entry) in raw.mappings.iter().enumerate() {
@@ -135,9 +140,10 @@ pub(super) fn resolve(
         {
             problem(problems, path(&format!("tags.{}", error.field)), error.message);
         }
+        let (artifacts, platforms) = super::artifacts::resolve(&defaults, entry, index, problems);
         if problems.len() == before {
             let (from, tags) = (entry.from.clone(), to_filter(&tags));
-            mappings.push(Mapping { index, source, from, to, targets, prefixed, tags });
+            mappings.push(Mapping { index, source, from, to, targets, prefixed, tags, artifacts, platforms });
         }
     }
     mappings

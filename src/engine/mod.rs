@@ -10,7 +10,10 @@
 
 mod ledger;
 mod limits;
+mod referrers;
+mod report;
 mod stats;
+mod supply_chain;
 mod tee;
 
 use std::collections::HashMap;
@@ -18,16 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Serialize;
 
 pub use ledger::BlobLedger;
 pub use limits::Limits;
+pub use referrers::{Referrers, Upstream};
+pub use report::{ImageReport, Outcome, TargetReport, label};
 pub use stats::{Stats, StatsSnapshot, human_bytes};
 
 use crate::cancel::Cancel;
-use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestKind};
+use crate::oci::{ArtifactPolicy, BlobDescriptor, Digest, Manifest, ManifestKind, Platform};
 use crate::registry::{self, BlobStream, MountOutcome, Registry, UploadSession};
 use ledger::{Claim, Owner};
+use report::report_target;
 use stats::Event;
 
 /// Attempts per blob transfer (a failed attempt restarts from the source).
@@ -48,6 +53,22 @@ pub enum Error {
     /// The run was cancelled before this target was complete; nothing incomplete was tagged.
     #[error("interrupted before completion; the tag was not pushed")]
     Cancelled,
+    /// No child of the source index matches the platforms asked for.
+    #[error("{reference}: {reason}")]
+    Platforms {
+        /// The source reference.
+        reference: String,
+        /// What was asked for and what the index has.
+        reason: String,
+    },
+    /// `artifacts.require` is set and nothing upstream refers to the image.
+    #[error(
+        "{reference} has no referrer (signature, SBOM, attestation) matching artifacts.include upstream, and artifacts.require is set"
+    )]
+    Unsigned {
+        /// The source reference.
+        reference: String,
+    },
 }
 
 impl Error {
@@ -67,6 +88,9 @@ pub struct Source<'a, R> {
     pub reference: String,
     /// The digest, when discovery already knows it (saves a HEAD).
     pub digest: Option<Digest>,
+    /// The media type discovery's HEAD reported; a known single manifest needs no GET on a
+    /// warm run with referrers.
+    pub media_type: Option<String>,
 }
 
 /// Where an image goes.
@@ -88,52 +112,10 @@ pub struct ImageJob<'a, R> {
     pub source: Source<'a, R>,
     /// The targets.
     pub targets: Vec<Target<'a, R>>,
-}
-
-/// What happened at one target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Copied (some parts may already have been there).
-    Synced,
-    /// Nothing to do.
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-    /// Failed; nothing was tagged.
-    Failed {
-        /// What went wrong.
-        error: String,
-        /// Whether it was an authentication failure.
-        #[serde(skip)]
-        auth: bool,
-    },
-}
-
-/// The result for one target.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetReport {
-    /// `registry/repository:tag`.
-    pub target: String,
-    /// What happened.
-    #[serde(flatten)]
-    pub outcome: Outcome,
-    /// Blobs and bytes for this target.
-    pub stats: StatsSnapshot,
-    /// Time from the start of the image to this target's end.
-    pub duration_ms: u64,
-}
-
-/// The result for one image.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImageReport {
-    /// `registry/repository:tag`.
-    pub source: String,
-    /// The source digest, once known.
-    pub digest: Option<Digest>,
-    /// One entry per target.
-    pub targets: Vec<TargetReport>,
+    /// Which referrers (signatures, SBOMs, attestations) come along; `None`: none.
+    pub artifacts: Option<&'a ArtifactPolicy>,
+    /// Platforms to keep of an index (the index is rebuilt); empty: all, bytes unchanged.
+    pub platforms: &'a [Platform],
 }
 
 /// A target while its image is being copied.
@@ -169,6 +151,7 @@ enum Preparation<'l, 'j, R> {
 /// Copies images; shared by every image of a run so blobs are handled once.
 pub struct Engine {
     ledger: BlobLedger,
+    referrers: Referrers,
     limits: Limits,
     stats: Arc<Stats>,
     cancel: Cancel,
@@ -180,11 +163,17 @@ impl Engine {
     pub fn new(limits: Limits, cancel: Cancel, fan_out: usize) -> Self {
         Engine {
             ledger: BlobLedger::default(),
+            referrers: Referrers::default(),
             limits,
             stats: Arc::new(Stats::default()),
             cancel,
             fan_out: fan_out.max(1),
         }
+    }
+
+    /// Referrer lookups of this run (tag lists may be handed in from discovery).
+    pub fn referrers(&self) -> &Referrers {
+        &self.referrers
     }
 
     /// Totals of the run so far.
@@ -215,15 +204,26 @@ impl Engine {
                 None
             }
         };
+        let mut extras = supply_chain::Extras::default();
         if let Some(digest) = &digest {
-            let pending = self.pending_targets(digest, &lives).await;
-            if !pending.is_empty() {
-                self.copy_top(source, digest, pending).await;
+            if job.artifacts.is_some() || !job.platforms.is_empty() {
+                extras = self.copy_with_extras(job, digest, &lives).await;
+            } else {
+                let pending = self.pending_targets(digest, &lives).await;
+                if !pending.is_empty() {
+                    self.copy_top(source, digest, pending).await;
+                }
             }
         }
         let duration_ms = started.elapsed().as_millis() as u64;
         let targets = lives.iter().map(|live| report_target(live, duration_ms)).collect();
-        ImageReport { source: label(source.registry, source.repository, &source.reference), digest, targets }
+        ImageReport {
+            source: label(source.registry, source.repository, &source.reference),
+            digest,
+            target_digest: extras.target_digest,
+            warnings: extras.warnings,
+            targets,
+        }
     }
 
     async fn source_digest<R: Registry>(&self, source: &Source<'_, R>) -> Result<Digest, Error> {
@@ -273,20 +273,31 @@ impl Engine {
             pending.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
             return;
         }
-        let manifest = match source.registry.get_manifest(source.repository, digest.as_str()).await {
-            Ok(manifest) => manifest,
+        if let Some(manifest) = self.fetch_top(source, digest, &pending).await {
+            let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
+            self.copy_manifest(source, &manifest, targets).await;
+        }
+    }
+
+    /// The source's manifest by digest; a failure fails `lives`.
+    async fn fetch_top<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        digest: &Digest,
+        lives: &[&Live<'_, R>],
+    ) -> Option<Manifest> {
+        match source.registry.get_manifest(source.repository, digest.as_str()).await {
+            Ok(manifest) => Some(manifest),
             Err(error) => {
                 let error = Arc::new(if error.is_not_found() {
                     Error::SourceNotFound { reference: label(source.registry, source.repository, &source.reference) }
                 } else {
                     error.into()
                 });
-                pending.iter().for_each(|live| live.fail(error.clone()));
-                return;
+                lives.iter().for_each(|live| live.fail(error.clone()));
+                None
             }
-        };
-        let targets = pending.into_iter().map(|live| (live, live.target.reference.clone())).collect();
-        self.copy_manifest(source, &manifest, targets).await;
+        }
     }
 
     /// Copies what `manifest` refers to, then pushes it to each target that is still healthy.
@@ -546,28 +557,8 @@ fn retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(250 * u64::from(attempt))
 }
 
-fn report_target<R: Registry>(live: &Live<'_, R>, duration_ms: u64) -> TargetReport {
-    let failure = live.failure.lock().expect("failure lock poisoned").clone();
-    let skipped = live.skipped.lock().expect("skip lock poisoned").clone();
-    let outcome = match (failure, skipped) {
-        (Some(error), _) => Outcome::Failed { error: error.to_string(), auth: error.is_auth() },
-        (None, Some(reason)) => Outcome::Skipped { reason },
-        (None, None) => Outcome::Synced,
-    };
-    let target = live.target;
-    TargetReport {
-        target: label(target.registry, target.repository, &target.reference),
-        outcome,
-        stats: live.stats.snapshot(),
-        duration_ms,
-    }
-}
-
-/// `registry/repository:tag` or `registry/repository@digest`.
-pub fn label<R: Registry>(registry: &R, repository: &str, reference: &str) -> String {
-    let separator = if reference.contains(':') { '@' } else { ':' };
-    format!("{}/{repository}{separator}{reference}", registry.name())
-}
-
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod referrer_tests;

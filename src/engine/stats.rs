@@ -16,6 +16,8 @@ pub struct Stats {
     pub blobs_mounted: AtomicU64,
     /// Manifests pushed (children and tags).
     pub manifests_pushed: AtomicU64,
+    /// Referrers (signatures, SBOMs, attestations) brought to the target.
+    pub referrers_copied: AtomicU64,
     /// Bytes sent to targets so far, including transfers still running and failed attempts.
     pub bytes: AtomicU64,
 }
@@ -31,6 +33,8 @@ pub struct StatsSnapshot {
     pub blobs_mounted: u64,
     /// Manifests pushed.
     pub manifests_pushed: u64,
+    /// Referrers brought to the target.
+    pub referrers_copied: u64,
     /// Bytes sent.
     pub bytes: u64,
 }
@@ -43,6 +47,7 @@ impl Stats {
             blobs_skipped: self.blobs_skipped.load(Ordering::Relaxed),
             blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
             manifests_pushed: self.manifests_pushed.load(Ordering::Relaxed),
+            referrers_copied: self.referrers_copied.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
         }
     }
@@ -54,6 +59,7 @@ impl std::ops::AddAssign for StatsSnapshot {
         self.blobs_skipped += other.blobs_skipped;
         self.blobs_mounted += other.blobs_mounted;
         self.manifests_pushed += other.manifests_pushed;
+        self.referrers_copied += other.referrers_copied;
         self.bytes += other.bytes;
     }
 }
@@ -77,6 +83,7 @@ pub(super) enum Event {
     Skipped,
     Mounted,
     ManifestPushed,
+    ReferrerCopied,
 }
 
 impl Stats {
@@ -86,6 +93,7 @@ impl Stats {
             Event::Skipped => &self.blobs_skipped,
             Event::Mounted => &self.blobs_mounted,
             Event::ManifestPushed => &self.manifests_pushed,
+            Event::ReferrerCopied => &self.referrers_copied,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

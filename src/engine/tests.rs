@@ -24,7 +24,12 @@ fn job<'a>(
     repository: &'a str,
     targets: Vec<Target<'a, MemoryRegistry>>,
 ) -> ImageJob<'a, MemoryRegistry> {
-    ImageJob { source: Source { registry: source, repository, reference: "v1".into(), digest: None }, targets }
+    ImageJob {
+        source: Source { registry: source, repository, reference: "v1".into(), digest: None, media_type: None },
+        targets,
+        artifacts: None,
+        platforms: &[],
+    }
 }
 
 fn statuses(report: &ImageReport) -> Vec<&Outcome> {

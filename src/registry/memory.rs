@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession, VerifiedStream};
-use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead};
+use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer};
 use crate::testdata::Built;
 
 /// Operations counted by [`MemoryRegistry`].
@@ -33,6 +33,8 @@ pub enum Op {
     PushBlob,
     /// `list_tags`.
     ListTags,
+    /// `list_referrers` (counted also when the registry has no referrers API, like a 404).
+    ListReferrers,
 }
 
 #[derive(Default)]
@@ -50,6 +52,7 @@ pub struct MemoryRegistry {
     counts: Mutex<HashMap<Op, u64>>,
     broken: Mutex<HashSet<String>>,
     bytes_served: AtomicU64,
+    referrers_api: bool,
 }
 
 impl MemoryRegistry {
@@ -62,7 +65,14 @@ impl MemoryRegistry {
             counts: Mutex::default(),
             broken: Mutex::default(),
             bytes_served: AtomicU64::new(0),
+            referrers_api: false,
         }
+    }
+
+    /// An empty registry called `name` that answers the OCI 1.1 referrers API, listing the
+    /// manifests with a `subject` it holds (without it, it behaves like distribution 2.8).
+    pub fn with_referrers_api(name: &str) -> Self {
+        MemoryRegistry { referrers_api: true, ..Self::new(name) }
     }
 
     /// Stores a built image under `repository:tag` (not counted).
@@ -259,5 +269,30 @@ impl Registry for MemoryRegistry {
             Some(repo) => Ok(repo.tags.keys().cloned().collect()),
             None => Err(self.not_found(repository, "repository".into())),
         }
+    }
+
+    async fn list_referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Referrer>>> {
+        self.enter(Op::ListReferrers, repository)?;
+        if !self.referrers_api {
+            return Ok(None);
+        }
+        let repositories = self.repositories.lock().expect("lock");
+        let mut found: Vec<Referrer> = repositories
+            .get(repository)
+            .map(|repo| repo.manifests.values().filter_map(Referrer::describe).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(of, referrer)| {
+                of == subject && artifact_type.is_none_or(|t| referrer.artifact_type.as_deref() == Some(t))
+            })
+            .map(|(_, referrer)| referrer)
+            .collect();
+        found.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(Some(found))
     }
 }

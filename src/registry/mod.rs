@@ -25,7 +25,7 @@ pub use error::{Error, Result};
 pub use http::{HttpRegistry, RegistrySettings, UploadMode};
 pub use verify::VerifiedStream;
 
-use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead};
+use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer};
 
 /// Blob bytes as they arrive; every chunk is already counted against the blob's digest.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -110,4 +110,14 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Every tag of a repository, following pagination.
     fn list_tags(&self, repository: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// The referrers of `subject` through the OCI 1.1 referrers API, following pagination;
+    /// `artifact_type` asks the registry to filter (callers filter again, as registries may
+    /// ignore it). `None` when the registry has no referrers API.
+    fn list_referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Vec<Referrer>>>> + Send;
 }

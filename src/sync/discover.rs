@@ -7,8 +7,9 @@ use futures_util::StreamExt;
 
 use super::Clients;
 use crate::config::Mapping;
-use crate::oci::{Digest, ManifestKind};
-use crate::plan::{self, MappingPlan};
+use crate::engine::Referrers;
+use crate::oci::{ArtifactPolicy, Digest, ManifestKind};
+use crate::plan::{self, MappingPlan, PlannedReferrer};
 use crate::registry::Registry;
 
 /// Tags HEADed at once within one mapping.
@@ -29,11 +30,9 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
         Err(error) => return plan::failed_mapping(mapping, error),
     };
     let images = futures_util::stream::iter(selection.kept.iter().map(|tag| async move {
-        let source_digest = source
-            .head_manifest(&mapping.from, tag)
-            .await
-            .map(|head| head.map(|h| h.digest))
-            .map_err(|e| e.to_string());
+        let source_head = source.head_manifest(&mapping.from, tag).await.map_err(|e| e.to_string());
+        let media_type = source_head.as_ref().ok().and_then(|head| head.as_ref()).map(|h| h.media_type.clone());
+        let source_digest = source_head.map(|head| head.map(|h| h.digest));
         let targets = futures_util::future::join_all(mapping.targets.iter().map(|name| async move {
             let repository = mapping.repository_at(name);
             let current = match clients.get(name) {
@@ -44,11 +43,24 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
         }))
         .await;
         let mut image = plan::plan_image(tag, source_digest, targets);
+        image.media_type = media_type.filter(|t| !t.is_empty());
         if estimate_bytes
             && image.needs_copy()
             && let Some(digest) = &image.digest
         {
             image.bytes = image_bytes(source, &mapping.from, digest).await;
+        }
+        if estimate_bytes && let (Some(policy), Some(digest)) = (&mapping.artifacts, &image.digest) {
+            match planned_referrers(source, &mapping.from, digest, policy).await {
+                Ok(referrers) if referrers.is_empty() && policy.require => {
+                    image.error = Some(
+                        "would fail: no referrer matching artifacts.include upstream, and artifacts.require is set"
+                            .into(),
+                    );
+                }
+                Ok(referrers) => image.referrers = referrers,
+                Err(error) => image.error = Some(format!("cannot list referrers: {error}")),
+            }
         }
         image
     }))
@@ -56,6 +68,35 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
     .collect()
     .await;
     plan::mapping_plan(mapping, selection, images)
+}
+
+/// The referrers a copy would bring along: of the image, of its children, and theirs.
+async fn planned_referrers<R: Registry>(
+    source: &R,
+    repository: &str,
+    digest: &Digest,
+    policy: &ArtifactPolicy,
+) -> Result<Vec<PlannedReferrer>, crate::registry::Error> {
+    let mut subjects = vec![digest.clone()];
+    if let Ok(ManifestKind::Index { children }) = source.get_manifest(repository, digest.as_str()).await?.kind() {
+        subjects.extend(children.into_iter().map(|c| c.digest));
+    }
+    let found = Referrers::default().discover(source, repository, subjects, policy).await?;
+    let mut planned = Vec::new();
+    for upstream in &found {
+        let subject = upstream.subject();
+        planned.extend(upstream.referrers().iter().map(|r| PlannedReferrer {
+            subject: subject.clone(),
+            digest: r.digest.clone(),
+            kind: r.artifact_type.clone().unwrap_or_else(|| "unknown artifact type".into()),
+        }));
+        planned.extend(upstream.cosign_tags().iter().map(|(tag, digest)| PlannedReferrer {
+            subject: subject.clone(),
+            digest: digest.clone(),
+            kind: format!("cosign tag {tag}"),
+        }));
+    }
+    Ok(planned)
 }
 
 /// The size of an image's distinct blobs, children included (manifest GETs, no blob reads).

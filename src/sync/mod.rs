@@ -87,9 +87,16 @@ pub async fn execute<R: Registry>(
 ) -> SyncReport {
     let started = Instant::now();
     let by_index: HashMap<usize, &Mapping> = mappings.iter().map(|m| (m.index, *m)).collect();
+    // Discovery listed every source tag; the fallback tag schema needs the same list.
+    for mapping_plan in plan.mappings.iter().filter(|p| p.error.is_none() && by_index[&p.index].artifacts.is_some()) {
+        if let Ok(source) = clients.get(&mapping_plan.source) {
+            let listed = mapping_plan.kept.iter().cloned().chain(mapping_plan.dropped.iter().map(|d| d.tag.clone()));
+            engine.referrers().known_tags(source, &mapping_plan.from, listed);
+        }
+    }
     let jobs = plan.mappings.iter().flat_map(|mapping_plan| {
         let mapping = by_index[&mapping_plan.index];
-        mapping_plan.images.iter().filter(|image| image.needs_copy()).map(move |image| (mapping, image))
+        mapping_plan.images.iter().filter(|image| goes_to_engine(mapping, image)).map(move |image| (mapping, image))
     });
     let copied: Vec<(usize, crate::engine::ImageReport)> =
         futures_util::stream::iter(jobs.map(|(mapping, image)| async move {
@@ -100,7 +107,8 @@ pub async fn execute<R: Registry>(
         .collect()
         .await;
 
-    let mut reports: Vec<MappingReport> = plan.mappings.iter().map(|p| planned_report(p, clients)).collect();
+    let mut reports: Vec<MappingReport> =
+        plan.mappings.iter().map(|p| planned_report(p, by_index[&p.index], clients)).collect();
     for (index, image) in copied {
         let report = reports.iter_mut().find(|r| r.index == index).expect("every job comes from a planned mapping");
         for target in image.targets {
@@ -108,6 +116,8 @@ pub async fn execute<R: Registry>(
                 source: image.source.clone(),
                 target: target.target,
                 digest: image.digest.clone(),
+                target_digest: image.target_digest.clone(),
+                warnings: image.warnings.clone(),
                 outcome: target.outcome,
                 stats: target.stats,
                 duration_ms: target.duration_ms,
@@ -127,7 +137,8 @@ async fn copy_image<R: Registry>(
     let targets = image
         .targets
         .iter()
-        .filter(|t| t.action == Action::Copy)
+        // Targets already up to date go too when referrers are on: theirs may be missing.
+        .filter(|t| t.action == Action::Copy || mapping.artifacts.is_some())
         .filter_map(|t| clients.get(&t.registry).ok().map(|registry| (registry, t)))
         .map(|(registry, t)| Target {
             registry,
@@ -142,10 +153,16 @@ async fn copy_image<R: Registry>(
             repository: &mapping.from,
             reference: image.tag.clone(),
             digest: image.digest.clone(),
+            media_type: image.media_type.clone(),
         },
         targets,
+        artifacts: mapping.artifacts.as_ref(),
+        platforms: &mapping.platforms,
     };
     let report = engine.copy(&job).await;
+    for warning in &report.warnings {
+        tracing::warn!(source = %report.source, %warning, "copied with a change");
+    }
     for target in &report.targets {
         match &target.outcome {
             Outcome::Synced => {
@@ -160,9 +177,15 @@ async fn copy_image<R: Registry>(
     report
 }
 
+/// Whether the engine sees an image: some target lacks it, or referrers are to be checked
+/// (new signatures appear upstream after an image was mirrored).
+fn goes_to_engine(mapping: &Mapping, image: &crate::plan::ImagePlan) -> bool {
+    image.needs_copy() || (mapping.artifacts.is_some() && image.error.is_none() && image.digest.is_some())
+}
+
 /// The report entries a plan already decides: up-to-date targets, failed images, and the
 /// mapping's own error.
-fn planned_report<R: Registry>(plan: &MappingPlan, clients: &Clients<R>) -> MappingReport {
+fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &Clients<R>) -> MappingReport {
     // Labels use the registry's host, as the engine's do, falling back to the config name.
     let host = |name: &str| clients.get(name).map_or_else(|_| name.to_string(), |r| r.name().to_string());
     let mut images = Vec::new();
@@ -172,13 +195,15 @@ fn planned_report<R: Registry>(plan: &MappingPlan, clients: &Clients<R>) -> Mapp
                 source: format!("{}/{}:{}", host(&plan.source), plan.from, image.tag),
                 target: format!("{}/{}:{}", host(&target.registry), target.repository, image.tag),
                 digest: image.digest.clone(),
+                target_digest: None,
+                warnings: Vec::new(),
                 outcome,
                 stats: StatsSnapshot::default(),
                 duration_ms: 0,
             };
             if let Some(error) = &image.error {
                 images.push(entry(Outcome::Failed { error: error.clone(), auth: false }));
-            } else if target.action == Action::UpToDate {
+            } else if target.action == Action::UpToDate && !goes_to_engine(mapping, image) {
                 images.push(entry(Outcome::Skipped { reason: "target already has this digest".into() }));
             }
         }

@@ -15,6 +15,12 @@ pub struct ImageResult {
     pub target: String,
     /// The source digest.
     pub digest: Option<Digest>,
+    /// The digest pushed, when it is not the source's (a platform subset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_digest: Option<Digest>,
+    /// Notes for the user (a rebuilt index is not covered by the source's signatures).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// synced, skipped or failed, with the reason.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -141,11 +147,14 @@ impl SyncReport {
                 if let Outcome::Failed { error, .. } = &image.outcome {
                     lines.push(format!("  failed {} -> {}: {error}", image.source, image.target));
                 }
+                for warning in &image.warnings {
+                    lines.push(format!("  note {} -> {}: {warning}", image.source, image.target));
+                }
             }
         }
         let t = &self.totals;
         lines.push(format!(
-            "total: {} mappings ({} failed); images {} synced, {} up to date, {} failed; blobs {} copied, {} skipped, {} mounted; {} in {:.1}s",
+            "total: {} mappings ({} failed); images {} synced, {} up to date, {} failed; blobs {} copied, {} skipped, {} mounted; {} referrers copied; {} in {:.1}s",
             t.mappings,
             t.mappings_failed,
             t.synced,
@@ -154,6 +163,7 @@ impl SyncReport {
             t.stats.blobs_copied,
             t.stats.blobs_skipped,
             t.stats.blobs_mounted,
+            t.stats.referrers_copied,
             human_bytes(t.stats.bytes),
             self.duration_ms as f64 / 1000.0
         ));
@@ -170,6 +180,8 @@ mod tests {
             source: "s".into(),
             target: "t".into(),
             digest: None,
+            target_digest: None,
+            warnings: Vec::new(),
             outcome,
             stats: StatsSnapshot::default(),
             duration_ms: 0,

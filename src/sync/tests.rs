@@ -67,7 +67,11 @@ mappings:
 ";
 
 fn seeded_two_targets() -> (World, Vec<Built>) {
-    let world = World::new(TWO_TARGETS, &["src", "a", "b"]);
+    seeded(TWO_TARGETS)
+}
+
+fn seeded(yaml: &str) -> (World, Vec<Built>) {
+    let world = World::new(yaml, &["src", "a", "b"]);
     let source = world.registry("src");
     // Every image shares the 50 kB base layer (seed 0).
     let images: Vec<Built> = (1..=4).map(|seed| testdata::index(seed, &[(0, 50_000)], &PLATFORMS, false)).collect();
@@ -101,8 +105,9 @@ async fn fan_out_lands_exact_tag_sets_reading_each_blob_once() {
 }
 
 #[tokio::test]
-async fn a_warm_run_lists_tags_and_sends_heads_only() {
-    let (world, _) = seeded_two_targets();
+async fn a_warm_run_without_referrers_lists_tags_and_sends_heads_only() {
+    let yaml = TWO_TARGETS.replace("  targets: [a, b]\n", "  targets: [a, b]\n  artifacts: { enabled: false }\n");
+    let (world, _) = seeded(&yaml);
     world.sync().await;
     world.reset_counts();
 
@@ -274,3 +279,5 @@ mod examples {
         assert_eq!(world.registry("gar").tags("my-project/my-repo/static").len(), 1);
     }
 }
+
+mod referrers;

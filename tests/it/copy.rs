@@ -124,7 +124,7 @@ async fn a_digest_pinned_source_lands_under_the_destination_tag() {
 }
 
 #[tokio::test]
-async fn a_second_copy_sends_only_heads() {
+async fn a_second_copy_sends_only_heads_and_with_referrers_only_listings() {
     let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
     seed(&source, "team/app", "v1", &small_index(4)).await;
     let args = ["copy".to_string(), source.reference("team/app:v1"), target.reference("app:v1")];
@@ -133,14 +133,27 @@ async fn a_second_copy_sends_only_heads() {
     source.reset_log();
     target.reset_log();
 
-    let output = ocync(&[&args[..], &["--json"]].concat());
+    let output = ocync(&[&args[..], &["--json", "--no-referrers"]].concat());
     assert_copied(&output);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON report");
     assert_eq!(report["status"], "skipped");
-
     let all: Vec<_> = source.requests().into_iter().chain(target.requests()).collect();
     assert!(all.iter().all(|(method, _)| method == "HEAD"), "non-HEAD requests on a warm copy: {all:?}");
     assert_eq!(all.len(), 2, "{all:?}");
+
+    // With referrers (the default): the index read for its children, one referrers API probe
+    // (404) and one tag list for the fallback tags at the source; the target is not asked,
+    // since nothing upstream refers to the image.
+    source.reset_log();
+    target.reset_log();
+    assert_copied(&ocync(&args));
+    let mut at_source: Vec<String> = source.requests().into_iter().map(|(m, p)| format!("{m} {p}")).collect();
+    at_source.sort();
+    assert_eq!(at_source.len(), 4, "{at_source:?}");
+    assert!(at_source[0].starts_with("GET /v2/team/app/manifests/sha256:"), "{at_source:?}");
+    assert!(at_source[1].starts_with("GET /v2/team/app/referrers/sha256:"), "{at_source:?}");
+    assert_eq!(at_source[2], "GET /v2/team/app/tags/list");
+    assert_eq!(target.requests().len(), 1, "the HEAD of the tag: {:?}", target.requests());
 }
 
 #[tokio::test]

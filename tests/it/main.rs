@@ -15,6 +15,7 @@ mod image;
 mod lambda;
 mod mirror;
 mod pull_secret;
+mod referrers;
 mod sync;
 mod template;
 mod watch;

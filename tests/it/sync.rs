@@ -33,6 +33,8 @@ fn by_method(registry: &TestRegistry) -> BTreeMap<String, usize> {
     for (method, path) in registry.requests() {
         let kind = if path.contains("/blobs/") {
             "blob"
+        } else if path.contains("/referrers/") {
+            "referrers"
         } else if path.contains("/tags/") {
             "tags"
         } else {
@@ -120,8 +122,12 @@ async fn sync_fans_out_to_two_targets_and_a_second_run_sends_no_blob() {
     corpus.targets.iter().for_each(TestRegistry::reset_log);
     let warm = ocync(&["sync", "--config", &corpus.config.path, "--json"]);
     assert_eq!(warm.status.code(), Some(0), "{}", describe(&warm));
-    // Warm: one tag list per mapping and one HEAD per kept tag at the source; one HEAD per tag per target.
-    assert_eq!(by_method(&corpus.source), [("GET tags".to_string(), 2), ("HEAD manifest".to_string(), 3)].into());
+    // Warm: one tag list per mapping and one HEAD per kept tag at the source; one HEAD per tag
+    // per target. Referrers (on by default) add, at the source, one manifest GET per image (for
+    // its children) and one referrers API probe (404 here); nothing at the targets, as nothing
+    // refers to these images.
+    let expected = [("GET manifest", 3), ("GET referrers", 1), ("GET tags", 2), ("HEAD manifest", 3)];
+    assert_eq!(by_method(&corpus.source), expected.map(|(k, n)| (k.to_string(), n)).into());
     for target in &corpus.targets {
         assert_eq!(by_method(target), [("HEAD manifest".to_string(), 3)].into());
     }

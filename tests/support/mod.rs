@@ -7,6 +7,7 @@ pub mod aad;
 pub mod moto;
 pub mod oauth;
 pub mod proxy;
+pub mod referrers;
 pub mod registry;
 pub mod secret_api;
 pub mod tls;

@@ -1,7 +1,7 @@
 //! Manifest and tag endpoints: `HEAD`/`GET`/`PUT /v2/<name>/manifests/<reference>` and
 //! `GET /v2/<name>/tags/list` with `Link` pagination.
 
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LINK};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Response};
 
 use super::send::Call;
@@ -109,67 +109,21 @@ impl HttpRegistry {
         struct TagList {
             tags: Option<Vec<String>>,
         }
+        let url = self.url(&format!("v2/{repository}/tags/list?n={TAGS_PAGE}"));
         let mut tags = Vec::new();
-        let mut url = self.url(&format!("v2/{repository}/tags/list?n={TAGS_PAGE}"));
-        loop {
-            let call = Call {
-                method: Method::GET,
-                url: url.clone(),
-                repository,
-                scopes: vec![scope(repository, false)],
-                what: "tag list".to_string(),
-                headers: HeaderMap::new(),
-                body: None,
-                idempotent: true,
-                streaming: false,
-            };
-            let response = self.send(&call).await?;
-            let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            let page: TagList = response.json().await.map_err(|e| self.network_error(repository, &call.action(), e))?;
+        for page in self.get_pages(repository, "tag list", url, None).await? {
+            let page: TagList = serde_json::from_slice(&page).map_err(|e| Error::Protocol {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: "GET tag list".to_string(),
+                detail: format!("malformed tag list: {e}"),
+            })?;
             tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(next) => {
-                    url = url.join(&next).map_err(|e| Error::Protocol {
-                        registry: self.settings.name.clone(),
-                        repository: repository.to_string(),
-                        action: call.action(),
-                        detail: format!("invalid Link header target {next:?}: {e}"),
-                    })?
-                }
-                None => return Ok(tags),
-            }
         }
+        Ok(tags)
     }
 }
 
-fn header(response: &Response, name: &str) -> Option<String> {
+pub(super) fn header(response: &Response, name: &str) -> Option<String> {
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
-}
-
-/// The target of `<…>; rel="next"` in a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        let is_next = params.split(';').any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| target.to_string())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::next_link;
-
-    #[test]
-    fn finds_the_next_page_in_a_link_header() {
-        assert_eq!(
-            next_link(r#"</v2/app/tags/list?n=2&last=b>; rel="next""#).as_deref(),
-            Some("/v2/app/tags/list?n=2&last=b")
-        );
-        assert_eq!(
-            next_link(r#"<https://x/a>; rel="prev", <https://x/b>; rel="next""#).as_deref(),
-            Some("https://x/b")
-        );
-        assert_eq!(next_link(r#"</v2/app/tags/list?n=2&last=b>; rel="prev""#), None);
-    }
 }

@@ -7,6 +7,8 @@
 mod blob;
 mod hub;
 mod manifest;
+mod pages;
+mod referrers;
 mod send;
 
 use std::collections::HashMap;
@@ -22,7 +24,7 @@ use super::ecr::EcrControl;
 use super::kind::RegistryKind;
 use super::pacing::Window;
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
-use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, endpoint_host};
+use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer, endpoint_host};
 
 /// How blobs are uploaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -259,6 +261,15 @@ impl Registry for HttpRegistry {
 
     async fn list_tags(&self, repository: &str) -> Result<Vec<String>> {
         self.list_tags_impl(repository).await
+    }
+
+    async fn list_referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Referrer>>> {
+        self.list_referrers_impl(repository, subject, artifact_type).await
     }
 
     async fn blobs_present(&self, repository: &str, digests: &[Digest]) -> Option<std::collections::HashSet<Digest>> {

@@ -1,0 +1,37 @@
+//! The OCI 1.1 referrers API: `GET /v2/<name>/referrers/<digest>`, with `artifactType`
+//! filtering and `Link` pagination. A 404 means the registry has no such API (distribution
+//! 2.8 answers so); callers then use the fallback tag schema.
+
+use super::HttpRegistry;
+use crate::oci::{Digest, Referrer, media_type, parse_index};
+use crate::registry::{Error, Result};
+
+impl HttpRegistry {
+    pub(super) async fn list_referrers_impl(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Referrer>>> {
+        let mut url = self.url(&format!("v2/{repository}/referrers/{subject}"));
+        if let Some(artifact_type) = artifact_type {
+            url.query_pairs_mut().append_pair("artifactType", artifact_type);
+        }
+        let what = format!("referrers of {subject}");
+        let pages = match self.get_pages(repository, &what, url, Some(media_type::OCI_INDEX)).await {
+            Ok(pages) => pages,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let mut referrers = Vec::new();
+        for page in pages {
+            referrers.extend(parse_index(&page).map_err(|source| Error::Manifest {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                reference: what.clone(),
+                source: Box::new(source),
+            })?);
+        }
+        Ok(Some(referrers))
+    }
+}

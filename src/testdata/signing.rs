@@ -1,0 +1,201 @@
+//! Supply-chain artifacts in the shapes real tools produce, with real digests: cosign's tag
+//! schema (`.sig`, `.att`, `.sbom` images without `subject`), OCI 1.1 referrers as cosign's
+//! bundle format, notation and SBOM tools push them (`subject` + `artifactType`), and buildx
+//! indexes whose attestation manifests sit beside the images they describe.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{Blob, Built, Image, descriptor, image, manifest_of};
+use crate::oci::{Manifest, media_type};
+
+/// cosign's simple-signing layer.
+const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// DSSE envelope (cosign attestations).
+const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// Sigstore bundle, cosign's OCI 1.1 signature artifact type.
+pub const SIGSTORE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// notation's signature artifact type.
+pub const NOTATION_SIGNATURE: &str = "application/vnd.cncf.notary.signature";
+/// SPDX SBOM media type.
+pub const SPDX: &str = "application/spdx+json";
+/// in-toto statement layers of buildx attestation manifests.
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+
+/// A layer: media type, bytes, annotations.
+type Layer = (&'static str, Bytes, Value);
+
+/// An OCI manifest from a config (media type, bytes) and layers, with an optional
+/// `artifactType`, `subject` and top-level annotations.
+pub(super) fn assemble(
+    config: (&str, Bytes),
+    layers: Vec<Layer>,
+    artifact_type: Option<&str>,
+    subject: Option<&Manifest>,
+    annotations: Option<Value>,
+) -> Image {
+    let config_blob = Blob::inline(config.1);
+    let layer_blobs: Vec<Blob> = layers.iter().map(|(_, bytes, _)| Blob::inline(bytes.clone())).collect();
+    let layer_descriptors: Vec<Value> = layers
+        .iter()
+        .zip(&layer_blobs)
+        .map(|((media_type, _, annotations), blob)| {
+            let mut value = descriptor(media_type, &blob.descriptor);
+            if annotations.is_object() {
+                value["annotations"] = annotations.clone();
+            }
+            value
+        })
+        .collect();
+    let mut value = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": descriptor(config.0, &config_blob.descriptor),
+        "layers": layer_descriptors,
+    });
+    if let Some(artifact_type) = artifact_type {
+        value["artifactType"] = json!(artifact_type);
+    }
+    if let Some(subject) = subject {
+        value["subject"] =
+            json!({ "mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len() });
+    }
+    if let Some(annotations) = annotations {
+        value["annotations"] = annotations;
+    }
+    Image {
+        manifest: manifest_of(value, media_type::OCI_MANIFEST),
+        blobs: std::iter::once(config_blob).chain(layer_blobs).collect(),
+    }
+}
+
+fn json_bytes(value: Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(&value).expect("JSON values serialise"))
+}
+
+/// The config cosign writes for its tag-schema images.
+fn cosign_config(layers: &[Layer]) -> (&'static str, Bytes) {
+    let diff_ids: Vec<String> =
+        layers.iter().map(|(_, bytes, _)| crate::oci::Digest::sha256_of(bytes).to_string()).collect();
+    (
+        "application/vnd.oci.image.config.v1+json",
+        json_bytes(
+            json!({ "architecture": "", "os": "", "config": {}, "rootfs": { "type": "layers", "diff_ids": diff_ids } }),
+        ),
+    )
+}
+
+/// What cosign pushes as `sha256-<hex>.sig`: a simple-signing payload naming the subject,
+/// with the signature in an annotation; `seed` varies the signature.
+pub fn cosign_signature(subject: &Manifest, seed: u64) -> Image {
+    let payload = json!({
+        "critical": {
+            "identity": { "docker-reference": "registry.test/app" },
+            "image": { "docker-manifest-digest": subject.digest },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    });
+    let layers: Vec<Layer> = vec![(
+        COSIGN_SIMPLESIGNING,
+        json_bytes(payload),
+        json!({ "dev.cosignproject.cosign/signature": format!("MEUCIQ{seed:016x}") }),
+    )];
+    assemble(cosign_config(&layers), layers, None, None, None)
+}
+
+/// What cosign pushes as `sha256-<hex>.att`: a DSSE envelope with an in-toto statement.
+pub fn cosign_attestation(subject: &Manifest, predicate_type: &str) -> Image {
+    let statement = json!({ "_type": "https://in-toto.io/Statement/v0.1", "predicateType": predicate_type, "subject": [{ "digest": { "sha256": subject.digest.hex() } }] });
+    let envelope =
+        json!({ "payloadType": "application/vnd.in-toto+json", "payload": statement.to_string(), "signatures": [] });
+    let layers: Vec<Layer> = vec![(DSSE_ENVELOPE, json_bytes(envelope), json!({ "predicateType": predicate_type }))];
+    assemble(cosign_config(&layers), layers, None, None, None)
+}
+
+/// What `cosign attach sbom` pushes as `sha256-<hex>.sbom`.
+pub fn cosign_sbom(subject: &Manifest) -> Image {
+    let layers: Vec<Layer> = vec![("text/spdx+json", json_bytes(spdx_document(subject)), Value::Null)];
+    assemble(cosign_config(&layers), layers, None, None, None)
+}
+
+fn spdx_document(subject: &Manifest) -> Value {
+    json!({ "spdxVersion": "SPDX-2.3", "name": subject.digest, "packages": [] })
+}
+
+/// cosign's OCI 1.1 signature: a sigstore bundle referring to `subject`.
+pub fn bundle_signature(subject: &Manifest, seed: u64) -> Image {
+    let bundle = json!({ "mediaType": SIGSTORE_BUNDLE, "messageSignature": { "signature": format!("{seed:032x}") } });
+    assemble(
+        (media_type::OCI_EMPTY, Bytes::from_static(b"{}")),
+        vec![(SIGSTORE_BUNDLE, json_bytes(bundle), Value::Null)],
+        Some(SIGSTORE_BUNDLE),
+        Some(subject),
+        Some(json!({ "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1" })),
+    )
+}
+
+/// notation's signature: a JWS envelope referring to `subject`.
+pub fn notation_signature(subject: &Manifest, seed: u64) -> Image {
+    let envelope = json!({ "payload": subject.digest, "protected": format!("{seed:x}"), "signature": "c2ln" });
+    assemble(
+        (media_type::OCI_EMPTY, Bytes::from_static(b"{}")),
+        vec![("application/jose+json", json_bytes(envelope), Value::Null)],
+        Some(NOTATION_SIGNATURE),
+        Some(subject),
+        Some(json!({ "io.cncf.notary.x509chain.thumbprint#S256": format!("[\"{seed:064x}\"]") })),
+    )
+}
+
+/// An SPDX SBOM referring to `subject` (as `oras attach` or `syft` push it).
+pub fn sbom_referrer(subject: &Manifest) -> Image {
+    assemble(
+        (media_type::OCI_EMPTY, Bytes::from_static(b"{}")),
+        vec![(SPDX, json_bytes(spdx_document(subject)), Value::Null)],
+        Some(SPDX),
+        Some(subject),
+        None,
+    )
+}
+
+/// A buildx index: one image per platform, then one attestation manifest per image
+/// (SBOM and provenance statements) marked with buildx's `vnd.docker.reference.*`.
+pub fn buildx_index(seed: u64, platforms: &[(&str, &str)]) -> Built {
+    let images: Vec<Image> = platforms
+        .iter()
+        .enumerate()
+        .map(|(i, &platform)| image(&[(seed * 100 + i as u64, 2048)], platform, false))
+        .collect();
+    let attestations: Vec<Image> = images
+        .iter()
+        .map(|image| {
+            let statement = |predicate: &str| {
+                let layer = json!({ "predicateType": predicate, "subject": [{ "digest": { "sha256": image.manifest.digest.hex() } }] });
+                (IN_TOTO, json_bytes(layer), json!({ "in-toto.io/predicate-type": predicate }))
+            };
+            let layers = vec![statement("https://spdx.dev/Document"), statement("https://slsa.dev/provenance/v0.2")];
+            assemble(cosign_config(&layers), layers, None, None, None)
+        })
+        .collect();
+    let mut entries: Vec<Value> = images
+        .iter()
+        .zip(platforms)
+        .map(|(image, (os, architecture))| {
+            json!({ "mediaType": image.manifest.media_type, "digest": image.manifest.digest, "size": image.manifest.bytes.len(), "platform": { "os": os, "architecture": architecture } })
+        })
+        .collect();
+    entries.extend(images.iter().zip(&attestations).map(|(image, attestation)| {
+        json!({
+            "mediaType": attestation.manifest.media_type,
+            "digest": attestation.manifest.digest,
+            "size": attestation.manifest.bytes.len(),
+            "platform": { "os": "unknown", "architecture": "unknown" },
+            "annotations": { "vnd.docker.reference.digest": image.manifest.digest, "vnd.docker.reference.type": "attestation-manifest" },
+        })
+    }));
+    let index = manifest_of(
+        json!({ "schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": entries }),
+        media_type::OCI_INDEX,
+    );
+    Built::Index { index, children: images.into_iter().chain(attestations).collect() }
+}
