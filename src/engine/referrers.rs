@@ -140,21 +140,23 @@ impl Referrers {
     /// the referrers API and no tag of the repository follows the `sha256-<hex>` schemas.
     /// Then an index need not be read just to list its children as subjects. Answering may
     /// cost the run's one API probe (a listing of `subject`, repeated by discovery where the
-    /// API exists); errors answer `false`, so the usual path reports them.
-    pub async fn none_possible<R: Registry>(&self, registry: &R, repository: &str, subject: &Digest) -> bool {
+    /// API exists).
+    pub async fn none_possible<R: Registry>(
+        &self,
+        registry: &R,
+        repository: &str,
+        subject: &Digest,
+    ) -> registry::Result<bool> {
         let memo = self.api_memo(registry);
         let mut api = memo.lock().await;
         if api.is_none() {
-            match registry.list_referrers(repository, subject, None).await {
-                Ok(answer) => *api = Some(answer.is_some()),
-                Err(_) => return false,
-            }
+            *api = Some(registry.list_referrers(repository, subject, None).await?.is_some());
         }
         if *api != Some(false) {
-            return false;
+            return Ok(false);
         }
         drop(api);
-        self.tags(registry, repository).await.is_ok_and(|tags| !tags.iter().any(|t| t.starts_with("sha256-")))
+        Ok(!self.tags(registry, repository).await?.iter().any(|t| t.starts_with("sha256-")))
     }
 
     /// What `registry` lists for `subject`: the API's answer, or the tag schema's.

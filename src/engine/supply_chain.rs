@@ -46,10 +46,18 @@ impl Engine {
             .is_some_and(|t| [media_type::OCI_MANIFEST, media_type::DOCKER_MANIFEST].contains(&t));
         // Nor is an index's when no referrer can exist in the repository (and no platform
         // subset is asked for): its children would only be listed as subjects.
-        let nothing_refers = || async {
-            job.platforms.is_empty() && self.referrers.none_possible(source.registry, source.repository, digest).await
+        let nothing_refers = if single || !job.platforms.is_empty() {
+            false
+        } else {
+            match self.referrers.none_possible(source.registry, source.repository, digest).await {
+                Ok(none) => none,
+                Err(error) => {
+                    fail_all(error.into());
+                    return extras;
+                }
+            }
         };
-        let manifest = if single || nothing_refers().await {
+        let manifest = if single || nothing_refers {
             None
         } else {
             let Some(manifest) = self.fetch_top(source, digest, &all).await else {

@@ -119,13 +119,23 @@ async fn a_registry_that_keeps_failing_fails_the_copy_after_bounded_retries() {
         _ => Action::Forward,
     });
 
-    let output = ocync(&["copy", &proxy.reference("team/app:v1"), &target.reference("app:v1")]);
+    let (from, to) = (proxy.reference("team/app:v1"), target.reference("app:v1"));
+    let output = ocync(&["copy", &from, &to, "--no-referrers"]);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("answered 500 to GET manifest sha256:"), "{}", describe(&output));
     assert!(stdout.contains("in team/app: UNKNOWN: disk on fire"), "{}", describe(&output));
     let gets = proxy.seen().iter().filter(|r| r.method == "GET").count();
     assert_eq!(gets, 4, "one try and three retries");
+
+    // With referrers, the first GET is the referrers-API probe: bounded the same way, and the
+    // image fails there rather than retrying again on another path.
+    let output = ocync(&["copy", &from, &to]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("answered 500 to GET referrers of sha256:"), "{}", describe(&output));
+    let gets = proxy.seen().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(gets, 8, "four more: one try and three retries");
     assert!(target.requests().iter().all(|(method, _)| method == "HEAD"), "nothing pushed");
 }
 
