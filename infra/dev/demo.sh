@@ -48,7 +48,7 @@ requests() { # METHOD-kind counts from the registries' access logs since the mar
   for port in "$source_port" "${mirror_ports[@]}"; do
     printf '  %s: ' "$port"
     tail -n +"$(($(cat "$OCYNC_DEV_DIR/$port.mark") + 1))" "$OCYNC_DEV_DIR/$port.log" |
-      grep -o '"[A-Z]* /v2/[^ ]*' | sed -E 's/"([A-Z]+) .*\/(manifests|blobs|tags)\/.*/\1 \2/' | sort | uniq -c | tr -s ' ' | paste -sd, -
+      grep -o '"[A-Z]* /v2/[^ ]*' | sed -E 's/"([A-Z]+) .*\/(manifests|blobs|tags|referrers)\/.*/\1 \2/' | sort | uniq -c | tr -s ' ' | paste -sd, -
   done
 }
 mark() { for port in "$source_port" "${mirror_ports[@]}"; do wc -l <"$OCYNC_DEV_DIR/$port.log" >"$OCYNC_DEV_DIR/$port.mark"; done; }
@@ -60,7 +60,7 @@ echo "== ocync sync (cold)"
 "$bin/ocync" sync --config "$config" 2>/dev/null
 echo "requests per registry:"; requests
 mark
-echo "== ocync sync (warm: nothing changed, HEAD requests only)"
+echo "== ocync sync (warm: nothing changed: tag lists, HEADs and one referrers-API probe)"
 "$bin/ocync" sync --config "$config" 2>/dev/null
 echo "requests per registry:"; requests
 
