@@ -22,6 +22,9 @@ pub struct MirrorSet {
     pub mirrors: Vec<Mirror>,
     /// What produced it, for messages about it.
     pub origin: Origin,
+    /// The upstream itself is served over plain HTTP (its `url: http://…`; extra sources are
+    /// taken to be HTTPS).
+    pub plain_http: bool,
 }
 
 /// One mirror location of a [`MirrorSet`].
@@ -88,6 +91,7 @@ pub fn mirror_sets(config: &Config, extra: &[String]) -> Vec<MirrorSet> {
             source: key.clone(),
             mirrors: Vec::new(),
             origin: Origin::Mappings { source_path: source_path.clone(), indexes: Vec::new() },
+            plain_http: source.plain_http,
         });
         if let Origin::Mappings { indexes, .. } = &mut entry.origin {
             indexes.push(mapping.index);
@@ -110,7 +114,10 @@ pub fn mirror_sets(config: &Config, extra: &[String]) -> Vec<MirrorSet> {
         let (host, path) = source.split_once('/').unwrap_or((source, ""));
         let host = client_host(host);
         let source = if path.is_empty() { host.to_string() } else { format!("{host}/{path}") };
-        by_source.insert(source.clone(), MirrorSet { source, mirrors: roots.clone(), origin: Origin::Extra });
+        by_source.insert(
+            source.clone(),
+            MirrorSet { source, mirrors: roots.clone(), origin: Origin::Extra, plain_http: false },
+        );
     }
     by_source.into_values().collect()
 }

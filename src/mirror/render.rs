@@ -186,9 +186,9 @@ fn registries_conf(sets: &[MirrorSet], options: &Options) -> String {
 }
 
 /// The upstream host's `server` as containerd reaches it.
-fn containerd_server(host: &str) -> String {
+fn containerd_server(host: &str, plain_http: bool) -> String {
     let endpoint = if host == DOCKER_HUB { DOCKER_HUB_ENDPOINT } else { host };
-    format!("https://{endpoint}")
+    format!("{}://{endpoint}", if plain_http { "http" } else { "https" })
 }
 
 /// The mirror root a set's mirror keeps the repository path under, or why there is none.
@@ -215,11 +215,12 @@ fn containerd_root(set: &MirrorSet, mirror: &Mirror) -> Result<String, String> {
 
 fn containerd(sets: &[MirrorSet], options: &Options) -> Rendered {
     let capabilities = if options.tags { "[\"pull\", \"resolve\"]" } else { "[\"pull\"]" };
-    let mut hosts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut hosts: BTreeMap<&str, (bool, Vec<String>)> = BTreeMap::new();
     let mut unrepresentable = Vec::new();
     for set in sets {
         let upstream = set.source.split_once('/').map_or(set.source.as_str(), |(host, _)| host);
-        let entries = hosts.entry(upstream).or_default();
+        let (plain_http, entries) = hosts.entry(upstream).or_default();
+        *plain_http |= set.plain_http;
         for mirror in &set.mirrors {
             let scheme = if mirror.plain_http { "http" } else { "https" };
             let entry = match containerd_root(set, mirror) {
@@ -254,10 +255,11 @@ fn containerd(sets: &[MirrorSet], options: &Options) -> Rendered {
     }
     let files = hosts
         .into_iter()
-        .filter(|(_, entries)| !entries.is_empty())
-        .map(|(host, entries)| {
+        .filter(|(_, (_, entries))| !entries.is_empty())
+        .map(|(host, (plain_http, entries))| {
             let mut text = header("containerd");
-            let _ = write!(text, "server = {}\n\n{}", toml_string(&containerd_server(host)), entries.join("\n"));
+            let server = toml_string(&containerd_server(host, plain_http));
+            let _ = write!(text, "server = {server}\n\n{}", entries.join("\n"));
             (format!("certs.d/{host}/hosts.toml"), text)
         })
         .collect();
@@ -330,6 +332,18 @@ mod tests {
         assert_eq!(text.matches("[[registry]]").count(), 5);
         let tags = one_file(Format::RegistriesConf, &Options { tags: true, ..options() });
         assert!(tags.contains("pull-from-mirror = \"all\"") && !tags.contains("digest-only"));
+    }
+
+    #[test]
+    fn a_plain_http_upstream_keeps_its_scheme_in_the_containerd_server_line() {
+        let text = "registries:\n  lab: { url: \"http://lab.local:5000\" }\n  corp: { url: registry.corp }\n\
+                    mappings:\n  - { from: team/app, source: lab, targets: corp }\n";
+        let config = crate::config::Config::parse(text, "lab.yaml", |_| None).unwrap();
+        let rendered = render(&mirror_sets(&config, &[]), Format::Containerd, &options());
+        let (path, hosts) = &rendered.files[0];
+        assert_eq!(path, "certs.d/lab.local:5000/hosts.toml");
+        assert!(hosts.contains("server = \"http://lab.local:5000\""), "{hosts}");
+        assert!(hosts.contains("[host.\"https://registry.corp\"]"), "{hosts}");
     }
 
     #[test]
