@@ -228,3 +228,25 @@ async fn auth_check_reports_each_registry_and_exits_4_on_any_failure() {
     assert!(!describe(&output).contains(PASSWORD) && !describe(&output).contains("not-the-password"));
     assert_eq!(bad.count("PUT", "/"), 0, "a check writes nothing");
 }
+
+/// A Google credentials file in `dir` that is not JSON; its path.
+fn broken_google_credentials(dir: &Path) -> String {
+    let key_file = dir.join("key.json");
+    write(&key_file, "{ this is not json");
+    key_file.to_str().expect("a UTF-8 temp path").to_string()
+}
+
+#[tokio::test]
+async fn copy_exits_4_when_the_destination_credentials_cannot_be_obtained() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = broken_google_credentials(dir.path());
+    // Nothing listens on these ports: the client set-up fails before any request.
+    let config = TempConfig::new("registries:\n  gar: { url: \"http://127.0.0.1:9\", auth_type: gar }\n");
+    let output = ocync_with_env(
+        &["copy", "--config", &config.path, "http://127.0.0.1:7/team/app:v1", "http://127.0.0.1:9/app:v1"],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot obtain credentials for 127.0.0.1:9") && stderr.contains(&key_file), "{stderr}");
+}
