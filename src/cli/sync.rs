@@ -70,8 +70,13 @@ pub async fn run(args: SyncArgs) -> Exit {
     } else {
         println!("{}", report.summary());
     }
-    match report.status {
-        _ if cancel.is_cancelled() => Exit::Partial,
+    // An interrupted run is incomplete whatever else happened: the next run finishes it.
+    if cancel.is_cancelled() { Exit::Partial } else { exit_for(report.status) }
+}
+
+/// The exit code of a run, or of a plan, with this status (design §4).
+fn exit_for(status: RunStatus) -> Exit {
+    match status {
         RunStatus::Success => Exit::Success,
         RunStatus::Partial => Exit::Partial,
         RunStatus::Failed => Exit::Failed,
@@ -85,8 +90,7 @@ fn print_plan(plan: &Plan, json: bool) -> Exit {
     } else {
         println!("{}", render_plan(plan));
     }
-    let broken = plan.mappings.iter().any(|m| m.error.is_some() || m.images.iter().any(|i| i.error.is_some()));
-    if broken { Exit::Partial } else { Exit::Success }
+    exit_for(RunStatus::of_plan(plan))
 }
 
 /// The plan for people: per mapping the tags kept and dropped, then one line per image.

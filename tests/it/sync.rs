@@ -261,6 +261,30 @@ async fn sigterm_stops_new_work_and_never_leaves_a_tag_on_missing_blobs() {
 }
 
 #[tokio::test]
+async fn plan_exits_like_sync_would_1_when_some_mappings_fail_and_2_when_all_do() {
+    let corpus = corpus().await;
+    let config = |froms: &[&str]| {
+        let mappings: String = froms.iter().map(|from| format!("  - from: {from}\n")).collect();
+        TempConfig::new(&format!(
+            "registries:\n  upstream: {{ url: \"http://{}\" }}\n  one: {{ url: \"http://{}\" }}\n\
+             defaults:\n  source: upstream\n  targets: one\nmappings:\n{mappings}",
+            corpus.source.host, corpus.targets[0].host
+        ))
+    };
+    let some = config(&["team/missing", "team/web"]);
+    let output = ocync(&["plan", "--config", &some.path]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+
+    let all = config(&["team/missing", "team/gone"]);
+    let output = ocync(&["plan", "--config", &all.path, "--json"]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON plan");
+    assert!(plan["mappings"][1]["error"].as_str().unwrap().starts_with("cannot list tags: "), "{plan}");
+    let sync = ocync(&["sync", "--config", &all.path]);
+    assert_eq!(sync.status.code(), Some(2), "sync agrees with its plan: {}", describe(&sync));
+}
+
+#[tokio::test]
 async fn validate_reports_every_problem_with_its_path_and_exit_3() {
     let config = TempConfig::new(
         "registries:\n  src: { url: cgr.dev }\n  ecr: { url: 1.dkr.ecr.us-east-1.amazonaws.com }\nmappings:\n  - from: a\n    source: srcc\n    targets: ecr\n  - form: b\n",
