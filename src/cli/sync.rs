@@ -55,15 +55,14 @@ pub async fn run(args: SyncArgs) -> Exit {
     let engine = Engine::new(Limits::new(transfers, per_registry), cancel.clone(), transfers);
     let progress = Progress::start(engine.stats(), !args.json);
     let grace = Duration::from_secs(args.grace_period);
-    let execution = sync::execute(&plan, &mappings, &clients, &engine, transfers);
-    let report = tokio::select! {
-        report = execution => report,
-        () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
-            drop(progress);
-            eprintln!("error: transfers did not finish within the {}s grace period; stopped", grace.as_secs());
-            return Exit::Partial;
-        }
+    // After a signal nothing new starts; what is still in flight when the grace period runs
+    // out is abandoned and reported as interrupted.
+    let grace_over = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(grace_seconds = grace.as_secs(), "transfers did not finish within the grace period; stopping");
     };
+    let report = sync::execute_until(&plan, &mappings, &clients, &engine, transfers, grace_over).await;
     drop(progress);
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("reports serialise"));

@@ -9,6 +9,7 @@ mod discover;
 mod report;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ pub use discover::discover;
 pub use report::{ImageResult, MappingReport, RunStatus, SyncReport, Totals};
 
 use crate::config::{Config, Mapping};
-use crate::engine::{Engine, ImageJob, ImageReport, Outcome, Source, StatsSnapshot, Target};
+use crate::engine::{Engine, ImageJob, ImageReport, Outcome, Source, StatsSnapshot, Target, label};
 use crate::plan::{Action, Failure, ImagePlan, MappingPlan, Plan, TargetPlan};
 use crate::registry::Registry;
 
@@ -86,6 +87,25 @@ pub async fn execute<R: Registry>(
     engine: &Engine,
     images_at_once: usize,
 ) -> SyncReport {
+    execute_until(plan, mappings, clients, engine, images_at_once, std::future::pending()).await
+}
+
+/// What an image abandoned in flight reports at each of its targets.
+pub const INTERRUPTED: &str =
+    "interrupted: still in flight when the shutdown grace period ran out; nothing incomplete was tagged";
+
+/// [`execute`], abandoned when `stop` resolves (a shutdown grace period running out): the
+/// report still covers every image, those still in flight failed as [`INTERRUPTED`].
+/// Abandoning is safe because a tag is pushed only once everything it refers to is confirmed
+/// at the target, so an abandoned image leaves blobs behind but never a tag on missing blobs.
+pub async fn execute_until<R: Registry>(
+    plan: &Plan,
+    mappings: &[&Mapping],
+    clients: &Clients<R>,
+    engine: &Engine,
+    images_at_once: usize,
+    stop: impl Future<Output = ()>,
+) -> SyncReport {
     let started = Instant::now();
     let by_index: HashMap<usize, &Mapping> = mappings.iter().map(|m| (m.index, *m)).collect();
     // Discovery listed every source tag; the fallback tag schema needs the same list.
@@ -109,28 +129,57 @@ pub async fn execute<R: Registry>(
                 .map(move |image| (mapping, image))
         })
         .collect();
-    let copied: Vec<(usize, ImageReport)> = futures_util::stream::iter(
-        jobs.into_iter()
-            .map(|(mapping, image)| async move { (mapping.index, copy_image(mapping, image, clients, engine).await) }),
-    )
-    .buffer_unordered(images_at_once.max(1))
-    .collect()
-    .await;
+    let mut finished: Vec<Option<ImageReport>> = vec![None; jobs.len()];
+    {
+        let mut copies = futures_util::stream::iter(
+            jobs.iter()
+                .enumerate()
+                .map(|(n, (mapping, image))| async move { (n, copy_image(mapping, image, clients, engine).await) }),
+        )
+        .buffer_unordered(images_at_once.max(1));
+        let drain = async {
+            while let Some((n, report)) = copies.next().await {
+                finished[n] = Some(report);
+            }
+        };
+        // `stop` first: once it has fired, nothing more is driven, even work that is ready.
+        tokio::select! {
+            biased;
+            () = stop => {}
+            () = drain => {}
+        }
+        // Leaving this block drops the copies still in flight.
+    }
 
     let mut reports: Vec<MappingReport> =
         plan.mappings.iter().map(|p| planned_report(p, by_index[&p.index], clients)).collect();
-    for (index, done) in copied {
-        let report = reports.iter_mut().find(|r| r.index == index).expect("every job comes from a planned mapping");
-        report.images.extend(done.targets.into_iter().map(|target| ImageResult {
-            source: done.source.clone(),
-            target: target.target,
-            digest: done.digest.clone(),
-            target_digest: done.target_digest.clone(),
-            warnings: done.warnings.clone(),
-            outcome: target.outcome,
-            stats: target.stats,
-            duration_ms: target.duration_ms,
-        }));
+    for ((mapping, image), done) in jobs.iter().zip(finished) {
+        let report =
+            reports.iter_mut().find(|r| r.index == mapping.index).expect("every job comes from a planned mapping");
+        match done {
+            Some(done) => report.images.extend(done.targets.into_iter().map(|target| ImageResult {
+                source: done.source.clone(),
+                target: target.target,
+                digest: done.digest.clone(),
+                target_digest: done.target_digest.clone(),
+                warnings: done.warnings.clone(),
+                outcome: target.outcome,
+                stats: target.stats,
+                duration_ms: target.duration_ms,
+            })),
+            None => {
+                let source = clients.get(&mapping.source).expect("planned mappings have a source client");
+                let interrupted = Failure::new(INTERRUPTED);
+                report.images.extend(engine_targets(mapping, image, clients).map(|(registry, target)| {
+                    decided(
+                        label(source, &mapping.from, &image.tag),
+                        label(registry, &target.repository, &image.tag),
+                        image,
+                        failed(&interrupted),
+                    )
+                }));
+            }
+        }
     }
     SyncReport::new(reports, started.elapsed().as_millis() as u64)
 }
@@ -233,7 +282,7 @@ fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &
     }
 }
 
-/// A report entry decided by the plan, without the engine.
+/// A report entry decided without the engine (by the plan, or by abandoning the image).
 fn decided(source: String, target: String, image: &ImagePlan, outcome: Outcome) -> ImageResult {
     ImageResult {
         source,

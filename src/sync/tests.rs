@@ -250,6 +250,31 @@ async fn a_target_whose_client_cannot_be_built_fails_its_images_instead_of_vanis
     assert_eq!(report.status, RunStatus::AuthFailed, "{}", report.summary());
 }
 
+#[tokio::test]
+async fn images_still_in_flight_when_stopped_are_reported_interrupted_and_nothing_is_tagged() {
+    let (world, _) = seeded_two_targets();
+    let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
+    let clients = world.clients();
+    let plan = plan(&mappings, &clients, false).await;
+    let engine = Engine::new(Limits::new(8, []), Cancel::default(), 8);
+    let report = execute_until(&plan, &mappings, &clients, &engine, 8, std::future::ready(())).await;
+
+    assert_eq!(report.status, RunStatus::Failed, "{}", report.summary());
+    assert_eq!(report.totals.failed, 6, "three images at two targets, all reported: {}", report.summary());
+    let interrupted = report.mappings.iter().flat_map(|m| &m.images).all(|i| {
+        matches!(&i.outcome, Outcome::Failed { error, auth: false } if error == INTERRUPTED) && i.digest.is_some()
+    });
+    assert!(interrupted, "{}", report.summary());
+    assert!(
+        report.summary().contains("failed src/team/api:v1 -> a/mirror/api:v1: interrupted"),
+        "{}",
+        report.summary()
+    );
+    for target in ["a", "b"] {
+        assert_eq!(world.registry(target).count(Op::PutManifest), 0);
+    }
+}
+
 /// The published examples, planned against in-memory registries named as in each file.
 mod examples {
     use super::*;

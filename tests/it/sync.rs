@@ -232,7 +232,7 @@ async fn sigterm_stops_new_work_and_never_leaves_a_tag_on_missing_blobs() {
     ));
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_ocync"))
-        .args(["sync", "--config", &config.path, "--grace-period", "1"])
+        .args(["sync", "--config", &config.path, "--grace-period", "1", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -255,6 +255,15 @@ async fn sigterm_stops_new_work_and_never_leaves_a_tag_on_missing_blobs() {
     };
     let output = child.wait_with_output().unwrap();
     assert_eq!(status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    // The layer is still stalled when the grace period runs out: the report says so.
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("one JSON report on stdout ({e}): {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(report["totals"]["failed"], 1, "{report}");
+    let image = &report["mappings"][0]["images"][0];
+    assert_eq!(image["target"], format!("{}/team/app:v1", target.host), "{report}");
+    assert_eq!(image["status"], "failed", "{report}");
+    assert!(image["error"].as_str().is_some_and(|e| e.starts_with("interrupted")), "{report}");
     let client = target.anonymous_client();
     use ocync::registry::Registry as _;
     assert_eq!(client.head_manifest("team/app", "v1").await.unwrap(), None, "no tag without all its blobs");
