@@ -35,7 +35,7 @@ pub struct MappingPlan {
     pub images: Vec<ImagePlan>,
     /// Why the mapping cannot run (tag listing failed, too few tags, …).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Failure>,
 }
 
 /// What to do for one tag.
@@ -50,7 +50,7 @@ pub struct ImagePlan {
     pub media_type: Option<String>,
     /// Why the image cannot be copied (the source HEAD failed or the tag vanished).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Failure>,
     /// Per target.
     pub targets: Vec<TargetPlan>,
     /// Bytes of the image's distinct blobs (dry runs only: it costs manifest GETs).
@@ -59,6 +59,46 @@ pub struct ImagePlan {
     /// Referrers upstream that would come along (dry runs only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub referrers: Vec<PlannedReferrer>,
+}
+
+/// Why a mapping, an image or a registry client cannot go ahead, classified so the exit code
+/// (4 for authentication) never depends on matching the message. Serialises as the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong, naming the registry, repository or config entry; never a secret.
+    pub message: String,
+    /// Whether credentials were missing, refused, or could not be obtained.
+    pub auth: bool,
+}
+
+impl Failure {
+    /// A failure that is not about authentication.
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), auth: false }
+    }
+
+    /// A registry error, keeping its classification; `context` says what was being done.
+    pub fn registry(context: &str, error: &crate::registry::Error) -> Self {
+        Failure { message: format!("{context}: {error}"), auth: error.is_auth() }
+    }
+}
+
+impl From<&crate::registry::Error> for Failure {
+    fn from(error: &crate::registry::Error) -> Self {
+        Failure { message: error.to_string(), auth: error.is_auth() }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.message)
+    }
 }
 
 /// A referrer (signature, SBOM, attestation) found upstream.
@@ -127,12 +167,12 @@ pub fn select_tags(mapping: &Mapping, listed: &[String]) -> Result<Selection, St
 /// target's digest equals the source's.
 pub fn plan_image(
     tag: &str,
-    source: Result<Option<Digest>, String>,
+    source: Result<Option<Digest>, Failure>,
     targets: Vec<(String, String, Option<Option<Digest>>)>,
 ) -> ImagePlan {
     let (digest, error) = match source {
         Ok(Some(digest)) => (Some(digest), None),
-        Ok(None) => (None, Some(format!("tag {tag} disappeared from the source"))),
+        Ok(None) => (None, Some(Failure::new(format!("tag {tag} disappeared from the source")))),
         Err(error) => (None, Some(error)),
     };
     let targets = targets
@@ -147,7 +187,7 @@ pub fn plan_image(
 }
 
 /// A plan for a mapping that could not list or select its tags.
-pub fn failed_mapping(mapping: &Mapping, error: String) -> MappingPlan {
+pub fn failed_mapping(mapping: &Mapping, error: Failure) -> MappingPlan {
     MappingPlan {
         index: mapping.index,
         key: mapping.key(),
@@ -168,7 +208,7 @@ pub fn mapping_plan(mapping: &Mapping, selection: Selection, images: Vec<ImagePl
         dropped: selection.dropped,
         images,
         error: None,
-        ..failed_mapping(mapping, String::new())
+        ..failed_mapping(mapping, Failure::new(""))
     }
 }
 
@@ -216,10 +256,11 @@ mod tests {
     #[test]
     fn a_vanished_or_unreadable_source_tag_is_an_image_error() {
         let vanished = plan_image("v1", Ok(None), vec![("t".into(), "b".into(), Some(None))]);
-        assert_eq!(vanished.error.as_deref(), Some("tag v1 disappeared from the source"));
+        assert_eq!(vanished.error, Some(Failure::new("tag v1 disappeared from the source")));
         assert!(!vanished.needs_copy());
-        let failed = plan_image("v1", Err("401".into()), vec![]);
-        assert_eq!(failed.error.as_deref(), Some("401"));
+        let refused = Failure { message: "401".into(), auth: true };
+        let failed = plan_image("v1", Err(refused.clone()), vec![]);
+        assert_eq!(failed.error, Some(refused), "the classification is kept");
     }
 
     #[test]

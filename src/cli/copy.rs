@@ -83,7 +83,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         Err(error) => {
             drop(progress);
             eprintln!("error: {error}");
-            return Exit::Config;
+            return setup_exit(error);
         }
     };
     drop(progress);
@@ -115,6 +115,12 @@ pub async fn run(args: CopyArgs) -> Exit {
         println!("{}", summary(&report.source, report.digest.as_ref(), target));
     }
     exit
+}
+
+/// The exit code when a registry client cannot be set up: 4 for credentials that cannot be
+/// obtained (a broken GCP credentials file, a failing credential provider), else 3.
+fn setup_exit(error: &crate::registry::Error) -> Exit {
+    if error.is_auth() { Exit::Auth } else { Exit::Config }
 }
 
 /// Parses both references; a destination without tag or digest takes the source's tag.
@@ -153,7 +159,16 @@ pub fn summary(source: &str, digest: Option<&Digest>, target: &TargetReport) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::parse_references;
+    use super::{Exit, parse_references, setup_exit};
+    use crate::registry::Error;
+
+    #[test]
+    fn a_credentials_problem_at_setup_exits_4_and_other_setup_problems_3() {
+        let credentials = Error::Credentials { registry: "us-docker.pkg.dev".into(), detail: "bad key file".into() };
+        assert_eq!(setup_exit(&credentials), Exit::Auth);
+        let setup = Error::Setup { registry: "r.test".into(), detail: "cannot read ca_file".into() };
+        assert_eq!(setup_exit(&setup), Exit::Config);
+    }
 
     #[test]
     fn destination_without_tag_takes_the_source_tag() {

@@ -55,23 +55,27 @@ pub async fn run(args: SyncArgs) -> Exit {
     let engine = Engine::new(Limits::new(transfers, per_registry), cancel.clone(), transfers);
     let progress = Progress::start(engine.stats(), !args.json);
     let grace = Duration::from_secs(args.grace_period);
-    let execution = sync::execute(&plan, &mappings, &clients, &engine, transfers);
-    let report = tokio::select! {
-        report = execution => report,
-        () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
-            drop(progress);
-            eprintln!("error: transfers did not finish within the {}s grace period; stopped", grace.as_secs());
-            return Exit::Partial;
-        }
+    // After a signal nothing new starts; what is still in flight when the grace period runs
+    // out is abandoned and reported as interrupted.
+    let grace_over = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(grace_seconds = grace.as_secs(), "transfers did not finish within the grace period; stopping");
     };
+    let report = sync::execute_until(&plan, &mappings, &clients, &engine, transfers, grace_over).await;
     drop(progress);
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("reports serialise"));
     } else {
         println!("{}", report.summary());
     }
-    match report.status {
-        _ if cancel.is_cancelled() => Exit::Partial,
+    // An interrupted run is incomplete whatever else happened: the next run finishes it.
+    if cancel.is_cancelled() { Exit::Partial } else { exit_for(report.status) }
+}
+
+/// The exit code of a run, or of a plan, with this status (design §4).
+fn exit_for(status: RunStatus) -> Exit {
+    match status {
         RunStatus::Success => Exit::Success,
         RunStatus::Partial => Exit::Partial,
         RunStatus::Failed => Exit::Failed,
@@ -85,8 +89,7 @@ fn print_plan(plan: &Plan, json: bool) -> Exit {
     } else {
         println!("{}", render_plan(plan));
     }
-    let broken = plan.mappings.iter().any(|m| m.error.is_some() || m.images.iter().any(|i| i.error.is_some()));
-    if broken { Exit::Partial } else { Exit::Success }
+    exit_for(RunStatus::of_plan(plan))
 }
 
 /// The plan for people: per mapping the tags kept and dropped, then one line per image.

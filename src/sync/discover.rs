@@ -9,7 +9,7 @@ use super::Clients;
 use crate::config::Mapping;
 use crate::engine::Referrers;
 use crate::oci::{ArtifactPolicy, Digest, ManifestKind};
-use crate::plan::{self, MappingPlan, PlannedReferrer};
+use crate::plan::{self, Failure, MappingPlan, PlannedReferrer};
 use crate::registry::Registry;
 
 /// Tags HEADed at once within one mapping.
@@ -23,14 +23,14 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
     };
     let listed = match source.list_tags(&mapping.from).await {
         Ok(tags) => tags,
-        Err(error) => return plan::failed_mapping(mapping, format!("cannot list tags: {error}")),
+        Err(error) => return plan::failed_mapping(mapping, Failure::registry("cannot list tags", &error)),
     };
     let selection = match plan::select_tags(mapping, &listed) {
         Ok(selection) => selection,
-        Err(error) => return plan::failed_mapping(mapping, error),
+        Err(error) => return plan::failed_mapping(mapping, Failure::new(error)),
     };
     let images = futures_util::stream::iter(selection.kept.iter().map(|tag| async move {
-        let source_head = source.head_manifest(&mapping.from, tag).await.map_err(|e| e.to_string());
+        let source_head = source.head_manifest(&mapping.from, tag).await.map_err(|e| Failure::from(&e));
         let media_type = source_head.as_ref().ok().and_then(|head| head.as_ref()).map(|h| h.media_type.clone());
         let source_digest = source_head.map(|head| head.map(|h| h.digest));
         let targets = futures_util::future::join_all(mapping.targets.iter().map(|name| async move {
@@ -53,13 +53,12 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
         if estimate_bytes && let (Some(policy), Some(digest)) = (&mapping.artifacts, &image.digest) {
             match planned_referrers(source, &mapping.from, digest, policy).await {
                 Ok(referrers) if referrers.is_empty() && policy.require => {
-                    image.error = Some(
-                        "would fail: no referrer matching artifacts.include upstream, and artifacts.require is set"
-                            .into(),
-                    );
+                    image.error = Some(Failure::new(
+                        "would fail: no referrer matching artifacts.include upstream, and artifacts.require is set",
+                    ));
                 }
                 Ok(referrers) => image.referrers = referrers,
-                Err(error) => image.error = Some(format!("cannot list referrers: {error}")),
+                Err(error) => image.error = Some(Failure::registry("cannot list referrers", &error)),
             }
         }
         image

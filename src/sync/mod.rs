@@ -9,6 +9,7 @@ mod discover;
 mod report;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,18 +19,19 @@ pub use discover::discover;
 pub use report::{ImageResult, MappingReport, RunStatus, SyncReport, Totals};
 
 use crate::config::{Config, Mapping};
-use crate::engine::{Engine, ImageJob, Outcome, Source, StatsSnapshot, Target};
-use crate::plan::{Action, MappingPlan, Plan};
+use crate::engine::{Engine, ImageJob, ImageReport, Outcome, Source, StatsSnapshot, Target, label};
+use crate::plan::{Action, Failure, ImagePlan, MappingPlan, Plan, TargetPlan};
 use crate::registry::Registry;
 
-/// Registry clients by config name; a client that could not be built holds its error.
+/// Registry clients by config name; a client that could not be built holds its failure
+/// (classified: a credentials problem is an authentication failure).
 pub struct Clients<R> {
-    by_name: HashMap<String, Result<Arc<R>, String>>,
+    by_name: HashMap<String, Result<Arc<R>, Failure>>,
 }
 
 impl<R: Registry> Clients<R> {
     /// Clients from ready values (tests, the in-memory benchmark).
-    pub fn new(clients: impl IntoIterator<Item = (String, Result<Arc<R>, String>)>) -> Self {
+    pub fn new(clients: impl IntoIterator<Item = (String, Result<Arc<R>, Failure>)>) -> Self {
         Clients { by_name: clients.into_iter().collect() }
     }
 
@@ -39,11 +41,11 @@ impl<R: Registry> Clients<R> {
     }
 
     /// The client for a registry name.
-    pub fn get(&self, name: &str) -> Result<&R, String> {
+    pub fn get(&self, name: &str) -> Result<&R, Failure> {
         match self.by_name.get(name) {
             Some(Ok(client)) => Ok(client),
-            Some(Err(error)) => Err(error.clone()),
-            None => Err(format!("registry `{name}` is not configured")),
+            Some(Err(failure)) => Err(failure.clone()),
+            None => Err(Failure::new(format!("registry `{name}` is not configured"))),
         }
     }
 }
@@ -59,7 +61,7 @@ impl Clients<crate::registry::HttpRegistry> {
         for name in names {
             let entry = &config.registries[name];
             let client = crate::connect::open(&entry.host, entry.plain_http, Some(config)).await;
-            by_name.insert(name.clone(), client.map(Arc::new).map_err(|e| e.to_string()));
+            by_name.insert(name.clone(), client.map(Arc::new).map_err(|e| Failure::from(&e)));
         }
         Clients { by_name }
     }
@@ -85,6 +87,25 @@ pub async fn execute<R: Registry>(
     engine: &Engine,
     images_at_once: usize,
 ) -> SyncReport {
+    execute_until(plan, mappings, clients, engine, images_at_once, std::future::pending()).await
+}
+
+/// What an image abandoned in flight reports at each of its targets.
+pub const INTERRUPTED: &str =
+    "interrupted: still in flight when the shutdown grace period ran out; nothing incomplete was tagged";
+
+/// [`execute`], abandoned when `stop` resolves (a shutdown grace period running out): the
+/// report still covers every image, those still in flight failed as [`INTERRUPTED`].
+/// Abandoning is safe because a tag is pushed only once everything it refers to is confirmed
+/// at the target, so an abandoned image leaves blobs behind but never a tag on missing blobs.
+pub async fn execute_until<R: Registry>(
+    plan: &Plan,
+    mappings: &[&Mapping],
+    clients: &Clients<R>,
+    engine: &Engine,
+    images_at_once: usize,
+    stop: impl Future<Output = ()>,
+) -> SyncReport {
     let started = Instant::now();
     let by_index: HashMap<usize, &Mapping> = mappings.iter().map(|m| (m.index, *m)).collect();
     // Discovery listed every source tag; the fallback tag schema needs the same list.
@@ -94,52 +115,98 @@ pub async fn execute<R: Registry>(
             engine.referrers().known_tags(source, &mapping_plan.from, listed);
         }
     }
-    let jobs = plan.mappings.iter().flat_map(|mapping_plan| {
-        let mapping = by_index[&mapping_plan.index];
-        mapping_plan.images.iter().filter(|image| goes_to_engine(mapping, image)).map(move |image| (mapping, image))
-    });
-    let copied: Vec<(usize, crate::engine::ImageReport)> =
-        futures_util::stream::iter(jobs.map(|(mapping, image)| async move {
-            let report = copy_image(mapping, image, clients, engine).await;
-            (mapping.index, report)
-        }))
-        .buffer_unordered(images_at_once.max(1))
-        .collect()
-        .await;
+    let jobs: Vec<(&Mapping, &ImagePlan)> = plan
+        .mappings
+        .iter()
+        .flat_map(|mapping_plan| {
+            let mapping = by_index[&mapping_plan.index];
+            mapping_plan
+                .images
+                .iter()
+                .filter(|image| {
+                    goes_to_engine(mapping, image) && engine_targets(mapping, image, clients).next().is_some()
+                })
+                .map(move |image| (mapping, image))
+        })
+        .collect();
+    let mut finished: Vec<Option<ImageReport>> = vec![None; jobs.len()];
+    {
+        let mut copies = futures_util::stream::iter(
+            jobs.iter()
+                .enumerate()
+                .map(|(n, (mapping, image))| async move { (n, copy_image(mapping, image, clients, engine).await) }),
+        )
+        .buffer_unordered(images_at_once.max(1));
+        let drain = async {
+            while let Some((n, report)) = copies.next().await {
+                finished[n] = Some(report);
+            }
+        };
+        // `stop` first: once it has fired, nothing more is driven, even work that is ready.
+        tokio::select! {
+            biased;
+            () = stop => {}
+            () = drain => {}
+        }
+        // Leaving this block drops the copies still in flight.
+    }
 
     let mut reports: Vec<MappingReport> =
         plan.mappings.iter().map(|p| planned_report(p, by_index[&p.index], clients)).collect();
-    for (index, image) in copied {
-        let report = reports.iter_mut().find(|r| r.index == index).expect("every job comes from a planned mapping");
-        for target in image.targets {
-            report.images.push(ImageResult {
-                source: image.source.clone(),
+    for ((mapping, image), done) in jobs.iter().zip(finished) {
+        let report =
+            reports.iter_mut().find(|r| r.index == mapping.index).expect("every job comes from a planned mapping");
+        match done {
+            Some(done) => report.images.extend(done.targets.into_iter().map(|target| ImageResult {
+                source: done.source.clone(),
                 target: target.target,
-                digest: image.digest.clone(),
-                target_digest: image.target_digest.clone(),
-                warnings: image.warnings.clone(),
+                digest: done.digest.clone(),
+                target_digest: done.target_digest.clone(),
+                warnings: done.warnings.clone(),
                 outcome: target.outcome,
                 stats: target.stats,
                 duration_ms: target.duration_ms,
-            });
+            })),
+            None => {
+                let source = clients.get(&mapping.source).expect("planned mappings have a source client");
+                let interrupted = Failure::new(INTERRUPTED);
+                report.images.extend(engine_targets(mapping, image, clients).map(|(registry, target)| {
+                    decided(
+                        label(source, &mapping.from, &image.tag),
+                        label(registry, &target.repository, &image.tag),
+                        image,
+                        failed(&interrupted),
+                    )
+                }));
+            }
         }
     }
     SyncReport::new(reports, started.elapsed().as_millis() as u64)
 }
 
-async fn copy_image<R: Registry>(
-    mapping: &Mapping,
-    image: &crate::plan::ImagePlan,
-    clients: &Clients<R>,
-    engine: &Engine,
-) -> crate::engine::ImageReport {
-    let source = clients.get(&mapping.source).expect("planned mappings have a source client");
-    let targets = image
+/// The targets the engine is given for an image, with their clients: those lacking it, and
+/// when referrers are on the up-to-date ones too (theirs may be missing). A target without a
+/// client is left out; [`planned_report`] reports it.
+fn engine_targets<'a, R: Registry>(
+    mapping: &'a Mapping,
+    image: &'a ImagePlan,
+    clients: &'a Clients<R>,
+) -> impl Iterator<Item = (&'a R, &'a TargetPlan)> {
+    image
         .targets
         .iter()
-        // Targets already up to date go too when referrers are on: theirs may be missing.
         .filter(|t| t.action == Action::Copy || mapping.artifacts.is_some())
         .filter_map(|t| clients.get(&t.registry).ok().map(|registry| (registry, t)))
+}
+
+async fn copy_image<R: Registry>(
+    mapping: &Mapping,
+    image: &ImagePlan,
+    clients: &Clients<R>,
+    engine: &Engine,
+) -> ImageReport {
+    let source = clients.get(&mapping.source).expect("planned mappings have a source client");
+    let targets = engine_targets(mapping, image, clients)
         .map(|(registry, t)| Target {
             registry,
             repository: &t.repository,
@@ -179,30 +246,27 @@ async fn copy_image<R: Registry>(
 
 /// Whether the engine sees an image: some target lacks it, or referrers are to be checked
 /// (new signatures appear upstream after an image was mirrored).
-fn goes_to_engine(mapping: &Mapping, image: &crate::plan::ImagePlan) -> bool {
+fn goes_to_engine(mapping: &Mapping, image: &ImagePlan) -> bool {
     image.needs_copy() || (mapping.artifacts.is_some() && image.error.is_none() && image.digest.is_some())
 }
 
-/// The report entries a plan already decides: up-to-date targets, failed images, and the
-/// mapping's own error.
+/// The report entries a plan already decides: up-to-date targets, failed images, targets
+/// whose client could not be built, and the mapping's own error.
 fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &Clients<R>) -> MappingReport {
     // Labels use the registry's host, as the engine's do, falling back to the config name.
     let host = |name: &str| clients.get(name).map_or_else(|_| name.to_string(), |r| r.name().to_string());
     let mut images = Vec::new();
     for image in &plan.images {
         for target in &image.targets {
-            let entry = |outcome| ImageResult {
-                source: format!("{}/{}:{}", host(&plan.source), plan.from, image.tag),
-                target: format!("{}/{}:{}", host(&target.registry), target.repository, image.tag),
-                digest: image.digest.clone(),
-                target_digest: None,
-                warnings: Vec::new(),
-                outcome,
-                stats: StatsSnapshot::default(),
-                duration_ms: 0,
+            let entry = |outcome| {
+                let source = format!("{}/{}:{}", host(&plan.source), plan.from, image.tag);
+                let target = format!("{}/{}:{}", host(&target.registry), target.repository, image.tag);
+                decided(source, target, image, outcome)
             };
             if let Some(error) = &image.error {
-                images.push(entry(Outcome::Failed { error: error.clone(), auth: false }));
+                images.push(entry(failed(error)));
+            } else if let Err(error) = clients.get(&target.registry) {
+                images.push(entry(failed(&error)));
             } else if target.action == Action::UpToDate && !goes_to_engine(mapping, image) {
                 images.push(entry(Outcome::Skipped { reason: "target already has this digest".into() }));
             }
@@ -216,6 +280,25 @@ fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &
         tags_dropped: plan.dropped.len(),
         images,
     }
+}
+
+/// A report entry decided without the engine (by the plan, or by abandoning the image).
+fn decided(source: String, target: String, image: &ImagePlan, outcome: Outcome) -> ImageResult {
+    ImageResult {
+        source,
+        target,
+        digest: image.digest.clone(),
+        target_digest: None,
+        warnings: Vec::new(),
+        outcome,
+        stats: StatsSnapshot::default(),
+        duration_ms: 0,
+    }
+}
+
+/// The outcome of a failure, keeping its classification.
+fn failed(failure: &Failure) -> Outcome {
+    Outcome::Failed { error: failure.message.clone(), auth: failure.auth }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::engine::{Outcome, StatsSnapshot, human_bytes};
 use crate::oci::Digest;
+use crate::plan::{Failure, Plan};
 
 /// One image at one target.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +40,7 @@ pub struct MappingReport {
     pub key: String,
     /// Why the mapping failed as a whole.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Failure>,
     /// Tags the filter kept.
     pub tags_kept: usize,
     /// Tags the filter dropped.
@@ -80,6 +81,35 @@ pub enum RunStatus {
     AuthFailed,
 }
 
+impl RunStatus {
+    /// The status of a run with `failures` and `successes`; `all_failures_auth` says whether
+    /// every failure was an authentication failure.
+    pub fn from_counts(failures: usize, successes: usize, all_failures_auth: bool) -> Self {
+        match (failures, successes) {
+            (0, _) => RunStatus::Success,
+            (_, 0) if all_failures_auth => RunStatus::AuthFailed,
+            (_, 0) => RunStatus::Failed,
+            _ => RunStatus::Partial,
+        }
+    }
+
+    /// What a plan foretells: a mapping or image error is a failure, an image it can copy or
+    /// finds up to date a success.
+    pub fn of_plan(plan: &Plan) -> Self {
+        let failures = plan
+            .mappings
+            .iter()
+            .flat_map(|mapping| mapping.error.iter().chain(mapping.images.iter().filter_map(|i| i.error.as_ref())));
+        let (mut count, mut all_auth) = (0, true);
+        for failure in failures {
+            count += 1;
+            all_auth &= failure.auth;
+        }
+        let successes = plan.mappings.iter().flat_map(|m| &m.images).filter(|i| i.error.is_none()).count();
+        RunStatus::from_counts(count, successes, all_auth)
+    }
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncReport {
@@ -99,9 +129,9 @@ impl SyncReport {
         let mut totals = Totals { mappings: mappings.len(), ..Totals::default() };
         let mut all_failures_auth = true;
         for mapping in &mappings {
-            if mapping.error.is_some() {
+            if let Some(error) = &mapping.error {
                 totals.mappings_failed += 1;
-                all_failures_auth = false;
+                all_failures_auth &= error.auth;
             }
             for image in &mapping.images {
                 totals.stats += image.stats;
@@ -117,12 +147,7 @@ impl SyncReport {
         }
         let failures = totals.failed + totals.mappings_failed;
         let successes = totals.synced + totals.skipped;
-        let status = match (failures, successes) {
-            (0, _) => RunStatus::Success,
-            (_, 0) if all_failures_auth => RunStatus::AuthFailed,
-            (_, 0) => RunStatus::Failed,
-            _ => RunStatus::Partial,
-        };
+        let status = RunStatus::from_counts(failures, successes, all_failures_auth);
         SyncReport { status, totals, mappings, duration_ms }
     }
 
@@ -188,15 +213,8 @@ mod tests {
         }
     }
 
-    fn mapping(error: Option<&str>, images: Vec<ImageResult>) -> MappingReport {
-        MappingReport {
-            index: 0,
-            key: "a -> b".into(),
-            error: error.map(str::to_string),
-            tags_kept: 1,
-            tags_dropped: 0,
-            images,
-        }
+    fn mapping(error: Option<Failure>, images: Vec<ImageResult>) -> MappingReport {
+        MappingReport { index: 0, key: "a -> b".into(), error, tags_kept: 1, tags_dropped: 0, images }
     }
 
     fn failed(auth: bool) -> Outcome {
@@ -209,12 +227,43 @@ mod tests {
         assert_eq!(status(vec![mapping(None, vec![image(Outcome::Synced)])]), RunStatus::Success);
         assert_eq!(status(vec![mapping(None, vec![image(Outcome::Synced), image(failed(false))])]), RunStatus::Partial);
         assert_eq!(
-            status(vec![mapping(None, vec![image(Outcome::Synced)]), mapping(Some("boom"), vec![])]),
+            status(vec![mapping(None, vec![image(Outcome::Synced)]), mapping(Some(Failure::new("boom")), vec![])]),
             RunStatus::Partial
         );
         assert_eq!(status(vec![mapping(None, vec![image(failed(false))])]), RunStatus::Failed);
         assert_eq!(status(vec![mapping(None, vec![image(failed(true)), image(failed(true))])]), RunStatus::AuthFailed);
-        assert_eq!(status(vec![mapping(Some("boom"), vec![])]), RunStatus::Failed);
+        assert_eq!(status(vec![mapping(Some(Failure::new("boom")), vec![])]), RunStatus::Failed);
         assert_eq!(status(vec![]), RunStatus::Success);
+    }
+
+    #[test]
+    fn a_run_whose_mappings_all_fail_on_authentication_is_auth_failed() {
+        let status = |mappings| SyncReport::new(mappings, 0).status;
+        let refused = || Some(Failure { message: "cannot list tags: r denied access to a (401)".into(), auth: true });
+        assert_eq!(status(vec![mapping(refused(), vec![]), mapping(refused(), vec![])]), RunStatus::AuthFailed);
+        assert_eq!(
+            status(vec![mapping(refused(), vec![]), mapping(None, vec![image(failed(true))])]),
+            RunStatus::AuthFailed
+        );
+        assert_eq!(
+            status(vec![mapping(refused(), vec![]), mapping(Some(Failure::new("boom")), vec![])]),
+            RunStatus::Failed
+        );
+        assert_eq!(
+            status(vec![mapping(refused(), vec![]), mapping(None, vec![image(failed(false))])]),
+            RunStatus::Failed
+        );
+        assert_eq!(
+            status(vec![mapping(refused(), vec![]), mapping(None, vec![image(Outcome::Synced)])]),
+            RunStatus::Partial
+        );
+    }
+
+    #[test]
+    fn a_mapping_error_serialises_as_its_message() {
+        let report = SyncReport::new(vec![mapping(Some(Failure { message: "refused".into(), auth: true }), vec![])], 0);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["status"], "auth_failed");
+        assert_eq!(json["mappings"][0]["error"], "refused");
     }
 }

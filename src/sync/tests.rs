@@ -163,8 +163,9 @@ async fn a_failing_mapping_leaves_the_others_synced() {
 
     let report = world.sync().await;
     assert_eq!(report.status, RunStatus::Partial);
+    assert_eq!(RunStatus::of_plan(&world.plan().await), RunStatus::Partial, "the plan agrees");
     let web = &report.mappings[1];
-    assert!(web.error.as_deref().is_some_and(|e| e.contains("500")), "{:?}", web.error);
+    assert!(web.error.as_ref().is_some_and(|e| e.message.contains("500") && !e.auth), "{:?}", web.error);
     assert_eq!(report.mappings[0].images.len(), 4);
     assert_eq!(world.registry("b").tags("mirror/api").len(), 2);
 }
@@ -190,8 +191,88 @@ async fn min_tags_fails_the_mapping_before_anything_is_copied() {
     world.registry("src").insert("x", "v1", &testdata::index(1, &[], &PLATFORMS, false));
     let report = world.sync().await;
     assert_eq!(report.status, RunStatus::Failed);
-    assert_eq!(report.mappings[0].error.as_deref(), Some("only 1 of 1 tags match the filter, fewer than min_tags: 2"));
+    assert_eq!(
+        report.mappings[0].error,
+        Some(Failure::new("only 1 of 1 tags match the filter, fewer than min_tags: 2"))
+    );
     assert_eq!(world.registry("a").count(Op::PutManifest), 0);
+}
+
+/// The world's clients, with `broken` replaced by a client that could not be built.
+fn clients_with_broken(world: &World, broken: &str, failure: Failure) -> Clients<MemoryRegistry> {
+    Clients::new(world.registries.iter().map(|(name, registry)| {
+        let client = if name == broken { Err(failure.clone()) } else { Ok(registry.clone()) };
+        (name.clone(), client)
+    }))
+}
+
+async fn sync_with(world: &World, clients: &Clients<MemoryRegistry>) -> SyncReport {
+    let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
+    let plan = plan(&mappings, clients, false).await;
+    let engine = Engine::new(Limits::new(8, []), Cancel::default(), 8);
+    execute(&plan, &mappings, clients, &engine, 8).await
+}
+
+fn credentials_failure(registry: &str) -> Failure {
+    Failure { message: format!("cannot obtain credentials for {registry}: bad key file"), auth: true }
+}
+
+#[tokio::test]
+async fn a_source_whose_credentials_cannot_be_obtained_fails_every_mapping_on_authentication() {
+    let (world, _) = seeded_two_targets();
+    let clients = clients_with_broken(&world, "src", credentials_failure("src.test"));
+    let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
+    assert_eq!(RunStatus::of_plan(&plan(&mappings, &clients, false).await), RunStatus::AuthFailed, "the plan agrees");
+    let report = sync_with(&world, &clients).await;
+    assert_eq!(report.status, RunStatus::AuthFailed, "{}", report.summary());
+    assert_eq!(report.totals.mappings_failed, 2);
+    assert!(report.mappings.iter().all(|m| m.error.as_ref().is_some_and(|e| e.auth)), "{}", report.summary());
+}
+
+#[tokio::test]
+async fn a_target_whose_client_cannot_be_built_fails_its_images_instead_of_vanishing() {
+    let (world, _) = seeded_two_targets();
+    let report = sync_with(&world, &clients_with_broken(&world, "b", credentials_failure("b.test"))).await;
+    assert_eq!(report.status, RunStatus::Partial, "{}", report.summary());
+    assert_eq!((report.totals.synced, report.totals.failed), (3, 3), "{}", report.summary());
+    let at_b: Vec<&ImageResult> =
+        report.mappings.iter().flat_map(|m| &m.images).filter(|i| i.target.starts_with("b/")).collect();
+    assert_eq!(at_b.len(), 3, "{}", report.summary());
+    assert!(
+        at_b.iter().all(|i| matches!(&i.outcome, Outcome::Failed { error, auth: true } if error.contains("b.test")))
+    );
+
+    let only_b = World::new(&TWO_TARGETS.replace("targets: [a, b]", "targets: [b]"), &["src", "a", "b"]);
+    for repository in ["team/api", "team/web"] {
+        only_b.registry("src").insert(repository, "v1", &testdata::index(1, &[], &PLATFORMS, false));
+    }
+    let report = sync_with(&only_b, &clients_with_broken(&only_b, "b", credentials_failure("b.test"))).await;
+    assert_eq!(report.status, RunStatus::AuthFailed, "{}", report.summary());
+}
+
+#[tokio::test]
+async fn images_still_in_flight_when_stopped_are_reported_interrupted_and_nothing_is_tagged() {
+    let (world, _) = seeded_two_targets();
+    let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
+    let clients = world.clients();
+    let plan = plan(&mappings, &clients, false).await;
+    let engine = Engine::new(Limits::new(8, []), Cancel::default(), 8);
+    let report = execute_until(&plan, &mappings, &clients, &engine, 8, std::future::ready(())).await;
+
+    assert_eq!(report.status, RunStatus::Failed, "{}", report.summary());
+    assert_eq!(report.totals.failed, 6, "three images at two targets, all reported: {}", report.summary());
+    let interrupted = report.mappings.iter().flat_map(|m| &m.images).all(|i| {
+        matches!(&i.outcome, Outcome::Failed { error, auth: false } if error == INTERRUPTED) && i.digest.is_some()
+    });
+    assert!(interrupted, "{}", report.summary());
+    assert!(
+        report.summary().contains("failed src/team/api:v1 -> a/mirror/api:v1: interrupted"),
+        "{}",
+        report.summary()
+    );
+    for target in ["a", "b"] {
+        assert_eq!(world.registry(target).count(Op::PutManifest), 0);
+    }
 }
 
 /// The published examples, planned against in-memory registries named as in each file.

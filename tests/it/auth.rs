@@ -228,3 +228,79 @@ async fn auth_check_reports_each_registry_and_exits_4_on_any_failure() {
     assert!(!describe(&output).contains(PASSWORD) && !describe(&output).contains("not-the-password"));
     assert_eq!(bad.count("PUT", "/"), 0, "a check writes nothing");
 }
+
+#[tokio::test]
+async fn sync_and_plan_with_wrong_source_credentials_exit_4_naming_the_registry_without_the_password() {
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    seed_with_credentials(&source, &image()).await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  private: {{ url: \"http://{}\", credentials: {{ username: {USER}, password: wrong-password-456 }} }}\n  \
+         mirror: {{ url: \"http://{}\" }}\n\
+         defaults:\n  source: private\n  targets: mirror\n\
+         mappings:\n  - from: private/app\n  - from: private/other\n",
+        source.host, target.host
+    ));
+    let denied = format!("{} denied access to private/app (401)", source.host);
+
+    let text = ocync(&["sync", "--config", &config.path]);
+    assert_eq!(text.status.code(), Some(4), "{}", describe(&text));
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains(&format!("private/app -> private/app: FAILED: cannot list tags: {denied}")), "{stdout}");
+
+    let json = ocync(&["sync", "--config", &config.path, "--json"]);
+    assert_eq!(json.status.code(), Some(4), "{}", describe(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON report");
+    assert_eq!(report["status"], "auth_failed");
+    assert_eq!(report["totals"]["mappings_failed"], 2);
+
+    let plan = ocync(&["plan", "--config", &config.path]);
+    assert_eq!(plan.status.code(), Some(4), "{}", describe(&plan));
+    assert!(String::from_utf8_lossy(&plan.stdout).contains(&denied), "{}", describe(&plan));
+
+    for output in [&text, &json, &plan] {
+        assert!(!describe(output).contains("wrong-password-456"), "the password leaked: {}", describe(output));
+    }
+    assert_eq!(target.count("PUT", "/"), 0, "nothing was written");
+}
+
+/// A Google credentials file in `dir` that is not JSON; its path.
+fn broken_google_credentials(dir: &Path) -> String {
+    let key_file = dir.join("key.json");
+    write(&key_file, "{ this is not json");
+    key_file.to_str().expect("a UTF-8 temp path").to_string()
+}
+
+#[tokio::test]
+async fn copy_exits_4_when_the_destination_credentials_cannot_be_obtained() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = broken_google_credentials(dir.path());
+    // Nothing listens on these ports: the client set-up fails before any request.
+    let config = TempConfig::new("registries:\n  gar: { url: \"http://127.0.0.1:9\", auth_type: gar }\n");
+    let output = ocync_with_env(
+        &["copy", "--config", &config.path, "http://127.0.0.1:7/team/app:v1", "http://127.0.0.1:9/app:v1"],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot obtain credentials for 127.0.0.1:9") && stderr.contains(&key_file), "{stderr}");
+}
+
+#[tokio::test]
+async fn sync_exits_4_when_the_only_target_credentials_cannot_be_obtained() {
+    let (source, dir) = (TestRegistry::plain(), tempfile::tempdir().unwrap());
+    crate::copy::seed(&source, "team/app", "v1", &image()).await;
+    let key_file = broken_google_credentials(dir.path());
+    let config = TempConfig::new(&format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  gar: {{ url: \"http://127.0.0.1:9\", auth_type: gar }}\n\
+         mappings:\n  - from: team/app\n    source: up\n    targets: gar\n",
+        source.host
+    ));
+    let output =
+        ocync_with_env(&["sync", "--config", &config.path, "--json"], &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)]);
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    assert_eq!(report["status"], "auth_failed");
+    let image = &report["mappings"][0]["images"][0];
+    assert_eq!(image["status"], "failed", "{report}");
+    assert!(image["error"].as_str().unwrap().contains("cannot obtain credentials for 127.0.0.1:9"), "{report}");
+}

@@ -232,7 +232,7 @@ async fn sigterm_stops_new_work_and_never_leaves_a_tag_on_missing_blobs() {
     ));
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_ocync"))
-        .args(["sync", "--config", &config.path, "--grace-period", "1"])
+        .args(["sync", "--config", &config.path, "--grace-period", "1", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -255,9 +255,42 @@ async fn sigterm_stops_new_work_and_never_leaves_a_tag_on_missing_blobs() {
     };
     let output = child.wait_with_output().unwrap();
     assert_eq!(status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    // The layer is still stalled when the grace period runs out: the report says so.
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("one JSON report on stdout ({e}): {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(report["totals"]["failed"], 1, "{report}");
+    let image = &report["mappings"][0]["images"][0];
+    assert_eq!(image["target"], format!("{}/team/app:v1", target.host), "{report}");
+    assert_eq!(image["status"], "failed", "{report}");
+    assert!(image["error"].as_str().is_some_and(|e| e.starts_with("interrupted")), "{report}");
     let client = target.anonymous_client();
     use ocync::registry::Registry as _;
     assert_eq!(client.head_manifest("team/app", "v1").await.unwrap(), None, "no tag without all its blobs");
+}
+
+#[tokio::test]
+async fn plan_exits_like_sync_would_1_when_some_mappings_fail_and_2_when_all_do() {
+    let corpus = corpus().await;
+    let config = |froms: &[&str]| {
+        let mappings: String = froms.iter().map(|from| format!("  - from: {from}\n")).collect();
+        TempConfig::new(&format!(
+            "registries:\n  upstream: {{ url: \"http://{}\" }}\n  one: {{ url: \"http://{}\" }}\n\
+             defaults:\n  source: upstream\n  targets: one\nmappings:\n{mappings}",
+            corpus.source.host, corpus.targets[0].host
+        ))
+    };
+    let some = config(&["team/missing", "team/web"]);
+    let output = ocync(&["plan", "--config", &some.path]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+
+    let all = config(&["team/missing", "team/gone"]);
+    let output = ocync(&["plan", "--config", &all.path, "--json"]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON plan");
+    assert!(plan["mappings"][1]["error"].as_str().unwrap().starts_with("cannot list tags: "), "{plan}");
+    let sync = ocync(&["sync", "--config", &all.path]);
+    assert_eq!(sync.status.code(), Some(2), "sync agrees with its plan: {}", describe(&sync));
 }
 
 #[tokio::test]

@@ -71,7 +71,7 @@ async fn a_dry_run_lists_the_referrers_that_would_come_along() {
     assert!(v1.referrers[0].kind.ends_with(".sig"), "{:?}", v1.referrers[0]);
     let v2 = images.iter().find(|i| i.tag == "v2").unwrap();
     assert!(v2.referrers.is_empty());
-    assert!(v2.error.as_deref().is_some_and(|e| e.starts_with("would fail: no referrer")), "{v2:?}");
+    assert!(v2.error.as_ref().is_some_and(|e| e.message.starts_with("would fail: no referrer")), "{v2:?}");
     assert_eq!(world.registry("a").count(Op::PutManifest), 0);
 }
 
