@@ -1,5 +1,6 @@
 //! Authentication against real registries: htpasswd Basic from the config, docker's
-//! `config.json` (`auths`, `credHelpers`), and refusals mapped to exit code 4.
+//! `config.json` (`auths`, `credHelpers`, `credsStore`), Bearer tokens (per scope, refreshed
+//! when they expire or are revoked), and refusals mapped to exit code 4.
 
 use std::path::Path;
 
@@ -165,6 +166,94 @@ async fn bearer_tokens_are_fetched_per_scope_and_reused() {
         skopeo_digest(&target.skopeo_reference("mirror/app:v1"), &["--creds", "alice:token-user-pw"]),
         built.digest().to_string()
     );
+}
+
+/// A registry with token auth behind `alice`'s credentials, and the config naming `host`.
+fn token_target(tokens: &crate::support::token::TokenServer) -> TestRegistry {
+    TestRegistry::start(RegistryOptions { auth: tokens.registry_auth(), ..Default::default() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_bearer_token_is_fetched_again_exactly_once_and_the_copy_succeeds() {
+    use crate::support::proxy::{Action, FaultProxy};
+    use crate::support::token::TokenServer;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let tokens = TokenServer::start(&[("alice", "token-user-pw")], true);
+    let (source, target) = (TestRegistry::plain(), token_target(&tokens));
+    let built = testdata::index(42, &[(0, 4096)], &[("linux", "amd64"), ("linux", "arm64")], false);
+    crate::copy::seed(&source, "team/app", "v1", &built).await;
+    // The proxy enforces revocation for the registry: the first manifest PUT revokes the push
+    // token it carries, and every request with a revoked token gets the registry's 401.
+    let (revocations, challenge) = (tokens.revocations(), tokens.challenge("repository:mirror/app:pull,push"));
+    let revoked_once = AtomicBool::new(false);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let refused_in = Arc::clone(&refused);
+    let proxy = FaultProxy::start(&target.host, move |request| {
+        let token = request.authorization.as_deref().and_then(|h| h.strip_prefix("Bearer "));
+        if let Some(token) = token
+            && request.method == "PUT"
+            && request.target.contains("/manifests/")
+            && !revoked_once.swap(true, Ordering::SeqCst)
+        {
+            revocations.revoke(token);
+        }
+        if token.is_some_and(|token| revocations.is_revoked(token)) {
+            refused_in.fetch_add(1, Ordering::SeqCst);
+            Action::Respond {
+                status: 401,
+                headers: vec![("WWW-Authenticate".into(), challenge.clone())],
+                body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"token revoked"}]}"#.into(),
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let config = TempConfig::new(&format!(
+        "registries:\n  t: {{ url: \"http://{}\", credentials: {{ username: alice, password: token-user-pw }} }}\n",
+        proxy.host
+    ));
+
+    let output =
+        ocync(&["copy", "--config", &config.path, &source.reference("team/app:v1"), &proxy.reference("mirror/app:v1")]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    // Two tokens as in a plain copy (pull, then pull,push), plus one more pull,push after
+    // the revocation: not a fetch per request, and not a give-up.
+    let history = tokens.history();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(history.iter().all(|request| request.granted), "{history:?}");
+    assert_eq!(history[1].scopes, history[2].scopes, "the refused scope is the one fetched again: {history:?}");
+    // Concurrent pushes of the two child manifests may both meet the revoked token; each is
+    // refused once, and only one of them fetches a new token.
+    assert!((1..=2).contains(&refused.load(Ordering::SeqCst)), "refused {} requests", refused.load(Ordering::SeqCst));
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("mirror/app:v1"), &["--creds", "alice:token-user-pw"]),
+        built.digest().to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_bearer_token_is_reused_while_valid_and_fetched_again_once_after() {
+    use crate::support::token::TokenServer;
+    use ocync::registry::Registry as _;
+    let tokens = TokenServer::start(&[("alice", "token-user-pw")], true);
+    tokens.set_token_lifetime(2);
+    let target = token_target(&tokens);
+    let alice = || Credentials::Basic { username: "alice".into(), password: Secret::new("token-user-pw") };
+    testdata::push(&target.client(alice()), "team/app", "v1", &image()).await.expect("seed through the token registry");
+    // A client of its own, so no token from the seeding is cached.
+    let client = target.client(alice());
+    let fetched = tokens.requests();
+
+    for _ in 0..3 {
+        assert!(client.head_manifest("team/app", "v1").await.unwrap().is_some());
+    }
+    assert_eq!(tokens.requests() - fetched, 1, "a 2 s token serves back-to-back requests: {:?}", tokens.history());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    for _ in 0..3 {
+        assert!(client.head_manifest("team/app", "v1").await.unwrap().is_some());
+    }
+    assert_eq!(tokens.requests() - fetched, 2, "the expired token is fetched again once: {:?}", tokens.history());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

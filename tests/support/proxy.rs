@@ -22,6 +22,8 @@ pub struct SeenRequest {
     pub body_len: usize,
     /// The body received (for rules that answer by its content, like a token exchange).
     pub body: Vec<u8>,
+    /// The `Authorization` header, if any (for rules that play a registry enforcing tokens).
+    pub authorization: Option<String>,
     /// When the request arrived.
     pub at: std::time::Instant,
 }
@@ -161,6 +163,7 @@ fn handle(
         target: target.clone(),
         body_len: body.len(),
         body,
+        authorization: header("authorization"),
         at: std::time::Instant::now(),
     };
     seen.lock().expect("proxy log lock").push(request.clone());
