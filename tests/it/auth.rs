@@ -105,25 +105,42 @@ async fn docker_config_auths_entries_are_used() {
     assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
 }
 
-#[tokio::test]
-async fn docker_credential_helpers_are_run_for_their_registry() {
+/// Writes `docker-credential-<name>` into `dir`: it records each server it is asked about
+/// (one a line, in the returned file) and answers with the test credentials for `known`,
+/// else as docker's own helpers do for an unknown server.
+fn fake_credential_helper(dir: &Path, name: &str, known: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
-    let (source, target) = (basic_registry(), TestRegistry::plain());
-    let built = image();
-    seed_with_credentials(&source, &built).await;
-    let docker = tempfile::tempdir().unwrap();
-    let helper = docker.path().join("docker-credential-ocynctest");
-    let asked = docker.path().join("asked");
-    // The helper records which server it was asked about and answers for it.
+    let helper = dir.join(format!("docker-credential-{name}"));
+    let asked = dir.join(format!("{name}-asked"));
     write(
         &helper,
         &format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\necho '{{\"ServerURL\":\"x\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nserver=$(cat)\nprintf '%s\\n' \"$server\" >> {}\n\
+             if [ \"$server\" = '{known}' ]; then\n  echo '{{\"ServerURL\":\"x\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n\
+             else\n  echo 'credentials not found in native keychain'\n  exit 1\nfi\n",
             asked.display()
         ),
     );
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    write(&docker.path().join("config.json"), &format!(r#"{{"credHelpers":{{"{}":"ocynctest"}}}}"#, source.host));
+    asked
+}
+
+/// The servers a fake helper was asked about, and the two registries of the copy.
+struct HelperRun {
+    asked: Vec<String>,
+    source: String,
+    target: String,
+}
+
+/// Copies `private/app:v1` from a Basic-auth source with `DOCKER_CONFIG` holding `config_json`
+/// (`{source}` replaced by the source host) and the helper `name` on `PATH`.
+async fn copy_with_docker_config(config_json: &str, name: &str) -> HelperRun {
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    let built = image();
+    seed_with_credentials(&source, &built).await;
+    let docker = tempfile::tempdir().unwrap();
+    let asked = fake_credential_helper(docker.path(), name, &source.host);
+    write(&docker.path().join("config.json"), &config_json.replace("{source}", &source.host));
     let path = format!("{}:{}", docker.path().display(), std::env::var("PATH").unwrap_or_default());
 
     let output = ocync_with_env(
@@ -131,8 +148,28 @@ async fn docker_credential_helpers_are_run_for_their_registry() {
         &[("DOCKER_CONFIG", docker.path().to_str().unwrap()), ("PATH", &path)],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(std::fs::read_to_string(&asked).unwrap(), source.host);
+    assert!(!describe(&output).contains(PASSWORD), "the helper's secret leaked into output");
     assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+    let mut asked: Vec<String> =
+        std::fs::read_to_string(&asked).unwrap_or_default().lines().map(str::to_string).collect();
+    asked.sort();
+    asked.dedup();
+    HelperRun { asked, source: source.host.clone(), target: target.host.clone() }
+}
+
+#[tokio::test]
+async fn docker_credential_helpers_are_run_for_their_registry() {
+    let run = copy_with_docker_config(r#"{"credHelpers":{"{source}":"ocynctest"}}"#, "ocynctest").await;
+    assert_eq!(run.asked, vec![run.source], "only the source has a helper");
+}
+
+#[tokio::test]
+async fn a_docker_creds_store_is_asked_for_every_registry_and_not_found_means_anonymous() {
+    // As Docker Desktop writes it: the store holds the secret, `auths` only an empty entry.
+    let run = copy_with_docker_config(r#"{"credsStore":"ocyncstore","auths":{"{source}":{}}}"#, "ocyncstore").await;
+    let mut expected = vec![run.source, run.target];
+    expected.sort();
+    assert_eq!(run.asked, expected, "the store answers for the source and has nothing for the target");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
