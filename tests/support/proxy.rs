@@ -319,3 +319,31 @@ fn make_location_relative(response: &[u8], upstream: &str, proxy_host: &str) -> 
     out.extend_from_slice(&response[split..]);
     out
 }
+
+/// Answers `GET /v2/<repository>/tags/list[?n=…&last=…]` the way paginating registries (ECR,
+/// GAR, GHCR, Docker Hub) do and distribution 2.8 does not: at most `page_size` of `tags`
+/// (sorted) after `last`, with `Link: <…?n=…&last=…>; rel="next"` while more remain. `None`
+/// for any other request. The first page's link is a path, later ones a relative reference
+/// (`?n=…`), so both forms of `Link` target are followed.
+pub fn paginate_tags(request: &SeenRequest, repository: &str, tags: &[&str], page_size: usize) -> Option<Action> {
+    let path = format!("/v2/{repository}/tags/list");
+    let (request_path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
+    if request.method != "GET" || request_path != path {
+        return None;
+    }
+    let last = url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "last").map(|(_, v)| v);
+    let mut sorted: Vec<&str> = tags.to_vec();
+    sorted.sort_unstable();
+    let page: Vec<&str> =
+        sorted.iter().copied().filter(|tag| last.as_deref().is_none_or(|last| *tag > last)).take(page_size).collect();
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    if let Some(end) = page.last()
+        && sorted.last() != Some(end)
+    {
+        let next = format!("?n={page_size}&last={end}");
+        let target = if last.is_none() { format!("{path}{next}") } else { next };
+        headers.push(("Link".to_string(), format!("<{target}>; rel=\"next\"")));
+    }
+    let body = serde_json::json!({ "name": repository, "tags": page }).to_string();
+    Some(Action::Respond { status: 200, headers, body })
+}
