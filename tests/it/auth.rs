@@ -205,7 +205,7 @@ async fn bearer_tokens_are_fetched_per_scope_and_reused() {
     );
 }
 
-/// A registry with token auth behind `alice`'s credentials, and the config naming `host`.
+/// A registry that trusts the tokens `tokens` issues.
 fn token_target(tokens: &crate::support::token::TokenServer) -> TestRegistry {
     TestRegistry::start(RegistryOptions { auth: tokens.registry_auth(), ..Default::default() })
 }
