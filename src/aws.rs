@@ -28,3 +28,56 @@ where
         None => crate::registry::error_chain(error),
     }
 }
+
+/// Error codes with which AWS refuses the caller's identity or its permissions, as opposed to
+/// the request. Each service spells them its own way: ECR/STS JSON APIs say
+/// `AccessDeniedException`, S3 and the query APIs `AccessDenied`, EC2-style APIs
+/// `UnauthorizedOperation`/`AuthFailure`; bad or expired keys come back as
+/// `UnrecognizedClientException`, `InvalidClientTokenId`, `ExpiredToken…` or a signature error.
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedException",
+    "AuthFailure",
+    "NotAuthorized",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "MissingAuthenticationToken",
+];
+
+/// Whether an AWS error code means "this identity may not do that" (an authentication or
+/// authorisation failure, exit code 4), not a problem with the request or the service.
+pub fn is_denied_code(code: Option<&str>) -> bool {
+    code.is_some_and(|code| DENIED_CODES.contains(&code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_denied_code;
+
+    #[test]
+    fn identity_and_permission_refusals_are_denials() {
+        for code in ["AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "ExpiredTokenException"] {
+            assert!(is_denied_code(Some(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn other_service_errors_are_not_denials() {
+        for code in [
+            Some("RepositoryNotFoundException"),
+            Some("LimitExceededException"),
+            Some("ThrottlingException"),
+            Some("InvalidParameterException"),
+            Some("accessdenied"),
+            None,
+        ] {
+            assert!(!is_denied_code(code), "{code:?}");
+        }
+    }
+}

@@ -75,9 +75,7 @@ async fn check(config: &Config, name: &str) -> Check {
         async {
             let registry = crate::connect::open(&entry.host, entry.plain_http, Some(config)).await?;
             match (&repository, push) {
-                (Some(repository), true) => {
-                    registry.check_push(repository).await.map(|()| "upload session opened and cancelled".to_string())
-                }
+                (Some(repository), true) => registry.check_push(repository).await,
                 (Some(repository), false) => match registry.list_tags(repository).await {
                     Ok(tags) => Ok(format!("{} tags visible", tags.len())),
                     Err(error) if error.is_not_found() => {

@@ -83,9 +83,18 @@ impl EcrControl {
         EcrControl { client: aws_sdk_ecr::Client::new(config), registry_id, create, ensured: Default::default() }
     }
 
+    /// Whether control-plane creation of missing repositories is on.
+    pub fn creates_repositories(&self) -> bool {
+        self.create.is_some()
+    }
+
     /// Which of `digests` are in `repository`, by `BatchCheckLayerAvailability` (100 per call)
     /// instead of one HEAD per blob. A repository that does not exist yet has none of them.
-    pub async fn layers_available(&self, repository: &str, digests: &[String]) -> Result<HashSet<String>, String> {
+    pub async fn layers_available(
+        &self,
+        repository: &str,
+        digests: &[String],
+    ) -> Result<HashSet<String>, ControlError> {
         let mut available = HashSet::new();
         for chunk in digests.chunks(BATCH_CHECK_LIMIT) {
             let mut request = self
@@ -107,54 +116,86 @@ impl EcrControl {
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
                     return Ok(available);
                 }
-                Err(error) => {
-                    return Err(format!("BatchCheckLayerAvailability {repository}: {}", crate::aws::describe(&error)));
-                }
+                Err(error) => return Err(ControlError::new("BatchCheckLayerAvailability", repository, &error)),
             }
         }
         Ok(available)
     }
 
-    /// Creates `repository` unless it exists (when creating is enabled); idempotent, and asks
-    /// once per run.
-    pub async fn ensure_repository(&self, repository: &str) -> Result<(), String> {
-        let Some(create) = &self.create else { return Ok(()) };
-        let mut ensured = self.ensured.lock().await;
-        if ensured.contains(repository) {
-            return Ok(());
-        }
+    /// Whether `repository` exists, by `DescribeRepositories` alone: changes nothing, so
+    /// `ocync auth check` can use it.
+    pub async fn repository_exists(&self, repository: &str) -> Result<bool, ControlError> {
         let mut describe = self.client.describe_repositories().repository_names(repository);
         if let Some(id) = &self.registry_id {
             describe = describe.registry_id(id);
         }
         match describe.send().await {
-            Ok(_) => {}
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
-                let mutability =
-                    if create.immutable_tags { ImageTagMutability::Immutable } else { ImageTagMutability::Mutable };
-                let mut request = self
-                    .client
-                    .create_repository()
-                    .repository_name(repository)
-                    .image_tag_mutability(mutability)
-                    .image_scanning_configuration(
-                        ImageScanningConfiguration::builder().scan_on_push(create.scan_on_push).build(),
-                    );
-                if let Some(id) = &self.registry_id {
-                    request = request.registry_id(id);
-                }
-                match request.send().await {
-                    Ok(_) => tracing::info!(repository, "ECR repository created"),
-                    Err(error)
-                        if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
-                    Err(error) => {
-                        return Err(format!("CreateRepository {repository}: {}", crate::aws::describe(&error)));
-                    }
-                }
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => Ok(false),
+            Err(error) => Err(ControlError::new("DescribeRepositories", repository, &error)),
+        }
+    }
+
+    /// Creates `repository` unless it exists (when creating is enabled); idempotent, and asks
+    /// once per run.
+    pub async fn ensure_repository(&self, repository: &str) -> Result<(), ControlError> {
+        let Some(create) = &self.create else { return Ok(()) };
+        let mut ensured = self.ensured.lock().await;
+        if ensured.contains(repository) {
+            return Ok(());
+        }
+        if !self.repository_exists(repository).await? {
+            let mutability =
+                if create.immutable_tags { ImageTagMutability::Immutable } else { ImageTagMutability::Mutable };
+            let mut request = self
+                .client
+                .create_repository()
+                .repository_name(repository)
+                .image_tag_mutability(mutability)
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder().scan_on_push(create.scan_on_push).build(),
+                );
+            if let Some(id) = &self.registry_id {
+                request = request.registry_id(id);
             }
-            Err(error) => return Err(format!("DescribeRepositories {repository}: {}", crate::aws::describe(&error))),
+            match request.send().await {
+                Ok(_) => tracing::info!(repository, "ECR repository created"),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
+                Err(error) => return Err(ControlError::new("CreateRepository", repository, &error)),
+            }
         }
         ensured.insert(repository.to_string());
         Ok(())
+    }
+}
+
+/// A failed ECR control-plane call, with whether AWS refused the caller's identity or
+/// permissions (so it can be reported as an authentication failure, exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error("{call} {repository}: {detail}")]
+pub struct ControlError {
+    /// The API call (`CreateRepository`).
+    pub call: &'static str,
+    /// The repository it was about.
+    pub repository: String,
+    /// `Code: message` from AWS, or the transport error (never the request or credentials).
+    pub detail: String,
+    /// AWS refused the identity or its permissions (`AccessDeniedException` and kin).
+    pub denied: bool,
+}
+
+impl ControlError {
+    fn new<E, R>(call: &'static str, repository: &str, error: &aws_sdk_ecr::error::SdkError<E, R>) -> Self
+    where
+        E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        use aws_sdk_ecr::error::ProvideErrorMetadata as _;
+        ControlError {
+            call,
+            repository: repository.to_string(),
+            detail: crate::aws::describe(error),
+            denied: crate::aws::is_denied_code(error.code()),
+        }
     }
 }

@@ -156,6 +156,19 @@ pub enum Error {
         /// The status that refused it.
         status: u16,
     },
+    /// A cloud control plane refused the caller's identity or permissions (ECR answering
+    /// `AccessDeniedException` to `CreateRepository`, say).
+    #[error("{registry} control plane denied {call} for {repository}: {detail}")]
+    Denied {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// The API call refused (`CreateRepository`).
+        call: String,
+        /// What the control plane said (never a secret).
+        detail: String,
+    },
     /// Setting up the client or credentials failed (bad CA file, credential helper error).
     #[error("registry {registry}: {detail}")]
     Setup {
@@ -201,7 +214,7 @@ impl Error {
 
     /// Credentials were missing or refused.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Unauthorized { .. } | Error::Credentials { .. })
+        matches!(self, Error::Unauthorized { .. } | Error::Credentials { .. } | Error::Denied { .. })
     }
 
     /// How long the registry asked to wait before trying again, if it said.

@@ -1,5 +1,6 @@
 //! Authentication against real registries: htpasswd Basic from the config, docker's
-//! `config.json` (`auths`, `credHelpers`), and refusals mapped to exit code 4.
+//! `config.json` (`auths`, `credHelpers`, `credsStore`), Bearer tokens (per scope, refreshed
+//! when they expire or are revoked), and refusals mapped to exit code 4.
 
 use std::path::Path;
 
@@ -104,25 +105,42 @@ async fn docker_config_auths_entries_are_used() {
     assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
 }
 
-#[tokio::test]
-async fn docker_credential_helpers_are_run_for_their_registry() {
+/// Writes `docker-credential-<name>` into `dir`: it records each server it is asked about
+/// (one a line, in the returned file) and answers with the test credentials for `known`,
+/// else as docker's own helpers do for an unknown server.
+fn fake_credential_helper(dir: &Path, name: &str, known: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
-    let (source, target) = (basic_registry(), TestRegistry::plain());
-    let built = image();
-    seed_with_credentials(&source, &built).await;
-    let docker = tempfile::tempdir().unwrap();
-    let helper = docker.path().join("docker-credential-ocynctest");
-    let asked = docker.path().join("asked");
-    // The helper records which server it was asked about and answers for it.
+    let helper = dir.join(format!("docker-credential-{name}"));
+    let asked = dir.join(format!("{name}-asked"));
     write(
         &helper,
         &format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\necho '{{\"ServerURL\":\"x\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nserver=$(cat)\nprintf '%s\\n' \"$server\" >> {}\n\
+             if [ \"$server\" = '{known}' ]; then\n  echo '{{\"ServerURL\":\"x\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n\
+             else\n  echo 'credentials not found in native keychain'\n  exit 1\nfi\n",
             asked.display()
         ),
     );
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    write(&docker.path().join("config.json"), &format!(r#"{{"credHelpers":{{"{}":"ocynctest"}}}}"#, source.host));
+    asked
+}
+
+/// The servers a fake helper was asked about, and the two registries of the copy.
+struct HelperRun {
+    asked: Vec<String>,
+    source: String,
+    target: String,
+}
+
+/// Copies `private/app:v1` from a Basic-auth source with `DOCKER_CONFIG` holding `config_json`
+/// (`{source}` replaced by the source host) and the helper `name` on `PATH`.
+async fn copy_with_docker_config(config_json: &str, name: &str) -> HelperRun {
+    let (source, target) = (basic_registry(), TestRegistry::plain());
+    let built = image();
+    seed_with_credentials(&source, &built).await;
+    let docker = tempfile::tempdir().unwrap();
+    let asked = fake_credential_helper(docker.path(), name, &source.host);
+    write(&docker.path().join("config.json"), &config_json.replace("{source}", &source.host));
     let path = format!("{}:{}", docker.path().display(), std::env::var("PATH").unwrap_or_default());
 
     let output = ocync_with_env(
@@ -130,8 +148,28 @@ async fn docker_credential_helpers_are_run_for_their_registry() {
         &[("DOCKER_CONFIG", docker.path().to_str().unwrap()), ("PATH", &path)],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(std::fs::read_to_string(&asked).unwrap(), source.host);
+    assert!(!describe(&output).contains(PASSWORD), "the helper's secret leaked into output");
     assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), built.digest().to_string());
+    let mut asked: Vec<String> =
+        std::fs::read_to_string(&asked).unwrap_or_default().lines().map(str::to_string).collect();
+    asked.sort();
+    asked.dedup();
+    HelperRun { asked, source: source.host.clone(), target: target.host.clone() }
+}
+
+#[tokio::test]
+async fn docker_credential_helpers_are_run_for_their_registry() {
+    let run = copy_with_docker_config(r#"{"credHelpers":{"{source}":"ocynctest"}}"#, "ocynctest").await;
+    assert_eq!(run.asked, vec![run.source], "only the source has a helper");
+}
+
+#[tokio::test]
+async fn a_docker_creds_store_is_asked_for_every_registry_and_not_found_means_anonymous() {
+    // As Docker Desktop writes it: the store holds the secret, `auths` only an empty entry.
+    let run = copy_with_docker_config(r#"{"credsStore":"ocyncstore","auths":{"{source}":{}}}"#, "ocyncstore").await;
+    let mut expected = vec![run.source, run.target];
+    expected.sort();
+    assert_eq!(run.asked, expected, "the store answers for the source and has nothing for the target");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,6 +203,94 @@ async fn bearer_tokens_are_fetched_per_scope_and_reused() {
         skopeo_digest(&target.skopeo_reference("mirror/app:v1"), &["--creds", "alice:token-user-pw"]),
         built.digest().to_string()
     );
+}
+
+/// A registry that trusts the tokens `tokens` issues.
+fn token_target(tokens: &crate::support::token::TokenServer) -> TestRegistry {
+    TestRegistry::start(RegistryOptions { auth: tokens.registry_auth(), ..Default::default() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_bearer_token_is_fetched_again_exactly_once_and_the_copy_succeeds() {
+    use crate::support::proxy::{Action, FaultProxy};
+    use crate::support::token::TokenServer;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let tokens = TokenServer::start(&[("alice", "token-user-pw")], true);
+    let (source, target) = (TestRegistry::plain(), token_target(&tokens));
+    let built = testdata::index(42, &[(0, 4096)], &[("linux", "amd64"), ("linux", "arm64")], false);
+    crate::copy::seed(&source, "team/app", "v1", &built).await;
+    // The proxy enforces revocation for the registry: the first manifest PUT revokes the push
+    // token it carries, and every request with a revoked token gets the registry's 401.
+    let (revocations, challenge) = (tokens.revocations(), tokens.challenge("repository:mirror/app:pull,push"));
+    let revoked_once = AtomicBool::new(false);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let refused_in = Arc::clone(&refused);
+    let proxy = FaultProxy::start(&target.host, move |request| {
+        let token = request.authorization.as_deref().and_then(|h| h.strip_prefix("Bearer "));
+        if let Some(token) = token
+            && request.method == "PUT"
+            && request.target.contains("/manifests/")
+            && !revoked_once.swap(true, Ordering::SeqCst)
+        {
+            revocations.revoke(token);
+        }
+        if token.is_some_and(|token| revocations.is_revoked(token)) {
+            refused_in.fetch_add(1, Ordering::SeqCst);
+            Action::Respond {
+                status: 401,
+                headers: vec![("WWW-Authenticate".into(), challenge.clone())],
+                body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"token revoked"}]}"#.into(),
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let config = TempConfig::new(&format!(
+        "registries:\n  t: {{ url: \"http://{}\", credentials: {{ username: alice, password: token-user-pw }} }}\n",
+        proxy.host
+    ));
+
+    let output =
+        ocync(&["copy", "--config", &config.path, &source.reference("team/app:v1"), &proxy.reference("mirror/app:v1")]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    // Two tokens as in a plain copy (pull, then pull,push), plus one more pull,push after
+    // the revocation: not a fetch per request, and not a give-up.
+    let history = tokens.history();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(history.iter().all(|request| request.granted), "{history:?}");
+    assert_eq!(history[1].scopes, history[2].scopes, "the refused scope is the one fetched again: {history:?}");
+    // Concurrent pushes of the two child manifests may both meet the revoked token; each is
+    // refused once, and only one of them fetches a new token.
+    assert!((1..=2).contains(&refused.load(Ordering::SeqCst)), "refused {} requests", refused.load(Ordering::SeqCst));
+    assert_eq!(
+        skopeo_digest(&target.skopeo_reference("mirror/app:v1"), &["--creds", "alice:token-user-pw"]),
+        built.digest().to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_bearer_token_is_reused_while_valid_and_fetched_again_once_after() {
+    use crate::support::token::TokenServer;
+    use ocync::registry::Registry as _;
+    let tokens = TokenServer::start(&[("alice", "token-user-pw")], true);
+    tokens.set_token_lifetime(2);
+    let target = token_target(&tokens);
+    let alice = || Credentials::Basic { username: "alice".into(), password: Secret::new("token-user-pw") };
+    testdata::push(&target.client(alice()), "team/app", "v1", &image()).await.expect("seed through the token registry");
+    // A client of its own, so no token from the seeding is cached.
+    let client = target.client(alice());
+    let fetched = tokens.requests();
+
+    for _ in 0..3 {
+        assert!(client.head_manifest("team/app", "v1").await.unwrap().is_some());
+    }
+    assert_eq!(tokens.requests() - fetched, 1, "a 2 s token serves back-to-back requests: {:?}", tokens.history());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    for _ in 0..3 {
+        assert!(client.head_manifest("team/app", "v1").await.unwrap().is_some());
+    }
+    assert_eq!(tokens.requests() - fetched, 2, "the expired token is fetched again once: {:?}", tokens.history());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,3 +118,39 @@ async fn an_unreachable_control_plane_is_an_auth_failure_naming_the_step() {
     assert!(stdout.contains("ECR GetAuthorizationToken in us-east-1"), "{stdout}");
     assert!(!stdout.contains("testing"), "no secrets in errors: {stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_check_with_create_repositories_creates_nothing_and_reports_ok() {
+    let moto = MotoServer::start();
+    let (source, ecr) = (TestRegistry::plain(), ecr_data_plane());
+    seed(&source, "team/app", "v1", &Built::Image(testdata::image(&[(7, 100)], ("linux", "amd64"), false))).await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  ecr: {{ url: \"http://{}\", auth_type: ecr, create_repositories: true }}\n\
+         mappings:\n  - from: team/app\n    to: mirror/app\n    source: up\n    targets: ecr\n",
+        source.host, ecr.host
+    ));
+
+    let output = run(&["auth", "check", "--config", &config.path], &env_of(&moto));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().find(|l| l.contains(" ecr (")).unwrap_or_else(|| panic!("ecr missing: {stdout}"));
+    assert!(line.starts_with("OK   ecr") && line.contains("push mirror/app"), "{stdout}");
+    assert!(line.contains("does not exist and would be created"), "{stdout}");
+    let described = moto.ecr_client().await.describe_repositories().repository_names("mirror/app").send().await;
+    let error = described.expect_err("the check must not create the repository");
+    assert!(
+        error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()),
+        "DescribeRepositories: {error:?}"
+    );
+    assert!(ecr.requests().iter().all(|(method, _)| method == "GET"), "a check writes nothing: {:?}", ecr.requests());
+
+    // Once the repository exists, the check opens (and cancels) an upload session in it.
+    moto.ecr_client().await.create_repository().repository_name("mirror/app").send().await.expect("create");
+    let output = run(&["auth", "check", "--config", &config.path], &env_of(&moto));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("upload session opened and cancelled"),
+        "{}",
+        describe(&output)
+    );
+}

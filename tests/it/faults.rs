@@ -316,7 +316,11 @@ async fn docker_hub_pulls_are_deferred_once_the_budget_is_spent() {
     seed(&source, "library/app", "v1", &image(500)).await;
     let proxy = FaultProxy::start(&source.host, |request| {
         if request.method == "GET" && request.target.contains("/manifests/") {
-            Action::ForwardAddingHeaders(vec![("RateLimit-Remaining".into(), "1;w=21600".into())])
+            Action::ForwardAddingHeaders(vec![
+                ("RateLimit-Limit".into(), "100;w=21600".into()),
+                ("RateLimit-Remaining".into(), "1;w=21600".into()),
+                ("RateLimit-Reset".into(), "3600".into()),
+            ])
         } else {
             Action::Forward
         }
@@ -329,7 +333,11 @@ async fn docker_hub_pulls_are_deferred_once_the_budget_is_spent() {
     hub.get_manifest("library/app", "v1").await.expect("the first pull is within budget");
     let error = hub.get_manifest("library/app", "v1").await.unwrap_err();
     assert!(matches!(error, ocync::registry::Error::Deferred { .. }), "{error}");
-    assert!(error.to_string().contains("pull budget exhausted (1 pulls left; the window is 21600s)"), "{error}");
+    assert!(
+        error.to_string().contains("pull budget exhausted (1 of 100 pulls left; the window is 21600s; resets in 3"),
+        "{error}"
+    );
+    assert!(error.to_string().contains(" GMT)"), "the reset time is named: {error}");
     assert!(hub.head_manifest("library/app", "v1").await.unwrap().is_some(), "HEADs are not counted by Hub");
     let gets = proxy.seen().iter().filter(|r| r.method == "GET").count();
     assert_eq!(gets, 1, "the deferred pull never reached the registry");

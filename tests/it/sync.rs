@@ -357,3 +357,42 @@ async fn tags_prints_what_a_filter_selects() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "1.26.1\n1.25.0\n");
 }
+
+#[tokio::test]
+async fn paginated_tag_lists_are_followed_to_the_end_and_each_tag_is_synced_once() {
+    const TAGS: [&str; 5] = ["v1", "v2", "v3", "v4", "v5"];
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let image = Built::Image(testdata::image(&[(3, 300)], PLATFORMS[0], false));
+    for tag in TAGS {
+        seed(&source, "team/app", tag, &image).await;
+    }
+    // distribution returns every tag in one answer; the proxy serves them two at a time.
+    let proxy = FaultProxy::start(&source.host, |request| {
+        crate::support::proxy::paginate_tags(request, "team/app", &TAGS, 2).unwrap_or(Action::Forward)
+    });
+    let pages_seen = || -> Vec<String> {
+        proxy.seen().into_iter().filter(|r| r.target.contains("/tags/list")).map(|r| r.target).collect()
+    };
+
+    let listed = ocync(&["tags", &proxy.reference("team/app")]);
+    assert_eq!(listed.status.code(), Some(0), "{}", describe(&listed));
+    let mut printed: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_string).collect();
+    printed.sort();
+    assert_eq!(printed, TAGS, "every tag once: {}", describe(&listed));
+    let pages = pages_seen();
+    assert_eq!(pages.len(), 3, "three pages, each asked for once: {pages:?}");
+    assert!(pages[1].ends_with("last=v2") && pages[2].ends_with("last=v4"), "{pages:?}");
+
+    let config = TempConfig::new(&format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  down: {{ url: \"http://{}\" }}\n\
+         mappings:\n  - from: team/app\n    source: up\n    targets: down\n",
+        proxy.host, target.host
+    ));
+    let output = ocync(&["sync", "--config", &config.path]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(pages_seen().len(), 6, "the sync walked the three pages once: {:?}", pages_seen());
+    assert_eq!(skopeo_tags(&target.skopeo_reference("team/app")), TAGS);
+    for tag in TAGS {
+        assert_eq!(target.count("PUT", &format!("/manifests/{tag}")), 1, "{tag} pushed once");
+    }
+}

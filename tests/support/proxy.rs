@@ -22,6 +22,8 @@ pub struct SeenRequest {
     pub body_len: usize,
     /// The body received (for rules that answer by its content, like a token exchange).
     pub body: Vec<u8>,
+    /// The `Authorization` header, if any (for rules that play a registry enforcing tokens).
+    pub authorization: Option<String>,
     /// When the request arrived.
     pub at: std::time::Instant,
 }
@@ -161,6 +163,7 @@ fn handle(
         target: target.clone(),
         body_len: body.len(),
         body,
+        authorization: header("authorization"),
         at: std::time::Instant::now(),
     };
     seen.lock().expect("proxy log lock").push(request.clone());
@@ -315,4 +318,32 @@ fn make_location_relative(response: &[u8], upstream: &str, proxy_host: &str) -> 
     let mut out = head.into_bytes();
     out.extend_from_slice(&response[split..]);
     out
+}
+
+/// Answers `GET /v2/<repository>/tags/list[?n=…&last=…]` the way paginating registries (ECR,
+/// GAR, GHCR, Docker Hub) do and distribution 2.8 does not: at most `page_size` of `tags`
+/// (sorted) after `last`, with `Link: <…?n=…&last=…>; rel="next"` while more remain. `None`
+/// for any other request. The first page's link is a path, later ones a relative reference
+/// (`?n=…`), so both forms of `Link` target are followed.
+pub fn paginate_tags(request: &SeenRequest, repository: &str, tags: &[&str], page_size: usize) -> Option<Action> {
+    let path = format!("/v2/{repository}/tags/list");
+    let (request_path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
+    if request.method != "GET" || request_path != path {
+        return None;
+    }
+    let last = url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "last").map(|(_, v)| v);
+    let mut sorted: Vec<&str> = tags.to_vec();
+    sorted.sort_unstable();
+    let page: Vec<&str> =
+        sorted.iter().copied().filter(|tag| last.as_deref().is_none_or(|last| *tag > last)).take(page_size).collect();
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    if let Some(end) = page.last()
+        && sorted.last() != Some(end)
+    {
+        let next = format!("?n={page_size}&last={end}");
+        let target = if last.is_none() { format!("{path}{next}") } else { next };
+        headers.push(("Link".to_string(), format!("<{target}>; rel=\"next\"")));
+    }
+    let body = serde_json::json!({ "name": repository, "tags": page }).to_string();
+    Some(Action::Respond { status: 200, headers, body })
 }

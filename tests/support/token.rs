@@ -4,7 +4,9 @@
 //! `GET /token?service=…&scope=…&scope=…` with optional Basic credentials answers
 //! `{"token", "access_token", "expires_in", "issued_at"}`. Wrong credentials get 401; no
 //! credentials get a pull-only token when anonymous pull is allowed, else 401; a known user
-//! gets every action asked for.
+//! gets every action asked for. Tokens live [`TOKEN_LIFETIME_SECS`] unless a test shortens
+//! them ([`TokenServer::set_token_lifetime`]); a test can also revoke issued tokens
+//! ([`Revocations`]) and have a proxy rule refuse them as the registry would.
 //!
 //! Tokens are RS256 JWTs signed with `openssl dgst -sha256 -sign` (an RSA PKCS#1 v1.5
 //! signature over SHA-256 is exactly RS256), so no JOSE crate is needed. The header carries
@@ -16,12 +18,12 @@
 //! blocking `std::process::Command`s (the CLI, skopeo) from inside their runtime, which would
 //! starve a task on a current-thread runtime and deadlock the token fetch it is waiting for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,8 +35,26 @@ use serde_json::json;
 use super::registry::RegistryAuth;
 use super::tools::require;
 
-/// How long issued tokens live (`expires_in`).
+/// How long issued tokens live (`expires_in`) unless a test sets another lifetime.
 pub const TOKEN_LIFETIME_SECS: u64 = 300;
+
+/// Tokens a test has revoked. The registry cannot ask the token server, so whatever plays the
+/// registry's enforcement (a [`super::proxy::FaultProxy`] rule) consults this and answers 401,
+/// as a registry does for a revoked or expired token.
+#[derive(Clone, Default)]
+pub struct Revocations(Arc<Mutex<HashSet<String>>>);
+
+impl Revocations {
+    /// Revokes `token` (the JWT itself, without `Bearer `).
+    pub fn revoke(&self, token: &str) {
+        self.0.lock().expect("revocations lock").insert(token.to_string());
+    }
+
+    /// Whether `token` was revoked.
+    pub fn is_revoked(&self, token: &str) -> bool {
+        self.0.lock().expect("revocations lock").contains(token)
+    }
+}
 
 /// The signing certificate's extensions: a self-signed root that signs tokens itself.
 const OPENSSL_CONFIG: &str = "\
@@ -74,6 +94,8 @@ pub struct TokenServer {
     pub root_cert_bundle: PathBuf,
     addr: SocketAddr,
     history: Arc<Mutex<Vec<TokenRequest>>>,
+    lifetime_secs: Arc<AtomicU64>,
+    revocations: Revocations,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// Holds the key and certificate; removed on drop (after the thread has stopped).
@@ -91,6 +113,8 @@ struct Issuer {
     /// Base64 (standard, padded) DER of the signing certificate: the one `x5c` entry.
     x5c: String,
     history: Arc<Mutex<Vec<TokenRequest>>>,
+    /// `expires_in` and `exp - iat` of tokens issued from now on.
+    lifetime_secs: Arc<AtomicU64>,
 }
 
 impl TokenServer {
@@ -125,6 +149,7 @@ impl TokenServer {
         let addr = listener.local_addr().expect("token server address");
         let history = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let lifetime_secs = Arc::new(AtomicU64::new(TOKEN_LIFETIME_SECS));
         let state = Issuer {
             users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
             anonymous_pull,
@@ -134,6 +159,7 @@ impl TokenServer {
             key,
             x5c,
             history: Arc::clone(&history),
+            lifetime_secs: Arc::clone(&lifetime_secs),
         };
         let (realm, service, issuer) = (format!("http://{addr}/token"), state.service.clone(), state.issuer.clone());
         let thread = {
@@ -143,7 +169,37 @@ impl TokenServer {
                 .spawn(move || serve(&listener, &state, &stop))
                 .expect("spawn the token server thread")
         };
-        TokenServer { realm, service, issuer, root_cert_bundle: cert, addr, history, stop, thread: Some(thread), dir }
+        TokenServer {
+            realm,
+            service,
+            issuer,
+            root_cert_bundle: cert,
+            addr,
+            history,
+            lifetime_secs,
+            revocations: Revocations::default(),
+            stop,
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    /// Tokens issued from now on live `secs` seconds (`expires_in` and `exp`). distribution
+    /// accepts a token up to 60 s past `exp`, so this tests a client's own refresh, not the
+    /// registry's refusal (for that, see [`TokenServer::revocations`]).
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.lifetime_secs.store(secs, Ordering::SeqCst);
+    }
+
+    /// The tokens revoked so far, shared with whoever enforces them.
+    pub fn revocations(&self) -> Revocations {
+        self.revocations.clone()
+    }
+
+    /// The `WWW-Authenticate` challenge the registry sends for `scope`, for a rule answering
+    /// 401 in its place.
+    pub fn challenge(&self, scope: &str) -> String {
+        format!("Bearer realm=\"{}\",service=\"{}\",scope=\"{scope}\"", self.realm, self.service)
     }
 
     /// The registry configuration that trusts this server.
@@ -293,7 +349,7 @@ fn token_response(state: &Issuer, authorization: Option<&str>, query: &str) -> R
         json!({
             "token": token,
             "access_token": token,
-            "expires_in": TOKEN_LIFETIME_SECS,
+            "expires_in": state.lifetime_secs.load(Ordering::SeqCst),
             "issued_at": rfc3339(now),
         }),
     )
@@ -338,7 +394,7 @@ fn sign_token(state: &Issuer, subject: &str, access: Vec<serde_json::Value>) -> 
         "iss": state.issuer,
         "sub": subject,
         "aud": state.service,
-        "exp": now + TOKEN_LIFETIME_SECS,
+        "exp": now + state.lifetime_secs.load(Ordering::SeqCst),
         "nbf": now,
         "iat": now,
         "jti": format!("{:032x}", rand::random::<u128>()),

@@ -11,7 +11,15 @@ use crate::registry::{Error, Result};
 
 /// Tokens without `expires_in` live 60 s (distribution's token spec); refresh a little early.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// How early a token is refreshed: 10 s, but at most a quarter of its lifetime, so a token
+/// that lives only a few seconds is still used for its first three quarters instead of being
+/// fetched again for every request.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+
+/// When a token that lives `lifetime` from now should be fetched again.
+fn refresh_after(lifetime: Duration) -> Duration {
+    lifetime - EXPIRY_MARGIN.min(lifetime / 4)
+}
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -79,8 +87,10 @@ impl Authenticator {
     }
 
     /// Records the challenge of a 401 and forgets the token used for `scopes`, so the caller's
-    /// one retry fetches a fresh one.
-    pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, scopes: &[String]) {
+    /// one retry fetches a fresh one. `refused` is the `Authorization` value the refused
+    /// request carried: when concurrent requests meet the same revoked token, the first to
+    /// come back fetches a new one and the others must not throw that new one away.
+    pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, scopes: &[String], refused: Option<&str>) {
         let challenge = www_authenticate.and_then(Challenge::parse);
         let already_known = *self.challenge.read().expect("challenge lock poisoned") == challenge;
         if already_known {
@@ -89,7 +99,14 @@ impl Authenticator {
         } else if let Some(challenge) = challenge {
             *self.challenge.write().expect("challenge lock poisoned") = Some(challenge);
         }
-        self.tokens.lock().await.remove(&scopes.join(" "));
+        let mut tokens = self.tokens.lock().await;
+        let key = scopes.join(" ");
+        let newer = tokens.get(&key).is_some_and(|token| {
+            refused.is_some_and(|refused| refused.strip_prefix("Bearer ") != Some(token.value.as_str()))
+        });
+        if !newer {
+            tokens.remove(&key);
+        }
     }
 
     async fn fetch_token(
@@ -149,6 +166,38 @@ impl Authenticator {
             detail: "token response has neither token nor access_token".into(),
         })?;
         let lifetime = body.expires_in.map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
-        Ok(CachedToken { value, refresh_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN) })
+        Ok(CachedToken { value, refresh_at: Instant::now() + refresh_after(lifetime) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_ten_seconds_early_or_at_three_quarters_of_a_short_life() {
+        assert_eq!(refresh_after(Duration::from_secs(300)), Duration::from_secs(290));
+        assert_eq!(refresh_after(DEFAULT_TOKEN_LIFETIME), Duration::from_secs(50));
+        assert_eq!(refresh_after(Duration::from_secs(4)), Duration::from_secs(3));
+        assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_401_forgets_the_token_it_refused_but_not_a_newer_one() {
+        let auth = Authenticator::new(
+            "registry.test".into(),
+            Credentials::Anonymous.into(),
+            reqwest::Client::new(),
+            Duration::from_secs(1),
+        );
+        let scopes = vec!["repository:team/app:pull,push".to_string()];
+        let cached =
+            |value: &str| CachedToken { value: value.into(), refresh_at: Instant::now() + DEFAULT_TOKEN_LIFETIME };
+        auth.tokens.lock().await.insert(scopes.join(" "), cached("fresh"));
+        // A concurrent request that carried the revoked token comes back after the refetch.
+        auth.on_unauthorized(None, &scopes, Some("Bearer revoked")).await;
+        assert!(auth.tokens.lock().await.contains_key(&scopes.join(" ")), "the fresh token survives");
+        auth.on_unauthorized(None, &scopes, Some("Bearer fresh")).await;
+        assert!(!auth.tokens.lock().await.contains_key(&scopes.join(" ")), "the refused token is forgotten");
     }
 }

@@ -310,9 +310,21 @@ fn with_idle_timeout(body: BlobStream, idle: Duration, timeout_error: Error) -> 
 
 impl HttpRegistry {
     /// Proves write access to `repository` the way a sync would use it: opens an upload
-    /// session (with the push scope) and cancels it, so nothing is written.
-    pub async fn check_push(&self, repository: &str) -> Result<()> {
-        self.prepare_push(repository).await?;
+    /// session (with the push scope) and cancels it, so nothing is written. Says what was
+    /// proven.
+    ///
+    /// A check changes nothing, so where a sync would create a missing ECR repository it only
+    /// asks `DescribeRepositories`; ECR refuses upload sessions in a repository that does not
+    /// exist, so then the data-plane credentials are proven with a tag list instead.
+    pub async fn check_push(&self, repository: &str) -> Result<String> {
+        if let Some(control) = self.ecr.as_ref().filter(|control| control.creates_repositories())
+            && !control.repository_exists(repository).await.map_err(|error| self.control_error(error))?
+        {
+            return match self.list_tags_impl(repository).await {
+                Err(error) if !error.is_not_found() => Err(error),
+                _ => Ok(format!("authenticated; repository {repository} does not exist and would be created")),
+            };
+        }
         let (_, session) = self.start_upload(repository, None).await?;
         if let Some(session) = session
             && let Ok(url) = Url::parse(&session.location)
@@ -322,6 +334,6 @@ impl HttpRegistry {
             // Best effort: registries expire abandoned sessions anyway.
             let _ = self.send(&call).await;
         }
-        Ok(())
+        Ok("upload session opened and cancelled".to_string())
     }
 }

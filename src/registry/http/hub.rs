@@ -1,57 +1,107 @@
 //! Docker Hub's pull budget. Hub counts manifest GETs (not HEADs) against a per-window limit
-//! and reports what is left in `RateLimit-Remaining: 76;w=21600`. ocync reads it on every
-//! answer and, once the budget is spent, defers further pulls instead of failing midway.
+//! and reports it in `RateLimit-Limit: 100;w=21600` and `RateLimit-Remaining: 76;w=21600`,
+//! and, where it says, when the window resets in `RateLimit-Reset` (seconds from now, as in
+//! the IETF RateLimit header draft). ocync reads them on every answer and, once the budget
+//! is spent, defers further pulls instead of failing midway, saying when to try again.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
 
 /// Pulls kept in reserve (for the pulls already in flight when the header was read).
 const RESERVE: i64 = 1;
 
-/// What Hub last said about the remaining pulls; `-1` while unknown.
+/// A `RateLimit-Reset` above this is a Unix time (as GitHub-style `X-RateLimit-Reset` sends),
+/// not a number of seconds: no window lasts 30 years.
+const EPOCH_THRESHOLD: i64 = 1_000_000_000;
+
+/// What Hub last said about the remaining pulls; each value `-1` while unknown.
 #[derive(Debug)]
 pub struct PullBudget {
+    limit: AtomicI64,
     remaining: AtomicI64,
     window_seconds: AtomicI64,
+    /// When the window resets, as Unix seconds.
+    reset_at: AtomicI64,
 }
 
 impl Default for PullBudget {
     fn default() -> Self {
-        PullBudget { remaining: AtomicI64::new(-1), window_seconds: AtomicI64::new(-1) }
+        PullBudget {
+            limit: AtomicI64::new(-1),
+            remaining: AtomicI64::new(-1),
+            window_seconds: AtomicI64::new(-1),
+            reset_at: AtomicI64::new(-1),
+        }
     }
 }
 
 impl PullBudget {
-    /// Reads `RateLimit-Remaining` from an answer, if present.
+    /// Reads the `RateLimit-*` headers of an answer, if present.
     pub fn observe(&self, headers: &HeaderMap) {
-        let Some(value) = headers.get("ratelimit-remaining").and_then(|v| v.to_str().ok()) else { return };
-        let (count, window) = parse(value);
-        if let Some(count) = count {
-            self.remaining.store(count, Ordering::Relaxed);
+        self.observe_at(headers, SystemTime::now());
+    }
+
+    fn observe_at(&self, headers: &HeaderMap, now: SystemTime) {
+        let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(parse);
+        if let Some((count, window)) = value("ratelimit-remaining") {
+            store(&self.remaining, count);
+            store(&self.window_seconds, window);
         }
-        if let Some(window) = window {
-            self.window_seconds.store(window, Ordering::Relaxed);
+        if let Some((limit, window)) = value("ratelimit-limit") {
+            store(&self.limit, limit);
+            store(&self.window_seconds, window);
+        }
+        if let Some((Some(reset), _)) = value("ratelimit-reset")
+            && reset >= 0
+        {
+            let reset_at = if reset > EPOCH_THRESHOLD { reset } else { unix(now) + reset };
+            self.reset_at.store(reset_at, Ordering::Relaxed);
         }
     }
 
     /// `Some(reason)` when another pull would exhaust the budget.
     pub fn exhausted(&self) -> Option<String> {
+        self.exhausted_at(SystemTime::now())
+    }
+
+    fn exhausted_at(&self, now: SystemTime) -> Option<String> {
         let remaining = self.remaining.load(Ordering::Relaxed);
         if !(0..=RESERVE).contains(&remaining) {
             return None;
         }
+        let limit = self.limit.load(Ordering::Relaxed);
+        let of_limit = if limit > 0 { format!(" of {limit}") } else { String::new() };
         let window = self.window_seconds.load(Ordering::Relaxed);
-        let resets = if window > 0 { format!("; the window is {window}s") } else { String::new() };
-        Some(format!("pull budget exhausted ({remaining} pulls left{resets})"))
+        let window = if window > 0 { format!("; the window is {window}s") } else { String::new() };
+        let reset_at = self.reset_at.load(Ordering::Relaxed);
+        let resets = if reset_at >= 0 {
+            let at = UNIX_EPOCH + Duration::from_secs(reset_at.unsigned_abs());
+            let wait = (reset_at - unix(now)).max(0);
+            format!("; resets in {wait}s, at {}", httpdate::fmt_http_date(at))
+        } else {
+            String::new()
+        };
+        Some(format!("pull budget exhausted ({remaining}{of_limit} pulls left{window}{resets})"))
     }
 }
 
-/// `76;w=21600` → (76, 21600).
+fn store(slot: &AtomicI64, value: Option<i64>) {
+    if let Some(value) = value {
+        slot.store(value, Ordering::Relaxed);
+    }
+}
+
+fn unix(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `76;w=21600` → (76, 21600); `3600` → (3600, none).
 fn parse(value: &str) -> (Option<i64>, Option<i64>) {
     let mut parts = value.split(';');
     let count = parts.next().and_then(|c| c.trim().parse().ok());
-    let window = parts.find_map(|p| p.trim().strip_prefix("w=")).and_then(|w| w.parse().ok());
+    let window = parts.find_map(|p| p.trim().strip_prefix("w=")).and_then(|w| w.trim().parse().ok());
     (count, window)
 }
 
@@ -59,25 +109,71 @@ fn parse(value: &str) -> (Option<i64>, Option<i64>) {
 mod tests {
     use super::*;
 
-    fn headers(value: &str) -> HeaderMap {
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert("ratelimit-remaining", value.parse().unwrap());
+        for (name, value) in pairs {
+            headers.insert(*name, value.parse().unwrap());
+        }
         headers
+    }
+
+    /// 2026-12-01 00:00:00 UTC.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_796_083_200)
     }
 
     #[test]
     fn reads_the_remaining_pulls_and_defers_at_the_reserve() {
         let budget = PullBudget::default();
         assert_eq!(budget.exhausted(), None, "unknown budget never defers");
-        budget.observe(&headers("76;w=21600"));
+        budget.observe(&headers(&[("ratelimit-remaining", "76;w=21600")]));
         assert_eq!(budget.exhausted(), None);
-        budget.observe(&headers("1;w=21600"));
+        budget.observe(&headers(&[("ratelimit-remaining", "1;w=21600")]));
         assert_eq!(budget.exhausted().as_deref(), Some("pull budget exhausted (1 pulls left; the window is 21600s)"));
+    }
+
+    #[test]
+    fn the_reset_time_goes_into_the_reason() {
+        let budget = PullBudget::default();
+        let answer = headers(&[
+            ("ratelimit-limit", "100;w=21600"),
+            ("ratelimit-remaining", "0;w=21600"),
+            ("ratelimit-reset", "3600"),
+        ]);
+        budget.observe_at(&answer, now());
+        assert_eq!(
+            budget.exhausted_at(now() + Duration::from_secs(600)).as_deref(),
+            Some(
+                "pull budget exhausted (0 of 100 pulls left; the window is 21600s; \
+                 resets in 3000s, at Tue, 01 Dec 2026 01:00:00 GMT)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_reset_in_the_window_syntax_or_as_a_unix_time_is_understood() {
+        for reset in ["3600;w=21600", "1796086800"] {
+            let budget = PullBudget::default();
+            budget.observe_at(&headers(&[("ratelimit-remaining", "1"), ("ratelimit-reset", reset)]), now());
+            let reason = budget.exhausted_at(now()).unwrap();
+            assert!(reason.ends_with("resets in 3600s, at Tue, 01 Dec 2026 01:00:00 GMT)"), "{reset}: {reason}");
+        }
+    }
+
+    #[test]
+    fn a_past_reset_says_zero_seconds_and_an_odd_reset_is_ignored() {
+        let budget = PullBudget::default();
+        budget.observe_at(&headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "60")]), now());
+        assert!(budget.exhausted_at(now() + Duration::from_secs(120)).unwrap().contains("resets in 0s"));
+        let odd = PullBudget::default();
+        odd.observe_at(&headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "soon")]), now());
+        assert_eq!(odd.exhausted_at(now()).as_deref(), Some("pull budget exhausted (0 pulls left)"));
     }
 
     #[test]
     fn tolerates_odd_values() {
         assert_eq!(parse("5"), (Some(5), None));
         assert_eq!(parse("x;w=y"), (None, None));
+        assert_eq!(parse(" 7 ; w= 60"), (Some(7), Some(60)));
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::auth::{Authenticator, CredentialSource, Credentials};
-use super::ecr::EcrControl;
+use super::ecr::{ControlError, EcrControl};
 use super::kind::RegistryKind;
 use super::pacing::Window;
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
@@ -159,11 +159,19 @@ impl HttpRegistry {
     /// Makes sure `repository` exists before a push (ECR with `create_repositories`).
     async fn prepare_push(&self, repository: &str) -> Result<()> {
         match &self.ecr {
-            Some(control) => control
-                .ensure_repository(repository)
-                .await
-                .map_err(|detail| Error::Setup { registry: self.settings.name.clone(), detail }),
+            Some(control) => control.ensure_repository(repository).await.map_err(|error| self.control_error(error)),
             None => Ok(()),
+        }
+    }
+
+    /// A failed control-plane call as a registry error: an auth failure when AWS refused the
+    /// identity or its permissions, else a setup failure.
+    pub(super) fn control_error(&self, error: ControlError) -> Error {
+        let registry = self.settings.name.clone();
+        if error.denied {
+            Error::Denied { registry, repository: error.repository, call: error.call.to_string(), detail: error.detail }
+        } else {
+            Error::Setup { registry, detail: error.to_string() }
         }
     }
 
@@ -283,5 +291,39 @@ impl Registry for HttpRegistry {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ecr_registry() -> HttpRegistry {
+        HttpRegistry::new(RegistrySettings::new("123456789012.dkr.ecr.us-east-1.amazonaws.com")).unwrap()
+    }
+
+    fn control_error(denied: bool) -> ControlError {
+        ControlError {
+            call: "CreateRepository",
+            repository: "mirror/app".into(),
+            detail: "AccessDeniedException: not authorized to perform ecr:CreateRepository".into(),
+            denied,
+        }
+    }
+
+    #[test]
+    fn a_denied_control_plane_call_is_an_auth_error_naming_the_call() {
+        let error = ecr_registry().control_error(control_error(true));
+        assert!(error.is_auth(), "{error}");
+        assert!(!error.is_retryable());
+        let text = error.to_string();
+        assert!(text.contains("CreateRepository") && text.contains("mirror/app"), "{text}");
+    }
+
+    #[test]
+    fn other_control_plane_failures_are_not_auth_errors() {
+        let error = ecr_registry().control_error(control_error(false));
+        assert!(!error.is_auth(), "{error}");
+        assert!(matches!(error, Error::Setup { .. }), "{error}");
     }
 }

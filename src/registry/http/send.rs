@@ -68,14 +68,14 @@ impl HttpRegistry {
         let mut answered_challenge = false;
         loop {
             let permit = window.acquire().await;
-            let outcome = self.send_once(call).await;
+            let (outcome, authorization) = self.send_once(call).await;
             self.count_request(outcome.as_ref().ok().map(|r| r.status().as_u16()));
             let error = match outcome {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
                     drop(permit);
                     answered_challenge = true;
                     let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
-                    self.auth.on_unauthorized(challenge, &call.scopes).await;
+                    self.auth.on_unauthorized(challenge, &call.scopes, authorization.as_deref()).await;
                     continue;
                 }
                 Ok(response) if response.status().is_success() || response.status().is_redirection() => {
@@ -104,12 +104,23 @@ impl HttpRegistry {
         }
     }
 
-    async fn send_once(&self, call: &Call<'_>) -> Result<Response> {
+    /// One attempt, and the `Authorization` value it presented (so a 401 forgets that token,
+    /// not one a concurrent request has fetched since).
+    async fn send_once(&self, call: &Call<'_>) -> (Result<Response>, Option<String>) {
+        let authorization = match self.auth.header(call.repository, &call.scopes).await {
+            Ok(authorization) => authorization,
+            Err(error) => return (Err(error), None),
+        };
+        let outcome = self.send_with(call, authorization.as_deref()).await;
+        (outcome, authorization)
+    }
+
+    async fn send_with(&self, call: &Call<'_>, authorization: Option<&str>) -> Result<Response> {
         let mut request = self.client.request(call.method.clone(), call.url.clone()).headers(call.headers.clone());
         if !call.streaming {
             request = request.timeout(self.settings.timeout);
         }
-        if let Some(header) = self.auth.header(call.repository, &call.scopes).await? {
+        if let Some(header) = authorization {
             request = request.header(AUTHORIZATION, header);
         }
         if let Some(body) = &call.body {
