@@ -133,6 +133,11 @@ impl<R> Live<'_, R> {
         self.failure.lock().expect("failure lock poisoned").is_some()
     }
 
+    /// Already has the image under its reference.
+    fn is_skipped(&self) -> bool {
+        self.skipped.lock().expect("skip lock poisoned").is_some()
+    }
+
     fn fail(&self, error: Arc<Error>) {
         self.failure.lock().expect("failure lock poisoned").get_or_insert(error);
     }

@@ -102,11 +102,13 @@ async fn a_warm_run_through_the_api_costs_listings_only() {
     let report = engine().copy(&job(&source, &target, &policy, &[])).await;
     assert!(matches!(report.targets[0].outcome, Outcome::Skipped { .. }), "{report:?}");
     // The API probe (a listing of the index, asked once per run), then the index, two
-    // children, the signature, the SBOM, the SBOM's signature.
-    let source_counts = [(Op::HeadManifest, 1), (Op::GetManifest, 1), (Op::ListReferrers, 7)];
+    // children, the signature, the SBOM, the SBOM's signature; one tag list for cosign's
+    // tags (a sync has it from discovery). No manifest GET: the target serves the index.
+    let source_counts = [(Op::HeadManifest, 1), (Op::ListTags, 1), (Op::ListReferrers, 7)];
     assert_eq!(source.counts(), source_counts.into());
     // Only subjects with referrers upstream are listed at the target: index, child, SBOM.
-    assert_eq!(target.counts(), [(Op::HeadManifest, 1), (Op::ListReferrers, 3)].into());
+    let target_counts = [(Op::HeadManifest, 1), (Op::GetManifest, 1), (Op::ListReferrers, 3)];
+    assert_eq!(target.counts(), target_counts.into());
 }
 
 #[tokio::test]
@@ -135,10 +137,7 @@ async fn without_the_api_the_fallback_index_is_copied_verbatim_and_cosign_tags_a
     source.insert("app", "v1", &built);
     let notation = testdata::notation_signature(&top(&built), 5);
     let index = attach_by_tag(&source, built.digest(), &[&notation]).await;
-    let cosign = testdata::cosign_signature(&top(&built), 5);
-    testdata::push(&source, "app", &crate::oci::cosign_tag(built.digest(), "sig"), &Built::Image(cosign.clone()))
-        .await
-        .unwrap();
+    let cosign = cosign_sign(&source, &top(&built), 5).await;
     let policy = ArtifactPolicy::default();
 
     let report = engine().copy(&job(&source, &target, &policy, &[])).await;
@@ -153,10 +152,11 @@ async fn without_the_api_the_fallback_index_is_copied_verbatim_and_cosign_tags_a
     assert!(matches!(warm.targets[0].outcome, Outcome::Skipped { .. }), "{warm:?}");
     assert_eq!(target.count(Op::PutManifest) + target.count(Op::PushBlob), 0);
     assert_eq!(source.count(Op::GetBlob), 0);
-    // One API probe and one tag list per registry; the fallback index read, the cosign tag HEADed.
-    let expected = [(Op::HeadManifest, 2), (Op::GetManifest, 2), (Op::ListReferrers, 1), (Op::ListTags, 1)];
-    assert_eq!(source.counts(), expected.into());
+    // One API probe and one tag list per registry; the fallback index read, the cosign tag
+    // HEADed. The image itself is read from the target, which has it, not from the source.
     let expected = [(Op::HeadManifest, 2), (Op::GetManifest, 1), (Op::ListReferrers, 1), (Op::ListTags, 1)];
+    assert_eq!(source.counts(), expected.into());
+    let expected = [(Op::HeadManifest, 2), (Op::GetManifest, 2), (Op::ListReferrers, 1), (Op::ListTags, 1)];
     assert_eq!(target.counts(), expected.into());
 }
 
@@ -279,4 +279,140 @@ async fn a_referrer_that_cannot_be_copied_fails_the_image_and_is_never_listed() 
     assert_eq!(bad.tags("mirror")["v1"], *built.digest(), "the image itself was complete");
     assert!(!bad.tags("mirror").contains_key(&fallback_tag(built.digest())), "no entry for what did not land");
     assert!(good.tags("mirror").contains_key(&fallback_tag(built.digest())));
+}
+
+/// `subject`'s cosign signature under its `.sig` tag, as cosign writes it by default (also
+/// on registries with the referrers API).
+async fn cosign_sign(registry: &MemoryRegistry, subject: &Manifest, seed: u64) -> Image {
+    let signature = testdata::cosign_signature(subject, seed);
+    let tag = crate::oci::cosign_tag(&subject.digest, "sig");
+    testdata::push(registry, "app", &tag, &Built::Image(signature.clone())).await.unwrap();
+    signature
+}
+
+#[tokio::test]
+async fn cosign_tags_at_a_source_with_the_api_follow_and_satisfy_require() {
+    let source = MemoryRegistry::with_referrers_api("src");
+    let built = testdata::index(12, &[], &PLATFORMS, false);
+    source.insert("app", "v1", &built);
+    let signature = cosign_sign(&source, &top(&built), 12).await;
+    let target = MemoryRegistry::with_referrers_api("dst");
+    let policy = ArtifactPolicy::new(vec![], vec![], true).unwrap();
+
+    let report = engine().copy(&job(&source, &target, &policy, &[])).await;
+    assert_eq!(report.targets[0].outcome, Outcome::Synced, "only a cosign tag signs it: {report:?}");
+    assert_eq!(report.targets[0].stats.referrers_copied, 1);
+    assert_eq!(target.tags("mirror")[&crate::oci::cosign_tag(built.digest(), "sig")], signature.manifest.digest);
+    // Only the tag that exists is HEADed: the image's HEAD and the signature's.
+    assert_eq!(source.count(Op::HeadManifest), 2, "{:?}", source.counts());
+    assert_eq!(source.count(Op::ListTags), 1);
+}
+
+#[tokio::test]
+async fn a_warm_run_to_a_target_with_the_api_pushes_no_cosign_tag_again() {
+    let (source, target) = (MemoryRegistry::new("src"), MemoryRegistry::with_referrers_api("dst"));
+    let built = Built::Image(testdata::image(&[(13, 3000)], PLATFORMS[0], false));
+    source.insert("app", "v1", &built);
+    cosign_sign(&source, &top(&built), 13).await;
+    let policy = ArtifactPolicy::default();
+    let cold = engine().copy(&job(&source, &target, &policy, &[])).await;
+    assert_eq!(cold.targets[0].stats.referrers_copied, 1, "{cold:?}");
+    reset(&[&source, &target]);
+
+    let warm = engine().copy(&job(&source, &target, &policy, &[])).await;
+    assert!(matches!(warm.targets[0].outcome, Outcome::Skipped { .. }), "{warm:?}");
+    assert_eq!(warm.targets[0].stats.referrers_copied, 0);
+    // The tag's HEAD and the subject's listing; no tag list, nothing pushed, nothing read.
+    let expected = [(Op::HeadManifest, 2), (Op::GetManifest, 1), (Op::ListReferrers, 1)];
+    assert_eq!(target.counts(), expected.into());
+    assert_eq!(source.count(Op::GetManifest) + source.count(Op::GetBlob), 0, "{:?}", source.counts());
+}
+
+#[tokio::test]
+async fn an_index_is_read_from_a_target_that_has_it_and_from_the_source_otherwise() {
+    let (source, _, _) = signed_with_api(14).await;
+    let (current, stale) = (MemoryRegistry::with_referrers_api("current"), MemoryRegistry::with_referrers_api("stale"));
+    let policy = ArtifactPolicy::default();
+    engine().copy(&job(&source, &current, &policy, &[])).await;
+    let other = testdata::index(15, &[], &PLATFORMS, false);
+    stale.insert("mirror", "v1", &other);
+    reset(&[&source, &current]);
+
+    let warm = engine().copy(&job(&source, &current, &policy, &[])).await;
+    assert!(matches!(warm.targets[0].outcome, Outcome::Skipped { .. }), "{warm:?}");
+    assert_eq!(source.count(Op::GetManifest), 0, "the target served the index");
+    assert_eq!(current.count(Op::GetManifest), 1);
+
+    reset(&[&source]);
+    let report = engine().copy(&job(&source, &stale, &policy, &[])).await;
+    assert_eq!(report.targets[0].outcome, Outcome::Synced, "{report:?}");
+    assert_eq!(stale.count(Op::GetManifest), 0, "its tag has another digest: not asked for the index");
+    // The index, its two children and the three referrers, from the source.
+    assert_eq!(source.count(Op::GetManifest), 6, "{:?}", source.counts());
+}
+
+#[tokio::test]
+async fn a_referrers_route_refused_with_400_405_501_or_401_means_no_api_asked_once() {
+    for status in [400, 405, 501, 401, 403] {
+        let (source, target) = (MemoryRegistry::new("src"), MemoryRegistry::new("dst"));
+        source.refuse_referrers(status);
+        let first = Built::Image(testdata::image(&[(16, 3000)], PLATFORMS[0], false));
+        let second = Built::Image(testdata::image(&[(17, 3000)], PLATFORMS[0], false));
+        source.insert("app", "v1", &first);
+        source.insert("app", "v2", &second);
+        let signature = testdata::notation_signature(&top(&first), 16);
+        attach_by_tag(&source, first.digest(), &[&signature]).await;
+        let policy = ArtifactPolicy::default();
+        let engine = engine();
+
+        let report = engine.copy(&job(&source, &target, &policy, &[])).await;
+        assert_eq!(report.targets[0].outcome, Outcome::Synced, "{status}: {report:?}");
+        assert_eq!(report.targets[0].stats.referrers_copied, 1, "{status}: through the fallback index");
+        let mut second_job = job(&source, &target, &policy, &[]);
+        second_job.source.reference = "v2".into();
+        second_job.targets[0].reference = "v2".into();
+        let report = engine.copy(&second_job).await;
+        assert_eq!(report.targets[0].outcome, Outcome::Synced, "{status}: {report:?}");
+        assert_eq!(source.count(Op::ListReferrers), 1, "{status}: asked once per registry and run");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_referrers_route_is_no_api_only_where_the_credentials_work() {
+    let registry = MemoryRegistry::new("src");
+    let built = Built::Image(testdata::image(&[(18, 100)], PLATFORMS[0], false));
+    registry.insert("app", "v1", &built);
+    registry.insert("denied", "v1", &built);
+    registry.fail_repository("denied", 401);
+    let unauthorized = |repository: &str| registry::Error::Unauthorized {
+        registry: "src".into(),
+        repository: repository.into(),
+        status: 401,
+        detail: String::new(),
+    };
+    assert!(referrers::refuses_route(&registry, "app", built.digest(), &unauthorized("app")).await);
+    assert!(!referrers::refuses_route(&registry, "denied", built.digest(), &unauthorized("denied")).await);
+    let server_error = registry::Error::Status {
+        registry: "src".into(),
+        repository: "app".into(),
+        action: "GET referrers".into(),
+        status: 500,
+        detail: String::new(),
+    };
+    assert!(!referrers::refuses_route(&registry, "app", built.digest(), &server_error).await, "a 500 stands");
+}
+
+#[tokio::test]
+async fn platforms_that_match_every_child_push_the_source_index_unchanged() {
+    let (source, target) = (MemoryRegistry::new("src"), MemoryRegistry::new("dst"));
+    let built = testdata::buildx_index(19, &PLATFORMS);
+    source.insert("app", "v1", &built);
+    let platforms: Vec<Platform> = vec!["linux/amd64".parse().unwrap(), "linux/arm64".parse().unwrap()];
+    let policy = ArtifactPolicy::default();
+
+    let report = engine().copy(&job(&source, &target, &policy, &platforms)).await;
+    assert_eq!(report.targets[0].outcome, Outcome::Synced, "{report:?}");
+    assert_eq!(report.target_digest, None, "the source digest");
+    assert!(report.warnings.is_empty(), "signatures over the index still hold: {:?}", report.warnings);
+    assert_eq!(target.tags("mirror")["v1"], *built.digest());
 }

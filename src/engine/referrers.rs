@@ -1,11 +1,13 @@
 //! Referrers follow their images: discovery at the source (the OCI 1.1 referrers API, or the
-//! `sha256-<hex>` fallback index tag and cosign's tags where it is absent), then copies to the
-//! targets after their subject, each referrer bit for bit, blobs first.
+//! `sha256-<hex>` fallback index tag where it is absent, and cosign's tags in both cases:
+//! cosign writes them by default even where the API exists), then copies to the targets after
+//! their subject, each referrer bit for bit, blobs first.
 //!
-//! A referrer already at a target costs only the listing there. Registries without the API
-//! are asked once per run (the first 404 is remembered), and their tag schema is read from
-//! one tag list per repository and run, so a subject without referrers costs no request of
-//! its own. At such a target the fallback index is extended, never shortened.
+//! A referrer already at a target costs only the listing there. Whether a registry has the API
+//! is asked once per run (a 404, 400, 405 or 501 answer, or a 401/403 on that route alone, is
+//! remembered as "no API"), and the tag schema is read from one tag list per repository and
+//! run, so a subject without referrers costs no request of its own. At such a target the
+//! fallback index is extended, never shortened.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -85,6 +87,29 @@ impl Upstream {
     }
 }
 
+/// Where a listing looks for cosign's tags.
+#[derive(Clone, Copy)]
+enum CosignTags<'a> {
+    /// In the repository's tag list (the source; a target without the API).
+    Listed,
+    /// The tags the source has, each HEADed: where the API exists at a target, its tag list
+    /// is not needed for anything else.
+    Like(&'a [(String, Digest)]),
+}
+
+/// Whether a failed referrers listing means the registry has no referrers API: 400, 405 or
+/// 501, or a 401/403 on that route alone (a HEAD of the subject with the same credentials is
+/// allowed; otherwise the credentials are at fault and the error stands).
+pub(super) async fn refuses_route<R: Registry>(
+    registry: &R,
+    repository: &str,
+    subject: &Digest,
+    error: &registry::Error,
+) -> bool {
+    error.is_unsupported_route()
+        || (error.is_auth() && registry.head_manifest(repository, subject.as_str()).await.is_ok())
+}
+
 /// A repository's tags, listed once per run and extended with what the run pushes.
 type TagSet = Arc<OnceCell<Mutex<HashSet<String>>>>;
 
@@ -136,6 +161,53 @@ impl Referrers {
         self.api.lock().expect("api memo lock poisoned").entry(registry.name().to_string()).or_default().clone()
     }
 
+    /// The referrers API's answer for `subject`, or `None` where the registry has no such API.
+    /// The first listing at a registry holds the memo while it finds out, so the question is
+    /// asked once per run. Besides 404 (distribution 2.8), 400, 405 and 501 mean "no API"
+    /// (registries that do not route `/referrers/`), and so does a 401 or 403 on that route
+    /// alone, when a HEAD of the subject with the same credentials is allowed.
+    async fn api_listing<R: Registry>(
+        &self,
+        registry: &R,
+        repository: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> registry::Result<Option<Vec<Referrer>>> {
+        let memo = self.api_memo(registry);
+        let probing = memo.lock().await;
+        let probing = match *probing {
+            Some(false) => return Ok(None),
+            // Known to exist: listings run concurrently.
+            Some(true) => {
+                drop(probing);
+                None
+            }
+            None => Some(probing),
+        };
+        let (answer, refusal) = match registry.list_referrers(repository, subject, artifact_type).await {
+            Ok(answer) => (answer, None),
+            Err(error) if refuses_route(registry, repository, subject, &error).await => (None, Some(error)),
+            Err(error) => return Err(error),
+        };
+        let mut known = match probing {
+            Some(probing) => probing,
+            None if answer.is_some() => return Ok(answer),
+            None => memo.lock().await,
+        };
+        if answer.is_none() && *known != Some(false) {
+            match refusal {
+                Some(error) => tracing::warn!(
+                    registry = registry.name(),
+                    %error,
+                    "the referrers API refused a listing; treating it as absent and using the fallback tag schema"
+                ),
+                None => tracing::debug!(registry = registry.name(), "no referrers API; using the fallback tag schema"),
+            }
+        }
+        *known = Some(known.unwrap_or(true) && answer.is_some());
+        Ok(answer)
+    }
+
     /// Whether nothing in `repository` at `registry` can have referrers: the registry lacks
     /// the referrers API and no tag of the repository follows the `sha256-<hex>` schemas.
     /// Then an index need not be read just to list its children as subjects. Answering may
@@ -147,54 +219,52 @@ impl Referrers {
         repository: &str,
         subject: &Digest,
     ) -> registry::Result<bool> {
-        let memo = self.api_memo(registry);
-        let mut api = memo.lock().await;
-        if api.is_none() {
-            *api = Some(registry.list_referrers(repository, subject, None).await?.is_some());
-        }
-        if *api != Some(false) {
+        if self.api_listing(registry, repository, subject, None).await?.is_some() {
             return Ok(false);
         }
-        drop(api);
         Ok(!self.tags(registry, repository).await?.iter().any(|t| t.starts_with("sha256-")))
     }
 
-    /// What `registry` lists for `subject`: the API's answer, or the tag schema's.
+    /// What `registry` lists for `subject`: the API's answer, or the fallback index; and
+    /// cosign's tags, which cosign writes by default even where the API exists.
     async fn listing<R: Registry>(
         &self,
         registry: &R,
         repository: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
+        cosign: CosignTags<'_>,
     ) -> registry::Result<Listing> {
-        let known = self.api_memo(registry);
-        let mut api = known.lock().await;
-        let answer = match *api {
-            Some(false) => {
-                drop(api);
-                None
-            }
-            Some(true) => {
-                drop(api);
-                registry.list_referrers(repository, subject, artifact_type).await?
-            }
-            None => {
-                let answer = registry.list_referrers(repository, subject, artifact_type).await?;
-                *api = Some(answer.is_some());
-                drop(api);
-                if answer.is_none() {
-                    tracing::debug!(registry = registry.name(), "no referrers API; using the fallback tag schema");
-                }
-                answer
+        let mut listing = match self.api_listing(registry, repository, subject, artifact_type).await? {
+            Some(referrers) => Listing { api: true, referrers, ..Listing::default() },
+            None => self.fallback_listing(registry, repository, subject).await?,
+        };
+        let candidates: Vec<String> = match cosign {
+            // Where the API answers, only the tags the source has are asked after.
+            CosignTags::Like(upstream) if listing.api => upstream.iter().map(|(tag, _)| tag.clone()).collect(),
+            _ => {
+                let tags = self.tags(registry, repository).await?;
+                COSIGN_TAGS.iter().map(|(suffix, _)| cosign_tag(subject, suffix)).filter(|t| tags.contains(t)).collect()
             }
         };
-        if let Some(referrers) = answer {
-            return Ok(Listing { api: true, referrers, ..Listing::default() });
+        for tag in candidates {
+            if let Some(head) = registry.head_manifest(repository, &tag).await? {
+                listing.cosign.push((tag, head.digest));
+            }
         }
-        let tags = self.tags(registry, repository).await?;
+        Ok(listing)
+    }
+
+    /// The fallback index of `subject`, read when the tag list has its tag.
+    async fn fallback_listing<R: Registry>(
+        &self,
+        registry: &R,
+        repository: &str,
+        subject: &Digest,
+    ) -> registry::Result<Listing> {
         let mut listing = Listing::default();
         let fallback = fallback_tag(subject);
-        if tags.contains(&fallback) {
+        if self.tags(registry, repository).await?.contains(&fallback) {
             let index = registry.get_manifest(repository, &fallback).await?;
             listing.referrers = parse_index(&index.bytes).map_err(|source| registry::Error::Manifest {
                 registry: registry.name().to_string(),
@@ -203,14 +273,6 @@ impl Referrers {
                 source: Box::new(source),
             })?;
             listing.fallback = Some(index);
-        }
-        for (suffix, _) in COSIGN_TAGS {
-            let tag = cosign_tag(subject, suffix);
-            if tags.contains(&tag)
-                && let Some(head) = registry.head_manifest(repository, &tag).await?
-            {
-                listing.cosign.push((tag, head.digest));
-            }
         }
         Ok(listing)
     }
@@ -231,10 +293,11 @@ impl Referrers {
             if level.is_empty() {
                 break;
             }
-            let listings = futures_util::future::join_all(
-                level.iter().map(|subject| self.listing(registry, repository, subject, policy.single_type())),
-            )
-            .await;
+            let listings =
+                futures_util::future::join_all(level.iter().map(|subject| {
+                    self.listing(registry, repository, subject, policy.single_type(), CosignTags::Listed)
+                }))
+                .await;
             let mut next = Vec::new();
             for (subject, listing) in level.into_iter().zip(listings) {
                 let mut listing = listing?;
@@ -262,7 +325,8 @@ impl Engine {
                 return;
             }
             let listings = futures_util::future::join_all(healthy.iter().map(|live| {
-                self.referrers.listing(live.target.registry, live.target.repository, &entry.subject, None)
+                let cosign = CosignTags::Like(&entry.listing.cosign);
+                self.referrers.listing(live.target.registry, live.target.repository, &entry.subject, None, cosign)
             }))
             .await;
             let mut at_targets = Vec::new();

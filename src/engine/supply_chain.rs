@@ -1,9 +1,11 @@
 //! The copy path of an image that brings its referrers or is narrowed to some platforms.
 //!
-//! The source manifest is read first: an index's children are subjects of referrers too, and
-//! a narrowed index is rebuilt from it. Referrers are discovered before anything is pushed, so
-//! `artifacts.require` refuses an unsigned image without writing; then the image goes as
-//! usual (skipped where in place), then its referrers, each after its subject.
+//! An index is read first: its children are subjects of referrers too, and a narrowed index is
+//! rebuilt from it. Where a target already has the image it is read there (same bytes by
+//! digest), so an unchanged tag costs the source no manifest GET. Referrers are discovered
+//! before anything is pushed, so `artifacts.require` refuses an unsigned image without
+//! writing; then the image goes as usual (skipped where in place), then its referrers, each
+//! after its subject.
 
 use std::sync::Arc;
 
@@ -57,13 +59,24 @@ impl Engine {
                 }
             }
         };
+        // Targets already in place are known before the manifest is needed (unless a platform
+        // subset is pushed, whose digest only the rebuilt index tells): one of them can serve
+        // the index, sparing the source a manifest GET (Docker Hub counts those as pulls).
+        let early = if job.platforms.is_empty() { Some(self.pending_targets(digest, lives).await) } else { None };
         let manifest = if single || nothing_refers {
             None
         } else {
-            let Some(manifest) = self.fetch_top(source, digest, &all).await else {
-                return extras;
-            };
-            Some(manifest)
+            let in_place: Vec<&Live<R>> =
+                all.iter().copied().filter(|live| early.is_some() && !live.failed() && live.is_skipped()).collect();
+            match self.fetch_in_place(digest, &in_place).await {
+                Some(manifest) => Some(manifest),
+                None => {
+                    let Some(manifest) = self.fetch_top(source, digest, &all).await else {
+                        return extras;
+                    };
+                    Some(manifest)
+                }
+            }
         };
         let (pushed, mut subjects) = match manifest {
             None => (None, vec![digest.clone()]),
@@ -92,7 +105,10 @@ impl Engine {
             fail_all(Error::Unsigned { reference: reference() });
             return extras;
         }
-        let pending = self.pending_targets(pushed.as_ref().map_or(digest, |m| &m.digest), lives).await;
+        let pending = match early {
+            Some(pending) => pending,
+            None => self.pending_targets(pushed.as_ref().map_or(digest, |m| &m.digest), lives).await,
+        };
         if !pending.is_empty() {
             if self.cancel.is_cancelled() {
                 pending.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
@@ -111,6 +127,24 @@ impl Engine {
         extras
     }
 
+    /// `digest` as a target that already has it serves it: the same bytes (checked against
+    /// the digest), without a request to the source.
+    async fn fetch_in_place<R: Registry>(&self, digest: &Digest, in_place: &[&Live<'_, R>]) -> Option<Manifest> {
+        for live in in_place {
+            let target = live.target;
+            match target.registry.get_manifest(target.repository, digest.as_str()).await {
+                Ok(manifest) if digest.same_algorithm_of(&manifest.bytes) == *digest => return Some(manifest),
+                Ok(_) => {
+                    tracing::warn!(target = target.registry.name(), %digest, "target served other bytes for the digest; reading the source")
+                }
+                Err(error) => {
+                    tracing::debug!(target = target.registry.name(), %digest, %error, "cannot read the index at the target; reading the source")
+                }
+            }
+        }
+        None
+    }
+
     /// The manifest to push (an index narrowed to `job.platforms`, or the source's as it is)
     /// and the subjects whose referrers follow: the source's own digest unless it was rebuilt.
     fn narrowed<R: Registry>(
@@ -124,6 +158,10 @@ impl Engine {
             return Ok((Some(manifest), vec![digest.clone()]));
         }
         let narrowed = narrow(&manifest, job.platforms)?;
+        if narrowed.index.digest == *digest {
+            // Every child matched: the source bytes go unchanged, and signatures over them hold.
+            return Ok((Some(manifest), vec![digest.clone()]));
+        }
         extras.warnings.push(format!(
             "platforms: pushed index {} rebuilt from {digest} with {} of its entries; signatures and attestations over {digest} do not cover it (those over the kept children do)",
             narrowed.index.digest, narrowed.kept

@@ -10,6 +10,7 @@ pub mod media_type;
 mod platform;
 mod reference;
 mod referrers;
+mod splice;
 
 pub use digest::{Digest, DigestError, Verifier};
 pub use manifest::{BlobDescriptor, Manifest, ManifestError, ManifestHead, ManifestKind};

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Digest, Manifest};
+use super::{Digest, Manifest, splice};
 
 /// buildx marks its attestation manifests in an index with these annotations.
 const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
@@ -80,9 +80,11 @@ pub struct Narrowed {
 }
 
 /// Rebuilds `index` with the children for `wanted` and the attestation manifests that refer
-/// to them; every other field stays as it was. The error says what the index offers.
+/// to them; every other byte stays as it was (field order and layout included), and when
+/// every entry is kept the index is returned unchanged. The error says what the index offers.
 pub fn narrow(index: &Manifest, wanted: &[Platform]) -> Result<Narrowed, String> {
-    let mut value: Value = serde_json::from_slice(&index.bytes).map_err(|e| format!("malformed index: {e}"))?;
+    let malformed = |e: serde_json::Error| format!("malformed index: {e}");
+    let value: Value = serde_json::from_slice(&index.bytes).map_err(malformed)?;
     let entries = value.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
     let platform_of = |entry: &Value| entry.get("platform").cloned().unwrap_or(Value::Null);
     let annotation = |entry: &Value, key: &str| {
@@ -113,17 +115,21 @@ pub fn narrow(index: &Manifest, wanted: &[Platform]) -> Result<Narrowed, String>
             offered.join(", ")
         ));
     }
-    let kept: Vec<Value> = entries
-        .into_iter()
-        .filter(|e| {
-            let digest = e.get("digest").and_then(Value::as_str).unwrap_or_default();
-            chosen.iter().any(|c| c == digest)
-                || (is_attestation(e) && annotation(e, REFERENCE_DIGEST).is_some_and(|d| chosen.contains(&d)))
-        })
-        .collect();
-    let count = kept.len();
-    value["manifests"] = Value::Array(kept);
-    let bytes = Bytes::from(serde_json::to_vec(&value).expect("JSON values serialise"));
+    let keep = |e: &Value| {
+        let digest = e.get("digest").and_then(Value::as_str).unwrap_or_default();
+        chosen.iter().any(|c| c == digest)
+            || (is_attestation(e) && annotation(e, REFERENCE_DIGEST).is_some_and(|d| chosen.contains(&d)))
+    };
+    let count = entries.iter().filter(|e| keep(e)).count();
+    if count == entries.len() {
+        return Ok(Narrowed { index: index.clone(), kept: count });
+    }
+    let rewritten = splice::rewrite_entries(&index.bytes, |raw| {
+        raw.iter().zip(&entries).filter(|(_, e)| keep(e)).map(|(r, _)| r.to_string()).collect()
+    })
+    .map_err(malformed)?
+    .ok_or_else(|| "malformed index: no manifests list".to_string())?;
+    let bytes = Bytes::from(rewritten);
     let index = Manifest { digest: Digest::sha256_of(&bytes), bytes, media_type: index.media_type.clone() };
     Ok(Narrowed { index, kept: count })
 }
@@ -159,6 +165,27 @@ mod tests {
         let ManifestKind::Index { children: kept } = first.index.kind().unwrap() else { panic!("not an index") };
         let expected: Vec<&Digest> = children[..2].iter().map(|c| &c.manifest.digest).collect();
         assert_eq!(kept.iter().map(|c| &c.digest).collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn an_index_whose_every_child_matches_is_kept_as_served() {
+        let Built::Index { index, .. } = testdata::buildx_index(4, &SEVEN[..2]) else { unreachable!() };
+        let narrowed = narrow(&index, &platforms(&["linux/amd64", "linux/arm64"])).unwrap();
+        assert_eq!((narrowed.index.digest, narrowed.index.bytes), (index.digest, index.bytes));
+    }
+
+    #[test]
+    fn a_rebuilt_index_keeps_every_byte_outside_its_list_and_each_kept_entry() {
+        let served = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+  {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:aa","platform":{"os":"linux","architecture":"amd64"}},
+  {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":2,"digest":"sha256:bb","platform":{"architecture":"arm64","os":"linux"}}
+],"annotations":{"z":"1","a":"2"}}"#;
+        let index = Manifest::from_served(Bytes::from_static(served), None, None).unwrap();
+        let narrowed = narrow(&index, &platforms(&["linux/arm64"])).unwrap();
+        let expected = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+  {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":2,"digest":"sha256:bb","platform":{"architecture":"arm64","os":"linux"}}
+],"annotations":{"z":"1","a":"2"}}"#;
+        assert_eq!(String::from_utf8_lossy(&narrowed.index.bytes), String::from_utf8_lossy(expected));
     }
 
     #[test]

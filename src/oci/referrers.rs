@@ -9,7 +9,7 @@ use bytes::Bytes;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::Value;
 
-use super::{Digest, Manifest, ManifestError, media_type};
+use super::{Digest, Manifest, ManifestError, media_type, splice};
 
 /// cosign's tag suffixes, with the artifact type each is matched as against
 /// `artifacts.include`/`exclude` (the types cosign itself uses in its OCI 1.1 mode).
@@ -113,20 +113,35 @@ pub fn index_of(entries: &[Referrer]) -> Manifest {
 }
 
 /// `existing` (a fallback index at a target) with the entries of `additions` it lacks
-/// appended; nothing is ever dropped. `None` when it already lists all of them.
+/// appended; nothing is ever dropped, and the entries already there keep their bytes. `None`
+/// when it already lists all of them.
 pub fn merge(existing: &Manifest, additions: &[Referrer]) -> Result<Option<Manifest>, ManifestError> {
     let present = parse_index(&existing.bytes)?;
     let missing: Vec<&Referrer> = additions.iter().filter(|a| !present.iter().any(|p| p.digest == a.digest)).collect();
     if missing.is_empty() {
         return Ok(None);
     }
-    let mut value: Value = serde_json::from_slice(&existing.bytes)
-        .map_err(|e| ManifestError::Malformed { media_type: existing.media_type.clone(), reason: e.to_string() })?;
-    if value.get("manifests").and_then(Value::as_array).is_none() {
-        value["manifests"] = Value::Array(Vec::new());
+    let malformed = |e: serde_json::Error| ManifestError::Malformed {
+        media_type: existing.media_type.clone(),
+        reason: e.to_string(),
+    };
+    let added = missing.iter().map(|m| m.descriptor.to_string());
+    let spliced = splice::rewrite_entries(&existing.bytes, |entries| {
+        entries.iter().map(|e| e.to_string()).chain(added.clone()).collect()
+    })
+    .map_err(malformed)?;
+    if let Some(bytes) = spliced {
+        return Ok(Some(Manifest::from_served(Bytes::from(bytes), Some(media_type::OCI_INDEX), None)?));
     }
-    let list = value["manifests"].as_array_mut().expect("manifests was just made an array");
-    list.extend(missing.into_iter().map(|m| m.descriptor.clone()));
+    // No list at all (not a valid index, but tolerated): one is added.
+    let mut value: Value = serde_json::from_slice(&existing.bytes).map_err(malformed)?;
+    if !value.is_object() {
+        return Err(ManifestError::Malformed {
+            media_type: existing.media_type.clone(),
+            reason: "not an object".into(),
+        });
+    }
+    value["manifests"] = Value::Array(missing.into_iter().map(|m| m.descriptor.clone()).collect());
     Ok(Some(manifest_of(&value)))
 }
 
@@ -257,6 +272,9 @@ mod tests {
         let entries = parse_index(&merged.bytes).unwrap();
         assert_eq!(entries.iter().map(|e| &e.digest).collect::<Vec<_>>(), [&a.digest, &b.digest]);
         assert_eq!(entries[0].descriptor["annotations"]["kept"], "yes", "existing entries are untouched");
+        let end = existing.bytes.iter().position(|&b| b == b']').expect("the list ends");
+        let (list, rest) = existing.bytes.split_at(end);
+        assert!(merged.bytes.starts_with(list) && merged.bytes.ends_with(rest), "the bytes there stay as they were");
     }
 
     #[test]

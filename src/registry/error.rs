@@ -201,7 +201,8 @@ impl Error {
             | Error::Network { .. }
             | Error::Timeout { .. }
             | Error::ChunkedUploadRequired { .. } => true,
-            Error::Status { status, .. } => *status >= 500,
+            // 501 Not Implemented is an answer, not a passing fault.
+            Error::Status { status, .. } => *status >= 500 && *status != 501,
             Error::SourceFailed { retryable, .. } => *retryable,
             _ => false,
         }
@@ -210,6 +211,12 @@ impl Error {
     /// The thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// The registry does not serve the route asked for (400, 405, 501): how registries without
+    /// an optional API (the OCI 1.1 referrers API) answer besides 404.
+    pub fn is_unsupported_route(&self) -> bool {
+        matches!(self, Error::Status { status: 400 | 405 | 501, .. })
     }
 
     /// Credentials were missing or refused.

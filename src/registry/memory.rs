@@ -50,9 +50,10 @@ pub struct MemoryRegistry {
     repositories: Mutex<HashMap<String, Repository>>,
     contents: Mutex<HashMap<Digest, Bytes>>,
     counts: Mutex<HashMap<Op, u64>>,
-    broken: Mutex<HashSet<String>>,
+    broken: Mutex<HashMap<String, u16>>,
     bytes_served: AtomicU64,
     referrers_api: bool,
+    referrers_refusal: Mutex<Option<u16>>,
 }
 
 impl MemoryRegistry {
@@ -66,6 +67,7 @@ impl MemoryRegistry {
             broken: Mutex::default(),
             bytes_served: AtomicU64::new(0),
             referrers_api: false,
+            referrers_refusal: Mutex::default(),
         }
     }
 
@@ -73,6 +75,12 @@ impl MemoryRegistry {
     /// manifests with a `subject` it holds (without it, it behaves like distribution 2.8).
     pub fn with_referrers_api(name: &str) -> Self {
         MemoryRegistry { referrers_api: true, ..Self::new(name) }
+    }
+
+    /// Makes `list_referrers` answer `status` (400, 405, 501: a route the registry does not
+    /// serve; 401/403: refused on that route only), as registries without the API may.
+    pub fn refuse_referrers(&self, status: u16) {
+        *self.referrers_refusal.lock().expect("lock") = Some(status);
     }
 
     /// Stores a built image under `repository:tag` (not counted).
@@ -131,7 +139,12 @@ impl MemoryRegistry {
 
     /// Makes every operation on `repository` fail with a 500.
     pub fn break_repository(&self, repository: &str) {
-        self.broken.lock().expect("lock").insert(repository.to_string());
+        self.fail_repository(repository, 500);
+    }
+
+    /// Makes every operation on `repository` fail with `status` (401/403: access denied).
+    pub fn fail_repository(&self, repository: &str, status: u16) {
+        self.broken.lock().expect("lock").insert(repository.to_string(), status);
     }
 
     /// The tags of `repository` and their digests.
@@ -151,16 +164,18 @@ impl MemoryRegistry {
 
     fn enter(&self, op: Op, repository: &str) -> Result<()> {
         *self.counts.lock().expect("lock").entry(op).or_default() += 1;
-        if self.broken.lock().expect("lock").contains(repository) {
-            return Err(Error::Status {
-                registry: self.name.clone(),
-                repository: repository.to_string(),
-                action: format!("{op:?}"),
-                status: 500,
-                detail: "repository broken for the test".into(),
-            });
+        match self.broken.lock().expect("lock").get(repository).copied() {
+            Some(status) => Err(self.refusal(repository, format!("{op:?}"), status)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn refusal(&self, repository: &str, action: String, status: u16) -> Error {
+        let (registry, repository, detail) = (self.name.clone(), repository.to_string(), "refused for the test".into());
+        match status {
+            401 | 403 => Error::Unauthorized { registry, repository, status, detail },
+            _ => Error::Status { registry, repository, action, status, detail },
+        }
     }
 
     fn not_found(&self, repository: &str, what: String) -> Error {
@@ -205,6 +220,20 @@ impl Registry for MemoryRegistry {
         self.enter(Op::PutManifest, repository)?;
         let mut repositories = self.repositories.lock().expect("lock");
         let repo = repositories.entry(repository.to_string()).or_default();
+        // Real registries accept a referrer before its subject; this one refuses, so tests
+        // catch a copy that pushes them in the wrong order.
+        if self.referrers_api
+            && let Some((subject, _)) = Referrer::describe(manifest)
+            && !repo.manifests.contains_key(&subject)
+        {
+            return Err(Error::Status {
+                registry: self.name.clone(),
+                repository: repository.to_string(),
+                action: format!("PUT manifest {reference}"),
+                status: 400,
+                detail: format!("subject {subject} is not in the repository yet"),
+            });
+        }
         if reference.parse::<Digest>().is_err() {
             repo.tags.insert(reference.to_string(), manifest.digest.clone());
         }
@@ -278,6 +307,9 @@ impl Registry for MemoryRegistry {
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Referrer>>> {
         self.enter(Op::ListReferrers, repository)?;
+        if let Some(status) = *self.referrers_refusal.lock().expect("lock") {
+            return Err(self.refusal(repository, "GET referrers".into(), status));
+        }
         if !self.referrers_api {
             return Ok(None);
         }

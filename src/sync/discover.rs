@@ -16,7 +16,14 @@ use crate::registry::Registry;
 const HEAD_CONCURRENCY: usize = 16;
 
 /// Plans one mapping; problems become the plan's error or an image's error, never a panic.
-pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, estimate_bytes: bool) -> MappingPlan {
+/// `referrers` holds the run's referrer lookups (dry runs list referrers; one API probe per
+/// registry and run, and the tag list discovery made serves the fallback tag schema).
+pub async fn discover<R: Registry>(
+    mapping: &Mapping,
+    clients: &Clients<R>,
+    estimate_bytes: bool,
+    referrers: &Referrers,
+) -> MappingPlan {
     let source = match clients.get(&mapping.source) {
         Ok(source) => source,
         Err(error) => return plan::failed_mapping(mapping, error),
@@ -25,6 +32,9 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
         Ok(tags) => tags,
         Err(error) => return plan::failed_mapping(mapping, Failure::registry("cannot list tags", &error)),
     };
+    if estimate_bytes && mapping.artifacts.is_some() {
+        referrers.known_tags(source, &mapping.from, listed.iter().cloned());
+    }
     let selection = match plan::select_tags(mapping, &listed) {
         Ok(selection) => selection,
         Err(error) => return plan::failed_mapping(mapping, Failure::new(error)),
@@ -51,7 +61,7 @@ pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, esti
             image.bytes = image_bytes(source, &mapping.from, digest).await;
         }
         if estimate_bytes && let (Some(policy), Some(digest)) = (&mapping.artifacts, &image.digest) {
-            match planned_referrers(source, &mapping.from, digest, policy).await {
+            match planned_referrers(source, &mapping.from, digest, policy, referrers).await {
                 Ok(referrers) if referrers.is_empty() && policy.require => {
                     image.error = Some(Failure::new(
                         "would fail: no referrer matching artifacts.include upstream, and artifacts.require is set",
@@ -75,12 +85,13 @@ async fn planned_referrers<R: Registry>(
     repository: &str,
     digest: &Digest,
     policy: &ArtifactPolicy,
+    referrers: &Referrers,
 ) -> Result<Vec<PlannedReferrer>, crate::registry::Error> {
     let mut subjects = vec![digest.clone()];
     if let Ok(ManifestKind::Index { children }) = source.get_manifest(repository, digest.as_str()).await?.kind() {
         subjects.extend(children.into_iter().map(|c| c.digest));
     }
-    let found = Referrers::default().discover(source, repository, subjects, policy).await?;
+    let found = referrers.discover(source, repository, subjects, policy).await?;
     let mut planned = Vec::new();
     for upstream in &found {
         let subject = upstream.subject();

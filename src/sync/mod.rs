@@ -69,10 +69,14 @@ impl Clients<crate::registry::HttpRegistry> {
 
 /// Plans every mapping (concurrently); `estimate_bytes` adds manifest GETs to size the work.
 pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, estimate_bytes: bool) -> Plan {
-    let plans = futures_util::stream::iter(mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes)))
-        .buffered(DISCOVERY_CONCURRENCY)
-        .collect()
-        .await;
+    let referrers = crate::engine::Referrers::default();
+    let referrers = &referrers;
+    let plans = futures_util::stream::iter(
+        mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes, referrers)),
+    )
+    .buffered(DISCOVERY_CONCURRENCY)
+    .collect()
+    .await;
     Plan { mappings: plans }
 }
 

@@ -310,6 +310,12 @@ async fn warm_run_request_counts_with_referrers_off_on_the_fallback_schema_and_t
                 assert!(!kinds.contains_key("GET blobs"), "{scenario}: {side:?}");
             }
         }
+        // The index is read (for its children) where the target has it, not at the source.
+        let pulled = source.seen()[source_before..]
+            .iter()
+            .filter(|r| r.method == "GET" && r.target.contains("/manifests/sha256:"))
+            .count();
+        assert_eq!(pulled, 0, "{scenario}: {source_warm:?}");
         table.push(format!("{scenario:>8}: source {source_warm:?}\n{:>8}  target {target_warm:?}", ""));
     }
     eprintln!("warm-run requests by repository:\n{}", table.join("\n"));
@@ -334,4 +340,121 @@ async fn copy_with_a_platform_pushes_the_rebuilt_index_and_says_so() {
     let bad = ocync(&["copy", &from, &to, "--platform", "linux"]);
     assert_eq!(bad.status.code(), Some(3), "a malformed platform is an argument error: {}", describe(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected os/architecture"));
+}
+
+#[tokio::test]
+async fn the_referrers_server_refuses_a_referrer_pushed_before_its_subject() {
+    let registry = TestRegistry::plain();
+    let server = ReferrersServer::start(&registry.host);
+    let upstream = client(server.host());
+    let image = testdata::image(&[(20, 1000)], PLATFORMS[0], false);
+    let signature = testdata::notation_signature(&image.manifest, 20);
+    let early = Built::Image(signature.clone());
+    let refused = testdata::push(&upstream, "team/app", signature.manifest.digest.as_str(), &early).await;
+    assert!(refused.is_err(), "the subject is not there yet");
+    push(&upstream, "team/app", "v1", &image).await;
+    push_by_digest(&upstream, "team/app", &signature).await;
+    assert_eq!(server.referrers("team/app", image.manifest.digest.as_str()), [signature.manifest.digest.to_string()]);
+}
+
+#[tokio::test]
+async fn cosign_tags_from_a_fallback_source_land_at_an_api_target_once_and_a_warm_run_only_lists() {
+    let (source, target_registry) = (TestRegistry::plain(), TestRegistry::plain());
+    let target = ReferrersServer::start(&target_registry.host);
+    let upstream = source.anonymous_client();
+    let built = testdata::index(21, &[(0, 5000)], &PLATFORMS, false);
+    testdata::push(&upstream, "team/app", "v1", &built).await.unwrap();
+    let index = top(&built);
+    let (signature, attestation) = (
+        testdata::cosign_signature(&index, 21),
+        testdata::cosign_attestation(&index, "https://slsa.dev/provenance/v1"),
+    );
+    push(&upstream, "team/app", &cosign_tag(&index.digest, "sig"), &signature).await;
+    push(&upstream, "team/app", &cosign_tag(&index.digest, "att"), &attestation).await;
+    let notation = testdata::notation_signature(&index, 21);
+    attach_by_tag(&upstream, "team/app", &index.digest, &[&notation]).await;
+    let config = sync_config(&source.host, target.host(), "");
+
+    let cold = ocync(&["sync", "--config", &config.path, "--json"]);
+    assert_eq!(cold.status.code(), Some(0), "{}", describe(&cold));
+    let mirror = client(&target_registry.host);
+    for (suffix, image) in [("sig", &signature), ("att", &attestation)] {
+        let head = mirror.head_manifest("mirror/app", &cosign_tag(&index.digest, suffix)).await.unwrap();
+        assert_eq!(head.map(|h| h.digest), Some(image.manifest.digest.clone()), "{suffix}");
+    }
+    assert_eq!(target.referrers("mirror/app", index.digest.as_str()), [notation.manifest.digest.to_string()]);
+
+    let (source_before, target_before) = (source.requests().len(), target.proxy.seen().len());
+    let warm = ocync(&["sync", "--config", &config.path, "--json"]);
+    assert_eq!(warm.status.code(), Some(0), "{}", describe(&warm));
+    let seen: Vec<String> =
+        target.proxy.seen()[target_before..].iter().map(|r| format!("{} {}", r.method, r.target)).collect();
+    assert!(seen.iter().all(|r| r.starts_with("GET ") || r.starts_with("HEAD ")), "nothing pushed: {seen:?}");
+    let count = |prefix: &str| seen.iter().filter(|r| r.starts_with(prefix)).count();
+    // HEADs of the tag and of the two cosign tags; the index, read here rather than at the
+    // source; one listing of the one subject with referrers upstream (the index), which is
+    // also the run's API probe. No tag list.
+    assert_eq!(count("HEAD /v2/mirror/app/manifests/"), 3, "{seen:?}");
+    assert_eq!(count("GET /v2/mirror/app/manifests/"), 1, "{seen:?}");
+    assert_eq!(count("GET /v2/mirror/app/referrers/"), 1, "{seen:?}");
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let source_warm = &source.requests()[source_before..];
+    assert!(
+        !source_warm
+            .iter()
+            .any(|(method, path)| method == "GET" && path.contains(&format!("manifests/{}", index.digest))),
+        "the index is not pulled: {source_warm:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fallback_index_with_an_entry_only_the_mirror_has_keeps_it_after_a_sync() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let (upstream, mirror) = (source.anonymous_client(), target.anonymous_client());
+    let image = testdata::image(&[(22, 3000)], PLATFORMS[0], false);
+    push(&upstream, "team/app", "v1", &image).await;
+    push(&mirror, "mirror/app", "v1", &image).await;
+    let upstream_signature = testdata::notation_signature(&image.manifest, 22);
+    attach_by_tag(&upstream, "team/app", &image.manifest.digest, &[&upstream_signature]).await;
+    // Signed by the mirror's own policy; upstream never heard of it.
+    let local = testdata::bundle_signature(&image.manifest, 220);
+    let before = attach_by_tag(&mirror, "mirror/app", &image.manifest.digest, &[&local]).await;
+    let config = sync_config(&source.host, &target.host, "");
+
+    let output = ocync(&["sync", "--config", &config.path]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let after = skopeo_at(&target, &format!("mirror/app:{}", fallback_tag(&image.manifest.digest)));
+    let listed: Vec<Digest> = parse_index(&after).unwrap().into_iter().map(|r| r.digest).collect();
+    assert_eq!(listed, [local.manifest.digest.clone(), upstream_signature.manifest.digest.clone()]);
+    let kept = before.bytes.iter().position(|&b| b == b']').unwrap();
+    assert!(after.starts_with(&before.bytes[..kept]), "the entry already there keeps its bytes");
+    let signature_at_mirror = skopeo_at(&target, &format!("mirror/app@{}", upstream_signature.manifest.digest));
+    assert_eq!(signature_at_mirror, upstream_signature.manifest.bytes.as_ref());
+}
+
+#[tokio::test]
+async fn a_source_refusing_the_referrers_route_with_405_or_501_is_read_through_its_tag_schema() {
+    for status in [405, 501] {
+        let registry = TestRegistry::plain();
+        let source = FaultProxy::start(&registry.host, move |request| {
+            if request.target.contains("/referrers/") {
+                Action::Respond { status, headers: Vec::new(), body: String::new() }
+            } else {
+                Action::Forward
+            }
+        });
+        let target = TestRegistry::plain();
+        let upstream = client(&source.host);
+        let image = testdata::image(&[(23, 3000)], PLATFORMS[0], false);
+        push(&upstream, "team/app", "v1", &image).await;
+        let signature = testdata::notation_signature(&image.manifest, 23);
+        attach_by_tag(&upstream, "team/app", &image.manifest.digest, &[&signature]).await;
+
+        let (from, to) = (source.reference("team/app:v1"), target.reference("mirror/app:v1"));
+        let output = ocync(&["copy", &from, &to]);
+        assert_eq!(output.status.code(), Some(0), "{status}: {}", describe(&output));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("1 referrers"), "{status}: {}", describe(&output));
+        let asked = source.seen().iter().filter(|r| r.target.contains("/referrers/")).count();
+        assert_eq!(asked, 1, "{status}: asked once, not retried");
+    }
 }

@@ -2,6 +2,9 @@
 //! distribution 2.8 (which has no such API), answering `GET /v2/<repo>/referrers/<digest>`
 //! for the manifests with a `subject` pushed through it and forwarding everything else.
 //! Answers honour `artifactType` and come in pages of [`PAGE`] with a `Link` to the next.
+//!
+//! Stricter than the spec, so that tests catch a wrong order: a manifest PUT whose `subject`
+//! is not in the repository yet is refused with 400 (registries may accept it).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,7 +30,8 @@ impl ReferrersServer {
     pub fn start(upstream: &str) -> Self {
         let index: Index = Arc::default();
         let known = index.clone();
-        let proxy = FaultProxy::start(upstream, move |request| answer(request, &known));
+        let registry = upstream.to_string();
+        let proxy = FaultProxy::start(upstream, move |request| answer(request, &known, &registry));
         ReferrersServer { proxy, index }
     }
 
@@ -49,7 +53,7 @@ impl ReferrersServer {
     }
 }
 
-fn answer(request: &SeenRequest, index: &Index) -> Action {
+fn answer(request: &SeenRequest, index: &Index, upstream: &str) -> Action {
     let path = request.target.split('?').next().unwrap_or_default();
     let Some(rest) = path.strip_prefix("/v2/") else { return Action::Forward };
     if request.method == "PUT"
@@ -57,6 +61,12 @@ fn answer(request: &SeenRequest, index: &Index) -> Action {
     {
         let manifest = Manifest::from_served(request.body.clone().into(), None, None);
         if let Some((subject, referrer)) = manifest.ok().as_ref().and_then(Referrer::describe) {
+            if !has_manifest(upstream, repository, subject.as_str()) {
+                let body = format!(
+                    "{{\"errors\":[{{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"subject {subject} is not in {repository} yet\"}}]}}"
+                );
+                return Action::Respond { status: 400, headers: Vec::new(), body };
+            }
             let mut index = index.lock().expect("referrers index lock");
             let list = index.entry((repository.to_string(), subject.to_string())).or_default();
             if !list.iter().any(|r| r.digest == referrer.digest) {
@@ -69,6 +79,23 @@ fn answer(request: &SeenRequest, index: &Index) -> Action {
         Some((repository, subject)) if request.method == "GET" => list(index, repository, subject, &request.target),
         _ => Action::Forward,
     }
+}
+
+/// Every manifest type, so the registry answers a HEAD for any of them.
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Whether the registry behind the server has the manifest (a plain-HTTP `HEAD`).
+fn has_manifest(upstream: &str, repository: &str, digest: &str) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(upstream) else { return false };
+    let request = format!(
+        "HEAD /v2/{repository}/manifests/{digest} HTTP/1.1\r\nHost: {upstream}\r\nAccept: {ACCEPT}\r\nConnection: close\r\n\r\n"
+    );
+    let mut status = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && BufReader::new(stream).read_line(&mut status).is_ok()
+        && status.split(' ').nth(1) == Some("200")
 }
 
 fn list(index: &Index, repository: &str, subject: &str, target: &str) -> Action {

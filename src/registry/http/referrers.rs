@@ -1,6 +1,8 @@
 //! The OCI 1.1 referrers API: `GET /v2/<name>/referrers/<digest>`, with `artifactType`
 //! filtering and `Link` pagination. A 404 means the registry has no such API (distribution
-//! 2.8 answers so); callers then use the fallback tag schema.
+//! 2.8 answers so); callers then use the fallback tag schema. Other refusals (400, 405, 501,
+//! a 401/403 on this route alone) come back as errors, classified by the caller, which can
+//! check whether the credentials work elsewhere.
 
 use super::HttpRegistry;
 use crate::oci::{Digest, Referrer, media_type, parse_index};

@@ -90,3 +90,17 @@ async fn a_warm_run_with_referrers_reads_no_manifest_of_a_single_image() {
     let expected = [(Op::HeadManifest, 2), (Op::ListTags, 2), (Op::ListReferrers, 1)];
     assert_eq!(world.registry("src").counts(), expected.into());
 }
+
+#[tokio::test]
+async fn a_dry_run_asks_for_the_referrers_api_once_and_reuses_discoverys_tag_list() {
+    let (world, _, _) = signed_and_unsigned(&signed_yaml()).await;
+    let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
+    world.reset_counts();
+
+    plan(&mappings, &world.clients(), true).await;
+    let source = world.registry("src");
+    // Two images in one repository: one probe for the registry; the tag lists are discovery's
+    // own, one per mapping (`team/web` is empty here), none for the tag schema.
+    assert_eq!(source.count(Op::ListReferrers), 1, "{:?}", source.counts());
+    assert_eq!(source.count(Op::ListTags), 2, "{:?}", source.counts());
+}
