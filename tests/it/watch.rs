@@ -1,5 +1,6 @@
 //! `ocync watch` as a process: health endpoints, metrics after a cycle, config reloads (and
-//! an invalid one kept out), IPv6 binding, and a clean exit on SIGTERM.
+//! an invalid one kept out, a new mapping from a registry unused so far picked up), IPv6
+//! binding, and a clean exit on SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -32,6 +33,18 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Whether `repository:tag` appears at `target` within 20 s.
+async fn lands(target: &TestRegistry, repository: &str, tag: &str) -> bool {
+    let client = target.anonymous_client();
+    for _ in 0..100 {
+        if client.head_manifest(repository, tag).await.unwrap().is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }
 
 struct Watcher {
@@ -133,19 +146,31 @@ async fn watch_serves_health_and_metrics_reloads_config_and_exits_0_on_sigterm()
     std::fs::write(&config, "registries: [not, a, map]\n").unwrap();
     eventually("the reload error", || watcher.metrics().contains("ocync_config_errors_total 1"));
     seed(&source, "team/a", "v2", &image(3)).await;
-    let client = target.anonymous_client();
-    let mut landed = false;
-    for _ in 0..100 {
-        if client.head_manifest("team/a", "v2").await.unwrap().is_some() {
-            landed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(landed, "the last good config kept syncing");
+    assert!(lands(&target, "team/a", "v2").await, "the last good config kept syncing");
     assert_eq!(get(&watcher.address, "/healthz").map(|(s, _)| s), Some(200));
 
     assert_eq!(watcher.stop(), Some(0), "SIGTERM exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_mapping_from_a_registry_no_mapping_used_before_syncs_on_the_next_cycle() {
+    let (source, target, third) = (TestRegistry::plain(), TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/a", "v1", &image(5)).await;
+    seed(&third, "team/c", "v1", &image(6)).await;
+    // `third` is configured from the start, so the registries section never changes.
+    let with_third = |text: String| {
+        text.replacen("registries:\n", &format!("registries:\n  third: {{ url: \"http://{}\" }}\n", third.host), 1)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    std::fs::write(&config, with_third(config_text(&source, &target, &["team/a"]))).unwrap();
+    let watcher = Watcher::start(config.to_str().unwrap(), "127.0.0.1");
+    eventually("the first cycle", || watcher.metrics().contains("mapping=\"team/a -> team/a\""));
+
+    let added = with_third(config_text(&source, &target, &["team/a"])) + "  - { from: team/c, source: third }\n";
+    std::fs::write(&config, added).unwrap();
+    assert!(lands(&target, "team/c", "v1").await, "the mapping from `third` was synced: {}", watcher.metrics());
+    assert_eq!(watcher.stop(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
