@@ -1,6 +1,6 @@
 //! `ocync watch` as a process: health endpoints, metrics after a cycle, config reloads (and
-//! an invalid one kept out, a new mapping from a registry unused so far picked up), IPv6
-//! binding, and a clean exit on SIGTERM.
+//! an invalid one kept out, a new mapping from a registry unused so far picked up), an S3
+//! config read with one S3 client across cycles, IPv6 binding, and a clean exit on SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,6 +12,7 @@ use ocync::testdata::{self, Built};
 
 use crate::copy::seed;
 use crate::support::TestRegistry;
+use crate::support::moto::MotoServer;
 use crate::support::tools::free_port;
 
 /// `GET path` on the health server: (status code, body).
@@ -54,8 +55,18 @@ struct Watcher {
 
 impl Watcher {
     fn start(config: &str, bind: &str) -> Watcher {
+        Watcher::start_with_env(config, bind, &[])
+    }
+
+    fn start_with_env(config: &str, bind: &str, env: &[(&str, String)]) -> Watcher {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_ocync"))
+            // Only what the test passes reaches the AWS SDK's credential chain.
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "watch",
                 "--config",
@@ -170,6 +181,47 @@ async fn a_new_mapping_from_a_registry_no_mapping_used_before_syncs_on_the_next_
     let added = with_third(config_text(&source, &target, &["team/a"])) + "  - { from: team/c, source: third }\n";
     std::fs::write(&config, added).unwrap();
     assert!(lands(&target, "team/c", "v1").await, "the mapping from `third` was synced: {}", watcher.metrics());
+    assert_eq!(watcher.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_an_s3_config_with_one_s3_client_across_cycles() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/a", "v1", &image(7)).await;
+    let moto = MotoServer::start();
+    let s3 = moto.s3_client();
+    s3.create_bucket().bucket("watch-config").send().await.expect("create bucket");
+    let text = config_text(&source, &target, &["team/a"]);
+    s3.put_object().bucket("watch-config").key("ocync.yaml").body(text.into_bytes().into()).send().await.unwrap();
+    // The S3 client's credentials come from a process that counts its runs: each client
+    // built resolves them once and then keeps them (they do not expire).
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let script = dir.path().join("credentials.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo run >> {}\necho '{{\"Version\": 1, \"AccessKeyId\": \"testing\", \"SecretAccessKey\": \"testing\"}}'\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(&aws_config, format!("[default]\ncredential_process = sh {}\n", script.display())).unwrap();
+    let mut env: Vec<(&str, String)> = moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET"))
+        .collect();
+    env.retain(|(k, _)| *k != "AWS_CONFIG_FILE");
+    env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
+    env.push(("AWS_S3_FORCE_PATH_STYLE", "true".into()));
+    let watcher = Watcher::start_with_env("s3://watch-config/ocync.yaml", "127.0.0.1", &env);
+
+    eventually("three cycles", || watcher.metrics().contains("ocync_cycles_total 3"));
+    assert!(lands(&target, "team/a", "v1").await, "the S3 config was synced");
+    let credential_runs = std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+    assert_eq!(credential_runs, 1, "one S3 client for every cycle");
     assert_eq!(watcher.stop(), Some(0));
 }
 
