@@ -6,7 +6,7 @@ use super::progress::Progress;
 use super::{Exit, load_config};
 use crate::cancel::Cancel;
 use crate::config::Mapping;
-use crate::engine::{Engine, Limits, human_bytes};
+use crate::engine::human_bytes;
 use crate::plan::{Action, Plan};
 use crate::sync::{self, Clients, RunStatus};
 
@@ -48,11 +48,10 @@ pub async fn run(args: SyncArgs) -> Exit {
         return print_plan(&plan, args.json);
     }
 
-    let per_registry = config.registries.values().filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
     let transfers = config.global.max_concurrent_transfers;
     let cancel = Cancel::default();
     cancel.on_signals();
-    let engine = Engine::new(Limits::new(transfers, per_registry), cancel.clone(), transfers);
+    let engine = sync::engine(&config, cancel.clone());
     let progress = Progress::start(engine.stats(), !args.json);
     let grace = Duration::from_secs(args.grace_period);
     // After a signal nothing new starts; what is still in flight when the grace period runs

@@ -1,7 +1,7 @@
 //! Routing an invocation and doing its work, with the clients and config cache of a warm
-//! container reused across invocations.
+//! container reused across invocations, and one engine and deadline per invocation.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 use super::message::{ConfigRef, MESSAGE_VERSION, SyncMessage};
 use crate::cancel::Cancel;
 use crate::config::{Config, ConfigLocation, Mapping, S3ConfigCache};
-use crate::engine::{Engine, Limits};
-use crate::registry::HttpRegistry;
-use crate::sync::{self, Clients, RunStatus, SyncReport};
+use crate::engine::Engine;
+use crate::sync::{self, ClientCache, RunStatus, SyncReport};
 
 /// SQS accepts at most this many entries per `SendMessageBatch`.
 const SQS_BATCH: usize = 10;
@@ -61,8 +60,9 @@ pub struct Handler {
     location: ConfigLocation,
     queue_url: Option<String>,
     configs: S3ConfigCache,
-    /// Registry clients (tokens, connection pools, pacing) of the last config seen, by its ETag.
-    clients: tokio::sync::Mutex<Option<(String, Arc<Clients<HttpRegistry>>)>>,
+    /// Registry clients (tokens, connection pools, pacing), kept per registry entry across
+    /// invocations of this container.
+    clients: ClientCache,
     /// No new transfer starts once the remaining time is below this (at most a third of the
     /// invocation's time).
     pub deadline_margin: Duration,
@@ -84,7 +84,7 @@ impl Handler {
             location,
             queue_url,
             configs: S3ConfigCache::default(),
-            clients: tokio::sync::Mutex::new(None),
+            clients: ClientCache::default(),
             deadline_margin: Duration::from_secs(30),
             records_at_once: 4,
         }
@@ -237,22 +237,20 @@ impl Handler {
     /// Syncs the mapping of each record; failed, malformed and unfinished records are reported.
     async fn sqs_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let started = Instant::now();
-        let cancel = self.deadline_cancel(deadline);
-        let records = event.records.into_iter().map(|record| {
-            let cancel = cancel.clone();
-            async move {
-                let id = record.message_id.clone().unwrap_or_default();
-                if cancel.is_cancelled() {
-                    tracing::warn!(message_id = %id, "not started: the invocation deadline is near");
-                    return (id, None);
-                }
-                let outcome = self.sync_record(record.body.as_deref().unwrap_or_default(), &cancel).await;
-                match outcome {
-                    Ok(report) => (id, Some(report)),
-                    Err(error) => {
-                        tracing::error!(message_id = %id, %error, "record failed");
-                        (id, None)
-                    }
+        let scope = Scope::new(deadline, self.deadline_margin);
+        let scope = &scope;
+        let records = event.records.into_iter().map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            if scope.is_cancelled() {
+                tracing::warn!(message_id = %id, "not started: the invocation deadline is near");
+                return (id, None);
+            }
+            let outcome = self.sync_record(record.body.as_deref().unwrap_or_default(), scope).await;
+            match outcome {
+                Ok(report) => (id, Some(report)),
+                Err(error) => {
+                    tracing::error!(message_id = %id, %error, "record failed");
+                    (id, None)
                 }
             }
         });
@@ -273,69 +271,66 @@ impl Handler {
         response
     }
 
-    async fn sync_record(&self, body: &str, cancel: &DeadlineCancel) -> Result<SyncReport, String> {
+    async fn sync_record(&self, body: &str, scope: &Scope) -> Result<SyncReport, String> {
         let message = SyncMessage::parse(body).map_err(|e| e.to_string())?;
         let (config, _) = self.load(Some(&message.config)).await?;
         check_mapping(&config, &message)?;
-        Ok(self.run(&config, &[message.mapping], cancel).await)
+        Ok(self.run(&config, &[message.mapping], scope).await)
     }
 
     async fn sync_mappings(&self, config: &Config, indices: &[usize], deadline: Instant) -> SyncReport {
-        let cancel = self.deadline_cancel(deadline);
-        self.run(config, indices, &cancel).await
+        let scope = Scope::new(deadline, self.deadline_margin);
+        self.run(config, indices, &scope).await
     }
 
-    async fn run(&self, config: &Config, indices: &[usize], cancel: &DeadlineCancel) -> SyncReport {
+    async fn run(&self, config: &Config, indices: &[usize], scope: &Scope) -> SyncReport {
         let mappings: Vec<&Mapping> = config.mappings.iter().filter(|m| indices.contains(&m.index)).collect();
-        let clients = self.clients(config).await;
-        let transfers = config.global.max_concurrent_transfers;
-        let per_registry = config.registries.values().filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
-        let engine = Engine::new(Limits::new(transfers, per_registry), cancel.flag.clone(), transfers);
+        let clients = self.clients.clients(config, &mappings).await;
         let plan = sync::plan(&mappings, &clients, false).await;
-        sync::execute(&plan, &mappings, &clients, &engine, transfers).await
+        sync::execute(&plan, &mappings, &clients, scope.engine(config), config.global.max_concurrent_transfers).await
     }
+}
 
-    /// Registry clients for `config`, reused while the config is unchanged.
-    async fn clients(&self, config: &Config) -> Arc<Clients<HttpRegistry>> {
-        let fingerprint = format!("{:?}", config.registries);
-        let mut cached = self.clients.lock().await;
-        if let Some((key, clients)) = cached.as_ref()
-            && *key == fingerprint
-        {
-            return clients.clone();
-        }
-        let mappings: Vec<&Mapping> = config.mappings.iter().collect();
-        let clients = Arc::new(Clients::connect(config, &mappings).await);
-        *cached = Some((fingerprint, clients.clone()));
-        clients
-    }
+/// What the work of one invocation shares: the cancel flag its deadline sets, and one engine,
+/// so `global.max_concurrent_transfers` bounds the whole invocation and the records of a batch
+/// read a blob they share from the source once. The deadline timer stops when the invocation
+/// ends (the scope is dropped), so it cannot touch a later invocation of a warm container.
+struct Scope {
+    cancel: Cancel,
+    timer: tokio::task::JoinHandle<()>,
+    engine: OnceLock<Engine>,
+}
 
-    /// Sets the flag once the remaining time falls below the margin. The margin is at most a
-    /// third of the time this invocation has, so a short function timeout still gets work done.
-    fn deadline_cancel(&self, deadline: Instant) -> DeadlineCancel {
-        let flag = Cancel::default();
+impl Scope {
+    /// Sets the flag once the remaining time falls below `margin`, which is at most a third of
+    /// the time this invocation has, so a short function timeout still gets work done.
+    fn new(deadline: Instant, margin: Duration) -> Self {
+        let cancel = Cancel::default();
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let margin = self.deadline_margin.min(remaining / 3);
-        let stop_at = deadline.checked_sub(margin).unwrap_or_else(Instant::now);
-        let trigger = flag.clone();
-        tokio::spawn(async move {
+        let stop_at = deadline.checked_sub(margin.min(remaining / 3)).unwrap_or_else(Instant::now);
+        let trigger = cancel.clone();
+        let timer = tokio::spawn(async move {
             tokio::time::sleep_until(stop_at.into()).await;
             tracing::warn!("invocation deadline near: starting no new transfers");
             trigger.cancel();
         });
-        DeadlineCancel { flag }
+        Scope { cancel, timer, engine: OnceLock::new() }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// The invocation's engine, bounded by the limits of the first config a record brings
+    /// (the records of a batch come from one fan-out, so from one config).
+    fn engine(&self, config: &Config) -> &Engine {
+        self.engine.get_or_init(|| sync::engine(config, self.cancel.clone()))
     }
 }
 
-/// The cancellation flag an invocation's deadline sets.
-#[derive(Clone)]
-struct DeadlineCancel {
-    flag: Cancel,
-}
-
-impl DeadlineCancel {
-    fn is_cancelled(&self) -> bool {
-        self.flag.is_cancelled()
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.timer.abort();
     }
 }
 
@@ -396,6 +391,26 @@ mod tests {
         assert!(matches!(classify(&message), Ok(Invocation::Mapping(_))));
         let unknown = classify(&json!({"hello": "world"})).unwrap_err();
         assert!(unknown.starts_with("unrecognised event"), "{unknown}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_stops_new_work_at_the_margin() {
+        let scope = Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert!(!scope.is_cancelled(), "more than the margin is left");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(scope.is_cancelled(), "less than the margin is left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_invocation_leaves_no_deadline_timer_behind() {
+        let scope = Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30));
+        let flag = scope.cancel.clone();
+        let timer = scope.timer.abort_handle();
+        drop(scope);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(timer.is_finished(), "the timer task ended with its invocation");
+        assert!(!flag.is_cancelled(), "the timer never fired");
     }
 
     #[test]

@@ -5,66 +5,32 @@
 //! every image that some target lacks to the [`Engine`], which copies it to all those targets
 //! at once. One mapping's failure is recorded in the report and never stops the others.
 
+mod clients;
 mod discover;
 mod report;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
 
+pub use clients::{ClientCache, Clients};
 pub use discover::discover;
 pub use report::{ImageResult, MappingReport, RunStatus, SyncReport, Totals};
 
+use crate::cancel::Cancel;
 use crate::config::{Config, Mapping};
-use crate::engine::{Engine, ImageJob, ImageReport, Outcome, Source, StatsSnapshot, Target, label};
+use crate::engine::{Engine, ImageJob, ImageReport, Limits, Outcome, Source, StatsSnapshot, Target, label};
 use crate::plan::{Action, Failure, ImagePlan, MappingPlan, Plan, TargetPlan};
 use crate::registry::Registry;
 
-/// Registry clients by config name; a client that could not be built holds its failure
-/// (classified: a credentials problem is an authentication failure).
-pub struct Clients<R> {
-    by_name: HashMap<String, Result<Arc<R>, Failure>>,
-}
-
-impl<R: Registry> Clients<R> {
-    /// Clients from ready values (tests, the in-memory benchmark).
-    pub fn new(clients: impl IntoIterator<Item = (String, Result<Arc<R>, Failure>)>) -> Self {
-        Clients { by_name: clients.into_iter().collect() }
-    }
-
-    /// Every client that could be built, by registry name.
-    pub fn all(&self) -> impl Iterator<Item = (&str, &R)> {
-        self.by_name.iter().filter_map(|(name, client)| client.as_ref().ok().map(|c| (name.as_str(), c.as_ref())))
-    }
-
-    /// The client for a registry name.
-    pub fn get(&self, name: &str) -> Result<&R, Failure> {
-        match self.by_name.get(name) {
-            Some(Ok(client)) => Ok(client),
-            Some(Err(failure)) => Err(failure.clone()),
-            None => Err(Failure::new(format!("registry `{name}` is not configured"))),
-        }
-    }
-}
-
-impl Clients<crate::registry::HttpRegistry> {
-    /// HTTP clients for every registry the given mappings use.
-    pub async fn connect(config: &Config, mappings: &[&Mapping]) -> Self {
-        let mut names: Vec<&String> =
-            mappings.iter().flat_map(|m| std::iter::once(&m.source).chain(&m.targets)).collect();
-        names.sort();
-        names.dedup();
-        let mut by_name = HashMap::new();
-        for name in names {
-            let entry = &config.registries[name];
-            let client = crate::connect::open(&entry.host, entry.plain_http, Some(config)).await;
-            by_name.insert(name.clone(), client.map(Arc::new).map_err(|e| Failure::from(&e)));
-        }
-        Clients { by_name }
-    }
+/// An engine for one run of `config`: `global.max_concurrent_transfers` transfers at once,
+/// and each registry's `max_concurrent` against it.
+pub fn engine(config: &Config, cancel: Cancel) -> Engine {
+    let transfers = config.global.max_concurrent_transfers;
+    let per_registry = config.registries.values().filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
+    Engine::new(Limits::new(transfers, per_registry), cancel, transfers)
 }
 
 /// Plans every mapping (concurrently); `estimate_bytes` adds manifest GETs to size the work.

@@ -1,14 +1,16 @@
 //! Watch mode: sync in a loop for long-running deployments (the Helm chart's default).
 //!
 //! Each cycle re-reads the config (an invalid new config is logged and the last good one kept);
-//! registry clients — tokens, connection pools, pacing windows — live across cycles while the
-//! registries section is unchanged. SIGTERM stops new work, lets transfers in flight finish
+//! registry clients — tokens, connection pools, pacing windows — live across cycles, each while
+//! its registry's entry is unchanged (a registry a new mapping needs gets its client then), and
+//! so does the S3 client that reads an `s3://` config. SIGTERM stops new work, lets transfers in flight finish
 //! within the grace period, and returns.
 
 mod health;
 mod metrics;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,9 +20,8 @@ pub use metrics::Metrics;
 
 use crate::cancel::Cancel;
 use crate::config::{Config, ConfigLocation, Mapping, S3ConfigCache};
-use crate::engine::{Engine, Limits};
 use crate::registry::HttpRegistry;
-use crate::sync::{self, Clients};
+use crate::sync::{self, ClientCache, Clients};
 
 /// How watch mode runs.
 #[derive(Debug, Clone)]
@@ -45,12 +46,12 @@ pub async fn run(options: WatchOptions, cancel: Cancel) -> Result<(), String> {
     tracing::info!(address = %options.health, "health and metrics server listening");
     let state = Arc::new(State::new(options.stuck_after));
     let server = tokio::spawn(health::serve(listener, state.clone(), cancel.clone()));
-    let s3_configs = S3ConfigCache::default();
+    let source = ConfigSource::new(options.config.clone()).await;
     let mut last_good: Option<Arc<Config>> = None;
-    let mut clients: Option<(String, Arc<Clients<HttpRegistry>>)> = None;
+    let clients = ClientCache::default();
 
     while !cancel.is_cancelled() {
-        match load(&options.config, &s3_configs).await {
+        match source.load().await {
             Ok(config) => last_good = Some(config),
             Err(error) => {
                 state.metrics.lock().expect("state lock poisoned").config_errors += 1;
@@ -61,16 +62,8 @@ pub async fn run(options: WatchOptions, cancel: Cancel) -> Result<(), String> {
             }
         }
         if let Some(config) = last_good.clone() {
-            let fingerprint = format!("{:?}", config.registries);
-            let current = match &clients {
-                Some((key, existing)) if *key == fingerprint => existing.clone(),
-                _ => {
-                    let mappings: Vec<&Mapping> = config.mappings.iter().collect();
-                    let fresh = Arc::new(Clients::connect(&config, &mappings).await);
-                    clients = Some((fingerprint, fresh.clone()));
-                    fresh
-                }
-            };
+            let mappings: Vec<&Mapping> = config.mappings.iter().collect();
+            let current = clients.clients(&config, &mappings).await;
             cycle(&config, &current, &state, &cancel, options.grace).await;
         }
         tokio::select! {
@@ -83,12 +76,32 @@ pub async fn run(options: WatchOptions, cancel: Cancel) -> Result<(), String> {
     Ok(())
 }
 
-async fn load(location: &ConfigLocation, s3_configs: &S3ConfigCache) -> Result<Arc<Config>, String> {
-    match location {
-        ConfigLocation::File(path) => Config::load(path).map(Arc::new).map_err(|e| e.to_string()),
-        ConfigLocation::S3 { bucket, key } => {
-            let s3 = crate::config::s3_client().await;
-            s3_configs.load(&s3, bucket, key).await.map(|loaded| loaded.config).map_err(|e| e.to_string())
+/// Where each cycle reads the config from. For an `s3://` location the S3 client is built
+/// once, so its credentials and connections are reused, with an ETag cache of the object.
+enum ConfigSource {
+    File(PathBuf),
+    S3 { bucket: String, key: String, client: aws_sdk_s3::Client, cache: S3ConfigCache },
+}
+
+impl ConfigSource {
+    async fn new(location: ConfigLocation) -> Self {
+        match location {
+            ConfigLocation::File(path) => ConfigSource::File(path),
+            ConfigLocation::S3 { bucket, key } => ConfigSource::S3 {
+                bucket,
+                key,
+                client: crate::config::s3_client().await,
+                cache: S3ConfigCache::default(),
+            },
+        }
+    }
+
+    async fn load(&self) -> Result<Arc<Config>, String> {
+        match self {
+            ConfigSource::File(path) => Config::load(path).map(Arc::new).map_err(|e| e.to_string()),
+            ConfigSource::S3 { bucket, key, client, cache } => {
+                cache.load(client, bucket, key).await.map(|loaded| loaded.config).map_err(|e| e.to_string())
+            }
         }
     }
 }
@@ -100,8 +113,7 @@ async fn cycle(config: &Config, clients: &Clients<HttpRegistry>, state: &State, 
     state.ready.store(true, Ordering::Relaxed);
     let mappings: Vec<&Mapping> = config.mappings.iter().collect();
     let transfers = config.global.max_concurrent_transfers;
-    let per_registry = config.registries.values().filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
-    let engine = Engine::new(Limits::new(transfers, per_registry), cancel.clone(), transfers);
+    let engine = sync::engine(config, cancel.clone());
     let work = async {
         let plan = sync::plan(&mappings, clients, false).await;
         sync::execute(&plan, &mappings, clients, &engine, transfers).await

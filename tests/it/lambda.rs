@@ -114,6 +114,19 @@ fn sqs_event(messages: &[(String, String)]) -> Value {
     json!({ "Records": records })
 }
 
+/// The work message for mapping `index` of the config `text`.
+fn message(text: &str, index: usize) -> Value {
+    let config = ocync::config::Config::parse(text, "t", |_| None).unwrap_or_else(|e| panic!("{e}"));
+    let key = config.mappings[index].key();
+    json!({"version": 1, "run_id": "r", "config": {"bucket": BUCKET, "key": KEY}, "mapping": index, "mapping_key": key})
+}
+
+/// One record (`record-N`) per mapping of the config `text`.
+fn records(text: &str) -> Vec<(String, String)> {
+    let count = ocync::config::Config::parse(text, "t", |_| None).unwrap_or_else(|e| panic!("{e}")).mappings.len();
+    (0..count).map(|index| (format!("record-{index}"), message(text, index).to_string())).collect()
+}
+
 fn failures(response: &Value) -> Vec<String> {
     response["batchItemFailures"]
         .as_array()
@@ -199,15 +212,7 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     let mut handler = world.handler(true);
     handler.records_at_once = 1;
     handler.deadline_margin = Duration::from_millis(500);
-    let config = ocync::config::Config::parse(&config_text(&proxy.host, &world.target), "t", |_| None).unwrap();
-    let messages: Vec<(String, String)> = config
-        .mappings
-        .iter()
-        .map(|m| {
-            let body = json!({"version": 1, "run_id": "r", "config": {"bucket": BUCKET, "key": KEY}, "mapping": m.index, "mapping_key": m.key()});
-            (format!("record-{}", m.index), body.to_string())
-        })
-        .collect();
+    let messages = records(&config_text(&proxy.host, &world.target));
 
     // Transfers must stop starting 1 s from now: mapping 0 finishes, the others never start.
     let response =
@@ -224,6 +229,59 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
         uploads, 9,
         "three images of three blobs each (config, two layers): every blob uploaded once across both runs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_container_syncs_a_new_mapping_from_a_registry_no_mapping_used_before() {
+    let world = World::new().await;
+    let third = TestRegistry::plain();
+    let built = image(300);
+    seed(&third, "demo/extra", "v1", &built).await;
+    // `third` is configured from the start, so the registries section never changes.
+    let before = config_text(&world.source.host, &world.target).replacen(
+        "registries:\n",
+        &format!("registries:\n  third: {{ url: \"http://{}\" }}\n", third.host),
+        1,
+    );
+    world.put_config(&before).await;
+    let handler = world.handler(true);
+    let first = handler.handle(message(&before, 0), soon()).await.expect("mapping 0");
+    assert_eq!(first["status"], "success", "{first}");
+
+    let after = before + "  - { from: demo/extra, source: third, to: mirror/extra }\n";
+    world.put_config(&after).await;
+    let report = handler.handle(message(&after, 3), soon()).await.expect("the new mapping");
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(world.target_digest("demo/extra").await.as_deref(), Some(built.digest().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_of_a_batch_read_a_layer_they_share_from_the_source_once() {
+    let world = World::new().await;
+    let base = (7, 300_000);
+    let images: Vec<Built> =
+        [70, 71].map(|own| Built::Image(testdata::image(&[base, (own, 500)], ("linux", "amd64"), false))).into();
+    for (repository, built) in ["base/one", "base/two"].iter().zip(&images) {
+        seed(&world.source, repository, "v1", built).await;
+    }
+    let text = format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  down: {{ url: \"http://{}\" }}\ndefaults: {{ source: up, targets: down }}\nmappings:\n  - {{ from: base/one, to: mirror/one }}\n  - {{ from: base/two, to: mirror/two }}\n",
+        world.source.host, world.target.host
+    );
+    world.put_config(&text).await;
+    world.source.reset_log();
+
+    let response = world.handler(true).handle(sqs_event(&records(&text)), soon()).await.expect("batch");
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let target = world.target.anonymous_client();
+    for (repository, built) in ["mirror/one", "mirror/two"].iter().zip(&images) {
+        let landed = target.head_manifest(repository, "v1").await.unwrap().map(|h| h.digest.to_string());
+        assert_eq!(landed.as_deref(), Some(built.digest().as_str()), "{repository}");
+    }
+    let shared = testdata::Blob::random(base.0, base.1).descriptor.digest;
+    assert_eq!(world.source.count("GET", &format!("/blobs/{shared}")), 1, "the shared layer is read once");
+    let own = testdata::Blob::random(70, 500).descriptor.digest;
+    assert_eq!(world.source.count("GET", &format!("/blobs/{own}")), 1, "each image's own layer is read too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! `ocync watch` as a process: health endpoints, metrics after a cycle, config reloads (and
-//! an invalid one kept out), IPv6 binding, and a clean exit on SIGTERM.
+//! an invalid one kept out, a new mapping from a registry unused so far picked up), an S3
+//! config read with one S3 client across cycles, IPv6 binding, and a clean exit on SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,6 +12,7 @@ use ocync::testdata::{self, Built};
 
 use crate::copy::seed;
 use crate::support::TestRegistry;
+use crate::support::moto::MotoServer;
 use crate::support::tools::free_port;
 
 /// `GET path` on the health server: (status code, body).
@@ -34,6 +36,18 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Whether `repository:tag` appears at `target` within 20 s.
+async fn lands(target: &TestRegistry, repository: &str, tag: &str) -> bool {
+    let client = target.anonymous_client();
+    for _ in 0..100 {
+        if client.head_manifest(repository, tag).await.unwrap().is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 struct Watcher {
     child: Child,
     address: String,
@@ -41,8 +55,18 @@ struct Watcher {
 
 impl Watcher {
     fn start(config: &str, bind: &str) -> Watcher {
+        Watcher::start_with_env(config, bind, &[])
+    }
+
+    fn start_with_env(config: &str, bind: &str, env: &[(&str, String)]) -> Watcher {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_ocync"))
+            // Only what the test passes reaches the AWS SDK's credential chain.
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "watch",
                 "--config",
@@ -133,19 +157,72 @@ async fn watch_serves_health_and_metrics_reloads_config_and_exits_0_on_sigterm()
     std::fs::write(&config, "registries: [not, a, map]\n").unwrap();
     eventually("the reload error", || watcher.metrics().contains("ocync_config_errors_total 1"));
     seed(&source, "team/a", "v2", &image(3)).await;
-    let client = target.anonymous_client();
-    let mut landed = false;
-    for _ in 0..100 {
-        if client.head_manifest("team/a", "v2").await.unwrap().is_some() {
-            landed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(landed, "the last good config kept syncing");
+    assert!(lands(&target, "team/a", "v2").await, "the last good config kept syncing");
     assert_eq!(get(&watcher.address, "/healthz").map(|(s, _)| s), Some(200));
 
     assert_eq!(watcher.stop(), Some(0), "SIGTERM exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_mapping_from_a_registry_no_mapping_used_before_syncs_on_the_next_cycle() {
+    let (source, target, third) = (TestRegistry::plain(), TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/a", "v1", &image(5)).await;
+    seed(&third, "team/c", "v1", &image(6)).await;
+    // `third` is configured from the start, so the registries section never changes.
+    let with_third = |text: String| {
+        text.replacen("registries:\n", &format!("registries:\n  third: {{ url: \"http://{}\" }}\n", third.host), 1)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    std::fs::write(&config, with_third(config_text(&source, &target, &["team/a"]))).unwrap();
+    let watcher = Watcher::start(config.to_str().unwrap(), "127.0.0.1");
+    eventually("the first cycle", || watcher.metrics().contains("mapping=\"team/a -> team/a\""));
+
+    let added = with_third(config_text(&source, &target, &["team/a"])) + "  - { from: team/c, source: third }\n";
+    std::fs::write(&config, added).unwrap();
+    assert!(lands(&target, "team/c", "v1").await, "the mapping from `third` was synced: {}", watcher.metrics());
+    assert_eq!(watcher.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_an_s3_config_with_one_s3_client_across_cycles() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/a", "v1", &image(7)).await;
+    let moto = MotoServer::start();
+    let s3 = moto.s3_client();
+    s3.create_bucket().bucket("watch-config").send().await.expect("create bucket");
+    let text = config_text(&source, &target, &["team/a"]);
+    s3.put_object().bucket("watch-config").key("ocync.yaml").body(text.into_bytes().into()).send().await.unwrap();
+    // The S3 client's credentials come from a process that counts its runs: each client
+    // built resolves them once and then keeps them (they do not expire).
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let script = dir.path().join("credentials.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo run >> {}\necho '{{\"Version\": 1, \"AccessKeyId\": \"testing\", \"SecretAccessKey\": \"testing\"}}'\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(&aws_config, format!("[default]\ncredential_process = sh {}\n", script.display())).unwrap();
+    let mut env: Vec<(&str, String)> = moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET"))
+        .collect();
+    env.retain(|(k, _)| *k != "AWS_CONFIG_FILE");
+    env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
+    env.push(("AWS_S3_FORCE_PATH_STYLE", "true".into()));
+    let watcher = Watcher::start_with_env("s3://watch-config/ocync.yaml", "127.0.0.1", &env);
+
+    eventually("three cycles", || watcher.metrics().contains("ocync_cycles_total 3"));
+    assert!(lands(&target, "team/a", "v1").await, "the S3 config was synced");
+    let credential_runs = std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+    assert_eq!(credential_runs, 1, "one S3 client for every cycle");
+    assert_eq!(watcher.stop(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
