@@ -403,6 +403,8 @@ def main():
             for p in planning:
                 f.write(json.dumps({"scenario": "planning", **p}) + "\n")
     checks = targets(results, planning)
+    if args.profile == "debug":
+        print("\n(smoke run: debug build on a tiny corpus; the goals are judged on the full release run)")
     print("\n| goal | measured | met |\n|---|---|---|")
     for goal, measured, met in checks:
         print(f"| {goal} | {measured} | {'yes' if met else 'NO'} |")
