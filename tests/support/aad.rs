@@ -14,7 +14,7 @@
 //! Like the token server, it runs on a plain thread with a blocking listener, not a tokio task,
 //! so tests that block their runtime cannot starve it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
+
+use super::http;
 
 /// The client assertion type Entra ID requires for federated credentials.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -143,37 +145,18 @@ impl Drop for FakeAad {
     }
 }
 
-fn handle(stream: TcpStream, expected: &Expected) -> std::io::Result<()> {
+fn handle(mut stream: TcpStream, expected: &Expected) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
+    let Some(request) = http::read_request(&mut BufReader::new(stream.try_clone()?))? else {
         return Ok(()); // a bare connect, such as the one that stops the server
-    }
-    let (mut content_length, mut content_type) = (0usize, String::new());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let (name, value) = (name.trim(), value.trim());
-            if name.eq_ignore_ascii_case("content-length") {
-                content_length = value.parse().unwrap_or(0);
-            } else if name.eq_ignore_ascii_case("content-type") {
-                content_type = value.to_ascii_lowercase();
-            }
-        }
-    }
-    let mut body = vec![0; content_length];
-    reader.read_exact(&mut body)?;
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    };
+    let content_type = request.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let (method, path) = (request.method, request.target);
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body).into_owned().collect();
 
     let (status, answer) = answer(expected, &method, &path, &content_type, &form);
     expected.history.lock().expect("fake Entra ID history lock").push(AadRequest { method, path, form, status });
-    write_response(stream, status, &answer)
+    write_response(&mut stream, status, &answer)
 }
 
 /// Checks one request the way Entra ID would, and says what to answer.
@@ -232,19 +215,13 @@ fn answer(
     )
 }
 
-fn write_response(mut stream: TcpStream, status: u16, body: &serde_json::Value) -> std::io::Result<()> {
+fn write_response(stream: &mut TcpStream, status: u16, body: &serde_json::Value) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         _ => "Not Found",
     };
-    let body = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
+    let content_type = [("Content-Type", "application/json; charset=utf-8")];
+    http::write_response(stream, &format!("{status} {reason}"), &content_type, body.to_string().as_bytes())
 }

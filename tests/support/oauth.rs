@@ -15,10 +15,10 @@
 //! task, so a test's blocking calls can never starve it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,6 +28,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+use super::http;
+use super::tls::pipe_openssl;
 use super::tools::require;
 
 /// `expires_in` of issued access tokens.
@@ -226,35 +228,14 @@ fn serve(listener: &TcpListener, state: &State, stop: &AtomicBool) {
     }
 }
 
-fn handle(stream: TcpStream, state: &State) -> std::io::Result<()> {
+fn handle(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
+    let Some(request) = http::read_request(&mut BufReader::new(stream.try_clone()?))? else {
         return Ok(()); // a bare connect, such as the one that stops the server
-    }
-    let (mut content_length, mut content_type) = (0usize, String::new());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let (name, value) = (name.trim(), value.trim());
-            if name.eq_ignore_ascii_case("content-length") {
-                content_length = value.parse().unwrap_or(0);
-            } else if name.eq_ignore_ascii_case("content-type") {
-                content_type = value.to_ascii_lowercase();
-            }
-        }
-    }
-    let mut body = vec![0; content_length];
-    reader.read_exact(&mut body)?;
-
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or(""));
-    let path = target.split_once('?').map_or(target, |(path, _)| path).to_string();
-    let params = parse_params(&content_type, &body);
+    };
+    let content_type = request.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let (method, path) = (request.method, request.path);
+    let params = parse_params(&content_type, &request.body);
     let outcome = if method != "POST" || path != "/token" {
         Err(("invalid_request", "only POST /token is served here".to_string()))
     } else {
@@ -279,7 +260,7 @@ fn handle(stream: TcpStream, state: &State) -> std::io::Result<()> {
         error: outcome.err().map(|(error, _)| error.to_string()),
     };
     state.history.lock().expect("history lock").push(entry);
-    write_response(stream, status, &response)
+    write_response(&mut stream, status, &response)
 }
 
 /// Form fields, or the string members of a JSON object (google-cloud-auth posts refresh
@@ -348,21 +329,14 @@ fn check_assertion(state: &State, assertion: &str) -> Result<(), String> {
 fn openssl_verify(state: &State, public_key: &Path, input: &[u8], signature: &[u8]) -> Result<bool, String> {
     let signature_file = state.dir.join(format!("{:032x}.sig", rand::random::<u128>()));
     std::fs::write(&signature_file, signature).map_err(|e| format!("cannot write the signature: {e}"))?;
-    let mut child = Command::new(&state.openssl)
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(public_key)
-        .arg("-signature")
-        .arg(&signature_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run openssl: {e}"))?;
-    // A few hundred bytes, well under a pipe buffer: writing all before reading cannot block.
-    let mut stdin = child.stdin.take().ok_or("openssl has no stdin")?;
-    stdin.write_all(input).map_err(|e| format!("cannot feed openssl: {e}"))?;
-    drop(stdin);
-    let output = child.wait_with_output().map_err(|e| format!("openssl failed: {e}"))?;
+    let output = pipe_openssl(
+        Command::new(&state.openssl)
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(public_key)
+            .arg("-signature")
+            .arg(&signature_file),
+        input,
+    )?;
     let _ = std::fs::remove_file(&signature_file);
     Ok(output.status.success())
 }
@@ -371,14 +345,7 @@ fn decode_json(part: &str) -> Option<Value> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
 }
 
-fn write_response(mut stream: TcpStream, status: &str, body: &Value) -> std::io::Result<()> {
-    let body = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
+fn write_response(stream: &mut TcpStream, status: &str, body: &Value) -> std::io::Result<()> {
+    let headers = [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")];
+    http::write_response(stream, status, &headers, body.to_string().as_bytes())
 }

@@ -5,11 +5,13 @@
 //! It runs on plain threads, not tokio tasks: tests run the `ocync` binary with blocking
 //! `std::process::Command`, which would starve a current-thread runtime.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use super::http;
 
 /// A request as the proxy saw it (body already read).
 #[derive(Debug, Clone)]
@@ -132,32 +134,10 @@ fn handle(
     rule: &Rule,
     seen: &Mutex<Vec<SeenRequest>>,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(client.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_string(), value.trim().to_string()));
-        }
-    }
+    // A connection closed before its request line is handled like an empty request.
+    let http::Request { method, target, headers, body, .. } =
+        http::read_request(&mut BufReader::new(client.try_clone()?))?.unwrap_or_default();
     let header = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        read_chunked(&mut reader)?
-    } else {
-        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        body
-    };
     let request = SeenRequest {
         method: method.clone(),
         target: target.clone(),
@@ -201,14 +181,8 @@ fn handle(
         }
         Action::Reset => return Ok(()),
         Action::Respond { status, headers, body } => {
-            let mut response =
-                format!("HTTP/1.1 {status} Fault\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
-            for (name, value) in headers {
-                response += &format!("{name}: {value}\r\n");
-            }
-            response += "\r\n";
-            response += &body;
-            return client.write_all(response.as_bytes());
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            return http::write_response(&mut client, &format!("{status} Fault"), &headers, body.as_bytes());
         }
     };
 
@@ -278,21 +252,6 @@ fn truncate_body(response: &[u8]) -> Vec<u8> {
     let mut out = head.join("\r\n").into_bytes();
     out.extend_from_slice(&response[start..start + kept]);
     out
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size_line = String::new();
-        reader.read_line(&mut size_line)?;
-        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-        let mut chunk = vec![0; size + 2];
-        reader.read_exact(&mut chunk)?;
-        body.extend_from_slice(&chunk[..size]);
-        if size == 0 {
-            return Ok(body);
-        }
-    }
 }
 
 /// Rewrites `Location: http://<upstream or proxy>/path` to `Location: /path` in a raw response.

@@ -17,7 +17,7 @@
 //! blocking `Command` never starves it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +28,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+
+use super::http;
 
 /// One request the API answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,52 +167,6 @@ pub fn kubeconfig(dir: &Path, server: &str, token: &str, certificate_authority: 
     path
 }
 
-/// One HTTP request as read off the socket.
-struct Request {
-    method: String,
-    /// Without the query.
-    path: String,
-    /// By lowercase name.
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-fn read_request(reader: &mut BufReader<&TcpStream>) -> std::io::Result<Request> {
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default());
-    let path = target.split('?').next().unwrap_or_default().to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-        }
-    }
-    let mut body = Vec::new();
-    if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if let Some(length) = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(length, 0);
-        reader.read_exact(&mut body)?;
-    }
-    Ok(Request { method, path, headers, body })
-}
-
 fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
     (code, body)
@@ -301,23 +257,22 @@ fn answer(state: &mut State, method: &str, path: &str, body: &[u8]) -> (u16, Val
 fn serve(stream: TcpStream, state: &Mutex<State>, token: &str) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let Request { method, path, headers, body } = read_request(&mut BufReader::new(&stream))?;
+    // A connection closed before its request line is answered like an empty request.
+    let request = http::read_request(&mut BufReader::new(&stream))?.unwrap_or_default();
     let mut state = state.lock().unwrap();
-    let (code, reply) = if headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {token}")) {
-        answer(&mut state, &method, &path, &body)
+    let (code, reply) = if request.header("authorization") == Some(&format!("Bearer {token}")) {
+        answer(&mut state, &request.method, &request.path, &request.body)
     } else {
         status(401, "Unauthorized", "Unauthorized")
     };
-    state.log.push(ApiRequest { method, path, status: code });
+    state.log.push(ApiRequest { method: request.method, path: request.path, status: code });
     drop(state);
-    let text = reply.to_string();
-    let head = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        if code < 300 { "OK" } else { "Error" },
-        text.len()
-    );
+    let reason = if code < 300 { "OK" } else { "Error" };
     let mut stream = stream;
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(text.as_bytes())?;
-    stream.flush()
+    http::write_response(
+        &mut stream,
+        &format!("{code} {reason}"),
+        &[("Content-Type", "application/json")],
+        reply.to_string().as_bytes(),
+    )
 }

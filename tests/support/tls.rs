@@ -7,8 +7,9 @@
 //! issuer we trust. So the CA and the leaf are separate, with every extension spelled out in
 //! our own config file rather than taken from the system's `openssl.cnf`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 use super::tools::require;
 
@@ -120,4 +121,21 @@ fn openssl(args: &[&str], files: &[(&str, &Path)]) {
     }
     let output = command.output().expect("run openssl");
     assert!(output.status.success(), "openssl {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+}
+
+/// Runs an `openssl` `command` with `input` on its stdin and returns what it wrote, whatever
+/// its exit status; an `Err` only when it could not be run or fed.
+pub fn pipe_openssl(command: &mut Command, input: &[u8]) -> Result<Output, String> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run openssl: {e}"))?;
+    // Inputs are a few hundred bytes, well under a pipe buffer, so writing them all before
+    // reading the output cannot deadlock.
+    let mut stdin = child.stdin.take().ok_or("openssl has no stdin")?;
+    stdin.write_all(input).map_err(|e| format!("cannot feed openssl: {e}"))?;
+    drop(stdin);
+    child.wait_with_output().map_err(|e| format!("openssl failed: {e}"))
 }

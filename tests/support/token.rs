@@ -19,10 +19,10 @@
 //! starve a task on a current-thread runtime and deadlock the token fetch it is waiting for.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,7 +32,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 
+use super::http;
 use super::registry::RegistryAuth;
+use super::tls::pipe_openssl;
 use super::tools::require;
 
 /// How long issued tokens live (`expires_in`) unless a test sets another lifetime.
@@ -255,7 +257,7 @@ fn serve(listener: &TcpListener, state: &Issuer, stop: &AtomicBool) {
 /// A response: status line, extra headers, JSON body.
 struct Response {
     status: &'static str,
-    headers: Vec<String>,
+    headers: Vec<(&'static str, String)>,
     body: serde_json::Value,
 }
 
@@ -267,42 +269,26 @@ impl Response {
     fn unauthorized(detail: &str) -> Self {
         Response {
             status: "401 Unauthorized",
-            headers: vec!["WWW-Authenticate: Basic realm=\"ocync-test-token\"".into()],
+            headers: vec![("WWW-Authenticate", "Basic realm=\"ocync-test-token\"".into())],
             body: json!({ "details": detail }),
         }
     }
 }
 
-fn handle(stream: TcpStream, state: &Issuer) -> std::io::Result<()> {
+fn handle(mut stream: TcpStream, state: &Issuer) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
+    let Some(request) = http::read_request(&mut BufReader::new(stream.try_clone()?))? else {
         return Ok(()); // a bare connect, such as the one that stops the server
-    }
-    // Headers up to the blank line; only Authorization matters. A GET has no body to drain.
-    let mut authorization = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-            break;
-        }
-        match line.split_once(':') {
-            Some((name, value)) if name.trim().eq_ignore_ascii_case("authorization") => {
-                authorization = Some(value.trim().to_string());
-            }
-            _ => {}
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    };
+    // Only Authorization matters.
+    let (method, path, query) = (request.method.as_str(), request.path.as_str(), request.query.as_str());
+    let authorization = request.header("authorization");
     let response = if method != "GET" || path != "/token" {
         Response::json("404 Not Found", json!({ "details": "only GET /token is served here" }))
     } else {
-        token_response(state, authorization.as_deref(), query)
+        token_response(state, authorization, query)
     };
-    write_response(stream, &response)
+    write_response(&mut stream, &response)
 }
 
 /// Answers one `GET /token?…` and records it.
@@ -408,41 +394,17 @@ fn sign_token(state: &Issuer, subject: &str, access: Vec<serde_json::Value>) -> 
 
 /// `openssl dgst -sha256 -sign key`: RSASSA-PKCS1-v1_5 with SHA-256, i.e. RS256.
 fn openssl_sign(openssl: &Path, key: &Path, input: &[u8]) -> Result<Vec<u8>, String> {
-    let mut child = Command::new(openssl)
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run openssl: {e}"))?;
-    // The input is a few hundred bytes, well under a pipe buffer, so writing it all before
-    // reading the output cannot deadlock.
-    let mut stdin = child.stdin.take().ok_or("openssl has no stdin")?;
-    stdin.write_all(input).map_err(|e| format!("cannot feed openssl: {e}"))?;
-    drop(stdin);
-    let output = child.wait_with_output().map_err(|e| format!("openssl failed: {e}"))?;
+    let output = pipe_openssl(Command::new(openssl).args(["dgst", "-sha256", "-sign"]).arg(key), input)?;
     if !output.status.success() {
         return Err(format!("openssl dgst -sign failed: {}", String::from_utf8_lossy(&output.stderr)));
     }
     Ok(output.stdout)
 }
 
-fn write_response(mut stream: TcpStream, response: &Response) -> std::io::Result<()> {
-    let body = response.body.to_string();
-    let mut head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        response.status,
-        body.len()
-    );
-    for header in &response.headers {
-        head += header;
-        head += "\r\n";
-    }
-    head += "\r\n";
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
+fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Result<()> {
+    let mut headers = vec![("Content-Type", "application/json")];
+    headers.extend(response.headers.iter().map(|(name, value)| (*name, value.as_str())));
+    http::write_response(stream, response.status, &headers, response.body.to_string().as_bytes())
 }
 
 /// The base64 body of the first PEM block in `path`: exactly the standard-base64 DER that
