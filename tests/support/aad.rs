@@ -15,11 +15,9 @@
 //! so tests that block their runtime cannot starve it.
 
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
@@ -76,10 +74,9 @@ pub struct FakeAad {
     pub client_id: String,
     /// The access token it issues.
     pub access_token: String,
-    addr: SocketAddr,
     history: Arc<Mutex<Vec<AadRequest>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Serves requests; stops the thread when dropped.
+    server: http::Server,
 }
 
 impl FakeAad {
@@ -90,7 +87,6 @@ impl FakeAad {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Entra ID");
         let addr = listener.local_addr().expect("fake Entra ID address");
         let history = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
         let access_token = format!("fake-entra-access-token-{:032x}", rand::random::<u128>());
         let expected = Expected {
             tenant: tenant.to_string(),
@@ -99,49 +95,21 @@ impl FakeAad {
             access_token: access_token.clone(),
             history: Arc::clone(&history),
         };
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("fake-aad".into())
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        if let Err(error) = handle(stream, &expected) {
-                            eprintln!("fake Entra ID: {error}");
-                        }
-                    }
-                })
-                .expect("spawn the fake Entra ID thread")
-        };
+        let server =
+            http::Server::start(listener, "fake-aad", "fake Entra ID", move |stream| handle(stream, &expected));
         FakeAad {
             authority: format!("http://{addr}/"),
             tenant: tenant.to_string(),
             client_id: client_id.to_string(),
             access_token,
-            addr,
             history,
-            stop,
-            thread: Some(thread),
+            server,
         }
     }
 
     /// Every request answered so far, in order.
     pub fn history(&self) -> Vec<AadRequest> {
         self.history.lock().expect("fake Entra ID history lock").clone()
-    }
-}
-
-impl Drop for FakeAad {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // `accept` blocks; one connection wakes it up to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -3,6 +3,10 @@
 //! connection, so framing stays trivial.
 
 use std::io::{BufRead, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 /// One request as read off the socket.
 #[derive(Debug, Clone, Default)]
@@ -92,4 +96,55 @@ pub fn write_response(
     response.extend_from_slice(body);
     stream.write_all(&response)?;
     stream.flush()
+}
+
+/// An accept loop on a plain OS thread with a blocking listener (not a tokio task, so a test
+/// that blocks its runtime cannot starve it), one connection at a time; stopped when dropped.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `listener` on a thread named `thread_name`, passing each connection to `handle`;
+    /// its errors are printed, prefixed with `label`.
+    pub fn start(
+        listener: TcpListener,
+        thread_name: &str,
+        label: &'static str,
+        handle: impl Fn(TcpStream) -> std::io::Result<()> + Send + 'static,
+    ) -> Server {
+        let addr = listener.local_addr().expect("listener address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name(thread_name.into())
+                .spawn(move || {
+                    for stream in listener.incoming() {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let Ok(stream) = stream else { continue };
+                        if let Err(error) = handle(stream) {
+                            eprintln!("{label}: {error}");
+                        }
+                    }
+                })
+                .unwrap_or_else(|e| panic!("spawn the {label} thread: {e}"))
+        };
+        Server { addr, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // `accept` blocks; one connection wakes it up to see the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

@@ -16,12 +16,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -75,10 +73,9 @@ pub struct OAuthServer {
     pub token_uri: String,
     /// The access token issued to every granted request.
     pub access_token: String,
-    addr: SocketAddr,
     state: Arc<State>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Declared before `dir`, so the thread stops before the keys are removed.
+    server: http::Server,
     /// Holds generated keys; removed on drop (after the thread has stopped).
     dir: tempfile::TempDir,
 }
@@ -115,15 +112,11 @@ impl OAuthServer {
             history: Mutex::new(Vec::new()),
             dir: dir.path().to_path_buf(),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name("oauth-server".into())
-                .spawn(move || serve(&listener, &state, &stop))
-                .expect("spawn the OAuth server thread")
+        let server = {
+            let state = Arc::clone(&state);
+            http::Server::start(listener, "oauth-server", "OAuth server", move |stream| handle(stream, &state))
         };
-        OAuthServer { token_uri, access_token: access_token.to_string(), addr, state, stop, thread: Some(thread), dir }
+        OAuthServer { token_uri, access_token: access_token.to_string(), state, server, dir }
     }
 
     /// A service account key file's JSON (fresh RSA key, PKCS#8 like Google's) whose
@@ -185,17 +178,6 @@ impl OAuthServer {
     }
 }
 
-impl Drop for OAuthServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // `accept` blocks; one connection wakes it up to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn service_account_json(client_email: &str, kid: &str, private_key: &str, token_uri: &str) -> Value {
     json!({
         "type": "service_account",
@@ -213,19 +195,6 @@ fn service_account_json(client_email: &str, kid: &str, private_key: &str, token_
 fn run_openssl(openssl: &Path, command: &mut Command) {
     let output = command.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", openssl.display()));
     assert!(output.status.success(), "openssl failed: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// The accept loop: one connection at a time.
-fn serve(listener: &TcpListener, state: &State, stop: &AtomicBool) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
-        if let Err(error) = handle(stream, state) {
-            eprintln!("OAuth server: {error}");
-        }
-    }
 }
 
 fn handle(mut stream: TcpStream, state: &State) -> std::io::Result<()> {

@@ -20,12 +20,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -94,12 +93,11 @@ pub struct TokenServer {
     pub issuer: String,
     /// The PEM certificate that signs tokens, for the registry's `rootcertbundle`.
     pub root_cert_bundle: PathBuf,
-    addr: SocketAddr,
     history: Arc<Mutex<Vec<TokenRequest>>>,
     lifetime_secs: Arc<AtomicU64>,
     revocations: Revocations,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Declared before `dir`, so the thread stops before the key is removed.
+    server: http::Server,
     /// Holds the key and certificate; removed on drop (after the thread has stopped).
     dir: tempfile::TempDir,
 }
@@ -150,7 +148,6 @@ impl TokenServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token server");
         let addr = listener.local_addr().expect("token server address");
         let history = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
         let lifetime_secs = Arc::new(AtomicU64::new(TOKEN_LIFETIME_SECS));
         let state = Issuer {
             users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
@@ -164,24 +161,17 @@ impl TokenServer {
             lifetime_secs: Arc::clone(&lifetime_secs),
         };
         let (realm, service, issuer) = (format!("http://{addr}/token"), state.service.clone(), state.issuer.clone());
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("token-server".into())
-                .spawn(move || serve(&listener, &state, &stop))
-                .expect("spawn the token server thread")
-        };
+        let server =
+            http::Server::start(listener, "token-server", "token server", move |stream| handle(stream, &state));
         TokenServer {
             realm,
             service,
             issuer,
             root_cert_bundle: cert,
-            addr,
             history,
             lifetime_secs,
             revocations: Revocations::default(),
-            stop,
-            thread: Some(thread),
+            server,
             dir,
         }
     }
@@ -227,30 +217,6 @@ impl TokenServer {
     /// The temp dir holding the signing key and certificate.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // `accept` blocks; one connection wakes it up to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The accept loop: one connection at a time (token requests are small and quick).
-fn serve(listener: &TcpListener, state: &Issuer, stop: &AtomicBool) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
-        if let Err(error) = handle(stream, state) {
-            eprintln!("token server: {error}");
-        }
     }
 }
 
