@@ -340,7 +340,7 @@ mod tests {
             |method: &str, path: &str, repository: &str| pacing_group(&ecr, &method.parse().unwrap(), path, repository);
         let digest = "sha256:0123";
         for (method, path) in [
-            ("HEAD", format!("/v2/app/manifests/v1")),
+            ("HEAD", "/v2/app/manifests/v1".to_string()),
             ("GET", format!("/v2/app/manifests/{digest}")),
             ("GET", format!("/v2/app/blobs/{digest}")),
             ("HEAD", format!("/v2/app/blobs/{digest}")),
