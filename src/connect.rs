@@ -110,13 +110,11 @@ async fn open_ecr(
     entry: Option<&RegistryConfig>,
     profile: Option<&str>,
 ) -> Result<HttpRegistry, Error> {
-    let (sdk, ecr_host) = ecr_sdk_config(&settings.name, profile).await;
+    let fips = fips_requested(std::env::var("AWS_USE_FIPS_ENDPOINT").ok().as_deref());
+    let (sdk, ecr_host) = ecr_sdk_config_with(&settings.name, profile, fips).await;
     settings.credentials = CredentialSource::provided(EcrTokenProvider::new(&sdk));
-    if let Some(ecr_host) = &ecr_host
-        && !ecr_host.fips
-        && fips_requested()
-    {
-        settings.endpoint = Some(ecr_host.fips_host());
+    if let Some(endpoint) = fips_registry_endpoint(ecr_host.as_ref(), fips) {
+        settings.endpoint = Some(endpoint);
     }
     let create = entry.and_then(|e| e.create_repositories.clone());
     let control = EcrControl::new(&sdk, ecr_host.map(|h| h.account), create);
@@ -127,14 +125,37 @@ async fn open_ecr(
 /// name, else the SDK's chain; the named profile when given. Shared by registry clients and
 /// `ocync pull-secret`, so both get tokens the same way.
 pub async fn ecr_sdk_config(host: &str, profile: Option<&str>) -> (aws_config::SdkConfig, Option<EcrHost>) {
+    ecr_sdk_config_with(host, profile, fips_requested(std::env::var("AWS_USE_FIPS_ENDPOINT").ok().as_deref())).await
+}
+
+/// [`ecr_sdk_config`] with the FIPS decision made by the caller: when `fips`, the SDK is told
+/// to use FIPS endpoints explicitly (the same answer the SDK would read from the environment,
+/// stated so it cannot silently differ from the registry endpoint chosen alongside it).
+async fn ecr_sdk_config_with(
+    host: &str,
+    profile: Option<&str>,
+    fips: bool,
+) -> (aws_config::SdkConfig, Option<EcrHost>) {
     let ecr_host = EcrHost::parse(host.split(':').next().unwrap_or(host));
     let sdk = crate::aws::sdk_config(ecr_host.as_ref().map(|h| h.region.as_str()), profile).await;
+    let sdk = if fips { sdk.into_builder().use_fips(true).build() } else { sdk };
     (sdk, ecr_host)
 }
 
-/// `AWS_USE_FIPS_ENDPOINT=true`, as the AWS SDKs read it.
-fn fips_requested() -> bool {
-    std::env::var("AWS_USE_FIPS_ENDPOINT").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+/// `AWS_USE_FIPS_ENDPOINT` as the AWS SDKs read it: `true` (any case) turns FIPS on; unset,
+/// `false` or anything else leaves it off.
+fn fips_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The host to connect to instead of the configured ECR host: its FIPS twin when FIPS is
+/// requested and the host is a standard ECR endpoint. A host that already is the FIPS endpoint,
+/// or a non-ECR host (a loopback test registry with `auth_type: ecr`), is used as written.
+fn fips_registry_endpoint(ecr_host: Option<&EcrHost>, fips: bool) -> Option<String> {
+    match ecr_host {
+        Some(host) if fips && !host.fips => Some(host.fips_host()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +180,42 @@ mod tests {
         ] {
             assert_eq!(auth_method(host, None), method, "{host}");
         }
+    }
+
+    #[test]
+    fn fips_is_on_only_for_true() {
+        for value in ["true", "TRUE", "True", " true "] {
+            assert!(fips_requested(Some(value)), "{value:?}");
+        }
+        for value in [None, Some("false"), Some(""), Some("1"), Some("yes")] {
+            assert!(!fips_requested(value), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn fips_switches_the_registry_host_to_its_fips_twin() {
+        let standard = EcrHost::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap();
+        assert_eq!(
+            fips_registry_endpoint(Some(&standard), true).as_deref(),
+            Some("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com")
+        );
+        assert_eq!(fips_registry_endpoint(Some(&standard), false), None, "no FIPS unless asked");
+        let gov = EcrHost::parse("123456789012.dkr.ecr.us-gov-west-1.amazonaws.com").unwrap();
+        assert_eq!(
+            fips_registry_endpoint(Some(&gov), true).as_deref(),
+            Some("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com")
+        );
+        let already = EcrHost::parse("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com").unwrap();
+        assert_eq!(fips_registry_endpoint(Some(&already), true), None, "already the FIPS endpoint");
+        assert_eq!(fips_registry_endpoint(None, true), None, "a non-ECR host is used as written");
+    }
+
+    #[tokio::test]
+    async fn fips_switches_the_sdk_endpoint_and_the_region_comes_from_the_host() {
+        let (sdk, host) = ecr_sdk_config_with("123456789012.dkr.ecr.eu-west-1.amazonaws.com", None, true).await;
+        assert_eq!(sdk.use_fips(), Some(true));
+        assert_eq!(sdk.region().map(ToString::to_string).as_deref(), Some("eu-west-1"));
+        assert_eq!(host.map(|h| h.account).as_deref(), Some("123456789012"));
     }
 
     #[test]

@@ -193,3 +193,35 @@ async fn two_images_sharing_blobs_and_targets_do_not_wait_on_each_other() {
         "shared layer once per registry, plus two configs each"
     );
 }
+
+#[tokio::test]
+async fn an_immutable_tag_at_another_digest_fails_the_image_clearly() {
+    let source = MemoryRegistry::new("src");
+    let (immutable, other) = (MemoryRegistry::with_immutable_tags("ecr"), MemoryRegistry::new("other"));
+    let (old, new) = (index(40), index(41));
+    immutable.insert("app", "v1", &old);
+    source.insert("app", "v1", &new);
+
+    let report = engine().copy(&job(&source, "app", vec![target(&immutable, "app"), target(&other, "app")])).await;
+    assert!(
+        matches!(&report.targets[0].outcome, Outcome::Failed { error, .. }
+            if error.contains("tag v1 is immutable") && error.contains("ecr/app") && error.contains("TAG_INVALID")),
+        "{report:?}"
+    );
+    assert_eq!(immutable.tags("app")["v1"], *old.digest(), "the immutable tag is not moved");
+    assert_eq!(immutable.count(Op::PutManifest), 3, "children by digest, then the refused tag, once (not retried)");
+    assert_eq!(report.targets[1].outcome, Outcome::Synced, "the other target is unaffected");
+}
+
+#[tokio::test]
+async fn an_immutable_tag_already_at_the_source_digest_is_a_skip() {
+    let source = MemoryRegistry::new("src");
+    let immutable = MemoryRegistry::with_immutable_tags("ecr");
+    let built = index(42);
+    immutable.insert("app", "v1", &built);
+    source.insert("app", "v1", &built);
+
+    let report = engine().copy(&job(&source, "app", vec![target(&immutable, "app")])).await;
+    assert!(matches!(statuses(&report)[..], [Outcome::Skipped { .. }]), "{report:?}");
+    assert_eq!(immutable.count(Op::PutManifest), 0);
+}

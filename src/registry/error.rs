@@ -169,6 +169,22 @@ pub enum Error {
         /// What the control plane said (never a secret).
         detail: String,
     },
+    /// The tag is immutable at the target (an ECR repository with `IMMUTABLE` tags) and already
+    /// points to another digest, so the registry refused to move it.
+    #[error(
+        "{registry}/{repository}: tag {tag} is immutable and already points to another digest; \
+         it was not overwritten ({detail})"
+    )]
+    TagImmutable {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// The tag that could not be moved.
+        tag: String,
+        /// What the registry said.
+        detail: String,
+    },
     /// Setting up the client or credentials failed (bad CA file, credential helper error).
     #[error("registry {registry}: {detail}")]
     Setup {
@@ -224,6 +240,19 @@ impl Error {
         matches!(self, Error::Unauthorized { .. } | Error::Credentials { .. } | Error::Denied { .. })
     }
 
+    /// Recognises a registry's refusal to move an immutable tag in the answer to a manifest PUT
+    /// by tag: ECR answers 400 `TAG_INVALID` ("… already exists … cannot be overwritten because
+    /// the repository is immutable"), its API names it `ImageTagAlreadyExistsException`. Other
+    /// errors are returned unchanged (a plain `TAG_INVALID` is a malformed tag, not this).
+    pub fn for_tag_push(self, tag: &str) -> Error {
+        match self {
+            Error::Status { registry, repository, status: 400, detail, .. } if is_immutable_tag_refusal(&detail) => {
+                Error::TagImmutable { registry, repository, tag: tag.to_string(), detail }
+            }
+            other => other,
+        }
+    }
+
     /// How long the registry asked to wait before trying again, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -233,5 +262,49 @@ impl Error {
     }
 }
 
+fn is_immutable_tag_refusal(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    lower.contains("imagetagalreadyexistsexception")
+        || (lower.contains("tag_invalid") && (lower.contains("immutable") || lower.contains("already exists")))
+}
+
 /// Shorthand for registry results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, detail: &str) -> Error {
+        Error::Status {
+            registry: "ecr".into(),
+            repository: "app".into(),
+            action: "PUT manifest v1".into(),
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn ecr_immutable_tag_refusals_are_recognised() {
+        // What ECR's data plane answers (as `error_detail` renders it), and the API's exception name.
+        let ecr = "TAG_INVALID: The image tag 'v1' already exists in the 'app' repository and cannot be \
+                   overwritten because the repository is immutable.";
+        for detail in [ecr, "ImageTagAlreadyExistsException: The image tag 'v1' already exists"] {
+            let error = status(400, detail).for_tag_push("v1");
+            assert!(matches!(&error, Error::TagImmutable { tag, .. } if tag == "v1"), "{error:?}");
+            let message = error.to_string();
+            assert!(message.contains("ecr/app: tag v1 is immutable"), "{message}");
+            assert!(!error.is_retryable() && !error.is_auth());
+        }
+    }
+
+    #[test]
+    fn other_manifest_put_failures_are_left_alone() {
+        // A malformed tag, a different status, a 5xx: not an immutable-tag conflict.
+        let malformed = status(400, "TAG_INVALID: manifest tag did not match URI").for_tag_push("v1");
+        assert!(matches!(malformed, Error::Status { status: 400, .. }));
+        let server = status(500, "TAG_INVALID: already exists, immutable").for_tag_push("v1");
+        assert!(matches!(server, Error::Status { status: 500, .. }) && server.is_retryable());
+    }
+}

@@ -54,6 +54,7 @@ pub struct MemoryRegistry {
     bytes_served: AtomicU64,
     referrers_api: bool,
     referrers_refusal: Mutex<Option<u16>>,
+    immutable_tags: bool,
 }
 
 impl MemoryRegistry {
@@ -68,6 +69,7 @@ impl MemoryRegistry {
             bytes_served: AtomicU64::new(0),
             referrers_api: false,
             referrers_refusal: Mutex::default(),
+            immutable_tags: false,
         }
     }
 
@@ -75,6 +77,13 @@ impl MemoryRegistry {
     /// manifests with a `subject` it holds (without it, it behaves like distribution 2.8).
     pub fn with_referrers_api(name: &str) -> Self {
         MemoryRegistry { referrers_api: true, ..Self::new(name) }
+    }
+
+    /// An empty registry called `name` whose tags are immutable, like an ECR repository with
+    /// `IMMUTABLE` tag mutability: a manifest PUT moving an existing tag to another digest is
+    /// refused the way ECR answers it (400 `TAG_INVALID`), as the HTTP client reports it.
+    pub fn with_immutable_tags(name: &str) -> Self {
+        MemoryRegistry { immutable_tags: true, ..Self::new(name) }
     }
 
     /// Makes `list_referrers` answer `status` (400, 405, 501: a route the registry does not
@@ -233,6 +242,22 @@ impl Registry for MemoryRegistry {
                 status: 400,
                 detail: format!("subject {subject} is not in the repository yet"),
             });
+        }
+        if self.immutable_tags
+            && let Some(current) = repo.tags.get(reference)
+            && *current != manifest.digest
+        {
+            let refusal = Error::Status {
+                registry: self.name.clone(),
+                repository: repository.to_string(),
+                action: format!("PUT manifest {reference}"),
+                status: 400,
+                detail: format!(
+                    "TAG_INVALID: The image tag '{reference}' already exists in the '{repository}' repository \
+                     and cannot be overwritten because the repository is immutable."
+                ),
+            };
+            return Err(refusal.for_tag_push(reference));
         }
         if reference.parse::<Digest>().is_err() {
             repo.tags.insert(reference.to_string(), manifest.digest.clone());

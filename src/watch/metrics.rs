@@ -43,6 +43,8 @@ impl Metrics {
         *self.blobs.entry("skipped").or_default() += totals.stats.blobs_skipped;
         *self.blobs.entry("mounted").or_default() += totals.stats.blobs_mounted;
         self.bytes += totals.stats.bytes;
+        // A full cycle reports every configured mapping: forget the ones removed from the config.
+        self.last_success.retain(|key, _| report.mappings.iter().any(|m| &m.key == key));
         for mapping in &report.mappings {
             let healthy = mapping.error.is_none()
                 && mapping.images.iter().all(|i| !matches!(i.outcome, crate::engine::Outcome::Failed { .. }));
@@ -52,14 +54,26 @@ impl Metrics {
         }
     }
 
-    /// Takes the request and throttle counts of the clients.
+    /// Takes the request and throttle counts of the clients this cycle used. The snapshot
+    /// replaces the previous one: a registry no longer in the config (or no longer used by any
+    /// mapping) has no client, so its series disappear instead of repeating their last values
+    /// forever, as Prometheus expects of a target that stopped exporting them.
     pub fn record_clients(&mut self, clients: &Clients<HttpRegistry>) {
-        for (_, client) in clients.all() {
-            let host = crate::registry::Registry::name(client).to_string();
-            for (status, count) in client.request_counts() {
-                self.requests.insert((host.clone(), status), count);
+        self.record_registries(clients.all().map(|(_, client)| {
+            (crate::registry::Registry::name(client).to_string(), client.request_counts(), client.throttles())
+        }));
+    }
+
+    /// [`Metrics::record_clients`] from plain values: `(host, requests by status, throttles)`
+    /// per client. Clients for the same host (two config entries naming it) add up.
+    fn record_registries(&mut self, snapshot: impl IntoIterator<Item = (String, BTreeMap<String, u64>, u64)>) {
+        self.requests.clear();
+        self.throttles.clear();
+        for (host, requests, throttles) in snapshot {
+            for (status, count) in requests {
+                *self.requests.entry((host.clone(), status)).or_default() += count;
             }
-            self.throttles.insert(host, client.throttles());
+            *self.throttles.entry(host).or_default() += throttles;
         }
     }
 
@@ -155,5 +169,71 @@ mod tests {
             text.contains("ocync_mapping_last_success_timestamp_seconds{mapping=\"a -> \\\"b\\\"\"} 1700000000\n"),
             "{text}"
         );
+    }
+
+    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(status, n)| (status.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn a_registry_removed_from_the_config_stops_being_exported() {
+        let mut metrics = Metrics::default();
+        metrics.record_registries([
+            ("ghcr.io".to_string(), counts(&[("200", 5)]), 0),
+            ("old.example".to_string(), counts(&[("200", 3), ("429", 2)]), 2),
+        ]);
+        assert!(metrics.render().contains("ocync_registry_throttled_total{registry=\"old.example\"} 2\n"));
+
+        // The next cycle's config no longer has old.example; ghcr.io kept counting.
+        metrics.record_registries([("ghcr.io".to_string(), counts(&[("200", 9)]), 1)]);
+        let text = metrics.render();
+        assert!(!text.contains("old.example"), "{text}");
+        assert!(text.contains("ocync_registry_requests_total{registry=\"ghcr.io\",status=\"200\"} 9\n"), "{text}");
+        assert!(text.contains("ocync_registry_throttled_total{registry=\"ghcr.io\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn clients_for_the_same_host_add_up() {
+        let mut metrics = Metrics::default();
+        metrics.record_registries([
+            ("ghcr.io".to_string(), counts(&[("200", 4), ("404", 1)]), 1),
+            ("ghcr.io".to_string(), counts(&[("200", 6)]), 2),
+        ]);
+        assert_eq!(metrics.requests[&("ghcr.io".to_string(), "200".to_string())], 10);
+        assert_eq!(metrics.requests[&("ghcr.io".to_string(), "404".to_string())], 1);
+        assert_eq!(metrics.throttles["ghcr.io"], 3);
+    }
+
+    #[tokio::test]
+    async fn record_clients_exports_only_the_clients_of_this_cycle() {
+        use std::sync::Arc;
+
+        use crate::registry::RegistrySettings;
+        let client =
+            |host: &str| (host.to_string(), Ok(Arc::new(HttpRegistry::new(RegistrySettings::new(host)).unwrap())));
+        let mut metrics = Metrics::default();
+        metrics.record_clients(&Clients::new([client("127.0.0.1:9"), client("127.0.0.1:10")]));
+        assert_eq!(metrics.throttles.keys().collect::<Vec<_>>(), ["127.0.0.1:10", "127.0.0.1:9"]);
+        metrics.record_clients(&Clients::new([client("127.0.0.1:9")]));
+        assert_eq!(metrics.throttles.keys().collect::<Vec<_>>(), ["127.0.0.1:9"]);
+    }
+
+    #[test]
+    fn a_mapping_removed_from_the_config_loses_its_freshness_gauge() {
+        use crate::sync::MappingReport;
+        let mapping = |key: &str| MappingReport {
+            index: 0,
+            key: key.to_string(),
+            error: None,
+            tags_kept: 0,
+            tags_dropped: 0,
+            images: Vec::new(),
+        };
+        let mut metrics = Metrics::default();
+        metrics.record_cycle(&SyncReport::new(vec![mapping("a -> a"), mapping("b -> b")], 1), 1.0, 100.0);
+        assert_eq!(metrics.last_success.len(), 2);
+        metrics.record_cycle(&SyncReport::new(vec![mapping("a -> a")], 1), 1.0, 200.0);
+        assert_eq!(metrics.last_success, [("a -> a".to_string(), 200.0)].into());
+        assert!(!metrics.render().contains("b -> b"));
     }
 }

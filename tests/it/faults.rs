@@ -342,3 +342,33 @@ async fn docker_hub_pulls_are_deferred_once_the_budget_is_spent() {
     let gets = proxy.seen().iter().filter(|r| r.method == "GET").count();
     assert_eq!(gets, 1, "the deferred pull never reached the registry");
 }
+
+/// ECR's answer to moving an immutable tag, through the real HTTP client: one refused PUT (not
+/// retried), a clear per-image failure, and the tag left where it was.
+#[tokio::test]
+async fn an_ecr_immutable_tag_refusal_fails_the_image_clearly() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    let (old, new) = (image(80), image(82));
+    seed(&source, "team/app", "v1", &new).await;
+    seed(&target, "app", "v1", &old).await;
+    let proxy = FaultProxy::start(&target.host, |request| {
+        if request.method == "PUT" && request.target == "/v2/app/manifests/v1" {
+            Action::Respond {
+                status: 400,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: r#"{"errors":[{"code":"TAG_INVALID","message":"The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the repository is immutable."}]}"#.into(),
+            }
+        } else {
+            Action::Forward
+        }
+    });
+
+    let output = ocync(&["copy", "--json", &source.reference("team/app:v1"), &proxy.reference("app:v1")]);
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(text.contains("tag v1 is immutable and already points to another digest"), "{text}");
+    assert!(text.contains("TAG_INVALID"), "{text}");
+    let refused = proxy.seen().iter().filter(|r| r.method == "PUT" && r.target == "/v2/app/manifests/v1").count();
+    assert_eq!(refused, 1, "a refusal is an answer, not retried");
+    assert_eq!(skopeo_digest(&target.skopeo_reference("app:v1"), &[]), old.digest().to_string());
+}

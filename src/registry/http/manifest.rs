@@ -92,7 +92,11 @@ impl HttpRegistry {
         })?;
         call.headers.insert(CONTENT_TYPE, content_type);
         call.body = Some(manifest.bytes.clone());
-        let response = self.send(&call).await?;
+        let response = match self.send(&call).await {
+            Ok(response) => response,
+            Err(error) if reference.parse::<Digest>().is_err() => return Err(error.for_tag_push(reference)),
+            Err(error) => return Err(error),
+        };
         match header(&response, DOCKER_CONTENT_DIGEST).map(|d| d.parse::<Digest>()) {
             Some(Ok(stored)) if stored != manifest.digest => Err(Error::Protocol {
                 registry: self.settings.name.clone(),

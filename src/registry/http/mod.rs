@@ -178,22 +178,7 @@ impl HttpRegistry {
     /// The pacing group of a request: ECR has separate quotas for reads, upload
     /// initiate/complete, upload parts and PutImage; GAR paces per project; others per registry.
     fn pacing_group(&self, method: &reqwest::Method, path: &str, repository: &str) -> String {
-        match &self.settings.kind {
-            RegistryKind::Ecr(_) => {
-                let group = if *method == reqwest::Method::PATCH {
-                    "upload-part"
-                } else if path.contains("/blobs/uploads") {
-                    "upload-initiate-complete"
-                } else if *method == reqwest::Method::PUT {
-                    "put-image"
-                } else {
-                    "read"
-                };
-                group.to_string()
-            }
-            RegistryKind::Gar => format!("project:{}", repository.split('/').next().unwrap_or(repository)),
-            _ => "registry".to_string(),
-        }
+        pacing_group(&self.settings.kind, method, path, repository)
     }
 
     fn window(&self, group: String) -> Arc<Window> {
@@ -215,6 +200,43 @@ impl HttpRegistry {
 
     fn switch_to_chunks(&self) {
         self.chunked.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The rate window a request counts against. ECR has separate quotas per action, so reads,
+/// upload parts, upload initiate/complete and PutImage each get their own window; GAR and GCR
+/// throttle per project (the first path segment, or `domain/project` for domain-scoped
+/// projects such as `example.com/app`); everyone else shares one window per registry.
+fn pacing_group(kind: &RegistryKind, method: &reqwest::Method, path: &str, repository: &str) -> String {
+    match kind {
+        RegistryKind::Ecr(_) => {
+            // The route after `/v2/<repository>/`, so a repository whose name contains
+            // `blobs/uploads` or `manifests` cannot confuse the classification.
+            let route = path
+                .find("/v2/")
+                .map(|at| &path[at + 4..])
+                .and_then(|rest| rest.strip_prefix(repository))
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(path);
+            let group = if route.starts_with("blobs/uploads") {
+                if *method == reqwest::Method::PATCH { "upload-part" } else { "upload-initiate-complete" }
+            } else if *method == reqwest::Method::PUT && route.starts_with("manifests/") {
+                "put-image"
+            } else {
+                "read"
+            };
+            group.to_string()
+        }
+        RegistryKind::Gar | RegistryKind::Gcr => {
+            let mut segments = repository.split('/');
+            let first = segments.next().unwrap_or(repository);
+            let project = match segments.next() {
+                Some(second) if first.contains('.') => format!("{first}/{second}"),
+                _ => first.to_string(),
+            };
+            format!("project:{project}")
+        }
+        _ => "registry".to_string(),
     }
 }
 
@@ -309,6 +331,49 @@ mod tests {
             detail: "AccessDeniedException: not authorized to perform ecr:CreateRepository".into(),
             denied,
         }
+    }
+
+    #[test]
+    fn ecr_requests_fall_into_its_four_action_quotas() {
+        let ecr = RegistryKind::detect("123456789012.dkr.ecr.us-east-1.amazonaws.com");
+        let group =
+            |method: &str, path: &str, repository: &str| pacing_group(&ecr, &method.parse().unwrap(), path, repository);
+        let digest = "sha256:0123";
+        for (method, path) in [
+            ("HEAD", "/v2/app/manifests/v1".to_string()),
+            ("GET", format!("/v2/app/manifests/{digest}")),
+            ("GET", format!("/v2/app/blobs/{digest}")),
+            ("HEAD", format!("/v2/app/blobs/{digest}")),
+            ("GET", "/v2/app/tags/list?n=1000".to_string()),
+        ] {
+            assert_eq!(group(method, &path, "app"), "read", "{method} {path}");
+        }
+        assert_eq!(group("PATCH", "/v2/app/blobs/uploads/abc", "app"), "upload-part");
+        assert_eq!(group("POST", "/v2/app/blobs/uploads/", "app"), "upload-initiate-complete");
+        assert_eq!(group("POST", "/v2/app/blobs/uploads/?mount=sha256:1&from=b", "app"), "upload-initiate-complete");
+        assert_eq!(group("PUT", "/v2/app/blobs/uploads/abc?digest=sha256:1", "app"), "upload-initiate-complete");
+        assert_eq!(group("PUT", "/v2/app/manifests/v1", "app"), "put-image");
+        assert_eq!(group("PUT", &format!("/v2/team/app/manifests/{digest}"), "team/app"), "put-image");
+        // A repository whose name looks like a route is classified by the route after it.
+        assert_eq!(group("PUT", "/v2/x/blobs/uploads/manifests/v1", "x/blobs/uploads"), "put-image");
+        assert_eq!(group("GET", "/v2/x/blobs/uploads/blobs/sha256:1", "x/blobs/uploads"), "read");
+    }
+
+    #[test]
+    fn gar_and_gcr_share_one_window_per_project() {
+        let get = reqwest::Method::GET;
+        for host in ["us-docker.pkg.dev", "europe-west1-docker.pkg.dev", "gcr.io", "eu.gcr.io"] {
+            let kind = RegistryKind::detect(host);
+            let group =
+                |repository: &str| pacing_group(&kind, &get, &format!("/v2/{repository}/manifests/v1"), repository);
+            assert_eq!(group("proj-a/repo/app"), "project:proj-a", "{host}");
+            assert_eq!(group("proj-a/other/tool"), group("proj-a/repo/app"), "{host}: one window per project");
+            assert_ne!(group("proj-b/repo/app"), group("proj-a/repo/app"), "{host}: projects do not share");
+            assert_eq!(group("example.com/proj/app"), "project:example.com/proj", "{host}: domain-scoped project");
+        }
+        let generic = RegistryKind::detect("ghcr.io");
+        assert_eq!(pacing_group(&generic, &get, "/v2/a/b/manifests/v1", "a/b"), "registry");
+        assert_eq!(pacing_group(&generic, &get, "/v2/c/manifests/v1", "c"), "registry");
     }
 
     #[test]
