@@ -199,48 +199,31 @@ impl Handler {
 
     /// `SendMessageBatch` in tens; entries SQS answers as failed are sent again.
     async fn send_all(&self, queue_url: &str, messages: &[SyncMessage]) -> Result<usize, String> {
-        let mut sent = 0;
-        for chunk in messages.chunks(SQS_BATCH) {
-            let mut pending: Vec<(String, String)> = chunk
+        send_in_batches(queue_url, messages, |pending| async move {
+            let entries = pending
                 .iter()
-                .enumerate()
-                .map(|(i, m)| (i.to_string(), serde_json::to_string(m).expect("messages serialise")))
+                .map(|(id, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
                 .collect();
-            for attempt in 1..=SEND_ATTEMPTS {
-                let entries = pending
-                    .iter()
-                    .map(|(id, body)| {
-                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .message_body(body)
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let answer = self
-                    .sqs
-                    .send_message_batch()
-                    .queue_url(queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| format!("SendMessageBatch to {queue_url}: {}", crate::aws::describe(&e)))?;
-                sent += answer.successful().len();
-                let failed: Vec<&str> = answer.failed().iter().map(|f| f.id()).collect();
-                pending.retain(|(id, _)| failed.contains(&id.as_str()));
-                if pending.is_empty() {
-                    break;
-                }
-                tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
-            }
-            if !pending.is_empty() {
-                return Err(format!(
-                    "{} messages were refused by {queue_url} after {SEND_ATTEMPTS} attempts",
-                    pending.len()
-                ));
-            }
-        }
-        Ok(sent)
+            let answer = self
+                .sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| format!("SendMessageBatch to {queue_url}: {}", crate::aws::describe(&e)))?;
+            Ok(BatchAnswer {
+                successful: answer.successful().len(),
+                failed: answer.failed().iter().map(|f| f.id().to_string()).collect(),
+            })
+        })
+        .await
     }
 
     /// Syncs the mapping of each record; failed, malformed and unfinished records are reported.
@@ -365,6 +348,47 @@ impl Drop for Scope {
     }
 }
 
+/// What one `SendMessageBatch` answered: how many entries were accepted, and the ids of those
+/// it refused.
+struct BatchAnswer {
+    successful: usize,
+    failed: Vec<String>,
+}
+
+/// Sends `messages` to `queue_url` in batches of [`SQS_BATCH`] through `send` (entries are `(id, body)`),
+/// sending the entries a batch refused again, up to [`SEND_ATTEMPTS`] times. Returns how
+/// many were accepted.
+async fn send_in_batches<F, Fut>(queue_url: &str, messages: &[SyncMessage], mut send: F) -> Result<usize, String>
+where
+    F: FnMut(Vec<(String, String)>) -> Fut,
+    Fut: Future<Output = Result<BatchAnswer, String>>,
+{
+    let mut sent = 0;
+    for chunk in messages.chunks(SQS_BATCH) {
+        let mut pending: Vec<(String, String)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i.to_string(), serde_json::to_string(m).expect("messages serialise")))
+            .collect();
+        for attempt in 1..=SEND_ATTEMPTS {
+            let answer = send(pending.clone()).await?;
+            sent += answer.successful;
+            pending.retain(|(id, _)| answer.failed.contains(id));
+            if pending.is_empty() {
+                break;
+            }
+            tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
+        }
+        if !pending.is_empty() {
+            return Err(format!(
+                "{} messages were refused by {queue_url} after {SEND_ATTEMPTS} attempts",
+                pending.len()
+            ));
+        }
+    }
+    Ok(sent)
+}
+
 /// Refuses a message whose mapping no longer matches the config.
 fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), String> {
     let mapping = config.mappings.iter().find(|m| m.index == message.mapping).ok_or_else(|| {
@@ -447,6 +471,52 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(timer.is_finished(), "the timer task ended with its invocation");
         assert!(!flag.is_cancelled(), "the timer never fired");
+    }
+
+    fn messages(count: usize) -> Vec<SyncMessage> {
+        (0..count)
+            .map(|mapping| SyncMessage {
+                version: 1,
+                run_id: "r".into(),
+                config: ConfigRef { bucket: "b".into(), key: "k".into(), version_id: None },
+                mapping,
+                mapping_key: format!("m{mapping} -> m{mapping}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn refused_entries_are_sent_again_and_only_they() {
+        let calls = std::sync::Mutex::new(Vec::<Vec<String>>::new());
+        let sent = send_in_batches("q", &messages(12), |pending| {
+            let ids: Vec<String> = pending.iter().map(|(id, _)| id.clone()).collect();
+            let mut calls = calls.lock().unwrap();
+            calls.push(ids.clone());
+            // The first batch refuses entries 3 and 7 once; everything else is accepted.
+            let failed: Vec<String> = if calls.len() == 1 { vec!["3".into(), "7".into()] } else { Vec::new() };
+            let answer = BatchAnswer { successful: ids.len() - failed.len(), failed };
+            async move { Ok(answer) }
+        })
+        .await;
+        assert_eq!(sent, Ok(12));
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(calls.len(), 3, "ten, the two refused again, then the last two: {calls:?}");
+        assert_eq!(calls[0].len(), 10);
+        assert_eq!(calls[1], ["3", "7"]);
+        assert_eq!(calls[2], ["0", "1"]);
+    }
+
+    #[tokio::test]
+    async fn entries_refused_every_time_fail_the_fan_out() {
+        let mut attempts = 0;
+        let result = send_in_batches("q", &messages(2), |pending| {
+            attempts += 1;
+            let answer = BatchAnswer { successful: pending.len() - 1, failed: vec!["1".into()] };
+            async move { Ok(answer) }
+        })
+        .await;
+        assert_eq!(attempts, SEND_ATTEMPTS);
+        assert_eq!(result, Err(format!("1 messages were refused by q after {SEND_ATTEMPTS} attempts")));
     }
 
     #[test]
