@@ -444,3 +444,36 @@ async fn cargo_lambda_watch_and_invoke_run_the_function_locally() {
         assert_eq!(world.target_digest(repository).await.as_deref(), Some(built.digest().as_str()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_config_cache_gets_the_object_again_only_when_its_etag_changes() {
+    let world = World::new().await;
+    let text = config_text(&world.source.host, &world.target);
+    world.put_config(&text).await;
+    // Every S3 request the cache makes goes through a proxy that counts them.
+    let moto_host = world.moto.endpoint.trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&moto_host, |_| Action::Forward);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        world.moto.s3_client().config().to_builder().endpoint_url(format!("http://{}", proxy.host)).build(),
+    );
+    let gets = || {
+        proxy.seen().iter().filter(|r| r.method == "GET" && r.target.starts_with(&format!("/{BUCKET}/{KEY}"))).count()
+    };
+    let cache = ocync::config::S3ConfigCache::default();
+
+    let first = cache.load(&s3, BUCKET, KEY).await.expect("first load");
+    assert_eq!(first.config.mappings.len(), 3);
+    assert_eq!(gets(), 1);
+    let second = cache.load(&s3, BUCKET, KEY).await.expect("second load");
+    assert_eq!(gets(), 1, "an unchanged ETag is answered from the cache (a HEAD only)");
+    assert_eq!(second.etag, first.etag);
+    assert!(std::sync::Arc::ptr_eq(&first.config, &second.config), "the cached config itself");
+    assert!(proxy.seen().iter().any(|r| r.method == "HEAD"), "the ETag was checked");
+
+    let changed = text + "  - from: demo/extra\n";
+    world.put_config(&changed).await;
+    let third = cache.load(&s3, BUCKET, KEY).await.expect("load after a change");
+    assert_eq!(gets(), 2, "a changed object is read again");
+    assert_ne!(third.etag, first.etag);
+    assert_eq!(third.config.mappings.len(), 4, "the new config, not the cached one");
+}
