@@ -66,6 +66,10 @@ pub struct Handler {
     /// No new transfer starts once the remaining time is below this (at most a third of the
     /// invocation's time).
     pub deadline_margin: Duration,
+    /// Transfers still in flight when the remaining time is below this (at most a tenth of the
+    /// invocation's time) are abandoned, so the function answers before it is killed and the
+    /// records that did finish are not redelivered.
+    pub finish_margin: Duration,
     /// SQS records synced at once.
     pub records_at_once: usize,
 }
@@ -86,12 +90,14 @@ impl Handler {
             configs: S3ConfigCache::default(),
             clients: ClientCache::default(),
             deadline_margin: Duration::from_secs(30),
+            finish_margin: Duration::from_secs(3),
             records_at_once: 4,
         }
     }
 
     /// From the environment: `OCYNC_CONFIG` (required), `OCYNC_QUEUE_URL`,
-    /// `OCYNC_DEADLINE_MARGIN_SECONDS`, `OCYNC_RECORD_CONCURRENCY`, and the AWS SDK's own.
+    /// `OCYNC_DEADLINE_MARGIN_SECONDS`, `OCYNC_FINISH_MARGIN_SECONDS`, `OCYNC_RECORD_CONCURRENCY`,
+    /// and the AWS SDK's own.
     pub async fn from_environment() -> Result<Handler, String> {
         let location = std::env::var("OCYNC_CONFIG")
             .map_err(|_| "OCYNC_CONFIG is not set (expected s3://bucket/key)".to_string())?;
@@ -106,6 +112,9 @@ impl Handler {
         );
         if let Some(margin) = std::env::var("OCYNC_DEADLINE_MARGIN_SECONDS").ok().and_then(|v| v.parse().ok()) {
             handler.deadline_margin = Duration::from_secs(margin);
+        }
+        if let Some(margin) = std::env::var("OCYNC_FINISH_MARGIN_SECONDS").ok().and_then(|v| v.parse().ok()) {
+            handler.finish_margin = Duration::from_secs(margin);
         }
         if let Some(n) = std::env::var("OCYNC_RECORD_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
             handler.records_at_once = n;
@@ -190,54 +199,37 @@ impl Handler {
 
     /// `SendMessageBatch` in tens; entries SQS answers as failed are sent again.
     async fn send_all(&self, queue_url: &str, messages: &[SyncMessage]) -> Result<usize, String> {
-        let mut sent = 0;
-        for chunk in messages.chunks(SQS_BATCH) {
-            let mut pending: Vec<(String, String)> = chunk
+        send_in_batches(queue_url, messages, |pending| async move {
+            let entries = pending
                 .iter()
-                .enumerate()
-                .map(|(i, m)| (i.to_string(), serde_json::to_string(m).expect("messages serialise")))
+                .map(|(id, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
                 .collect();
-            for attempt in 1..=SEND_ATTEMPTS {
-                let entries = pending
-                    .iter()
-                    .map(|(id, body)| {
-                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .message_body(body)
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let answer = self
-                    .sqs
-                    .send_message_batch()
-                    .queue_url(queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| format!("SendMessageBatch to {queue_url}: {}", crate::aws::describe(&e)))?;
-                sent += answer.successful().len();
-                let failed: Vec<&str> = answer.failed().iter().map(|f| f.id()).collect();
-                pending.retain(|(id, _)| failed.contains(&id.as_str()));
-                if pending.is_empty() {
-                    break;
-                }
-                tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
-            }
-            if !pending.is_empty() {
-                return Err(format!(
-                    "{} messages were refused by {queue_url} after {SEND_ATTEMPTS} attempts",
-                    pending.len()
-                ));
-            }
-        }
-        Ok(sent)
+            let answer = self
+                .sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| format!("SendMessageBatch to {queue_url}: {}", crate::aws::describe(&e)))?;
+            Ok(BatchAnswer {
+                successful: answer.successful().len(),
+                failed: answer.failed().iter().map(|f| f.id().to_string()).collect(),
+            })
+        })
+        .await
     }
 
     /// Syncs the mapping of each record; failed, malformed and unfinished records are reported.
     async fn sqs_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let started = Instant::now();
-        let scope = Scope::new(deadline, self.deadline_margin);
+        let scope = Scope::new(deadline, self.deadline_margin, self.finish_margin);
         let scope = &scope;
         let records = event.records.into_iter().map(|record| async move {
             let id = record.message_id.clone().unwrap_or_default();
@@ -245,7 +237,13 @@ impl Handler {
                 tracing::warn!(message_id = %id, "not started: the invocation deadline is near");
                 return (id, None);
             }
-            let outcome = self.sync_record(record.body.as_deref().unwrap_or_default(), scope).await;
+            // The engine abandons transfers at the stop; this also covers loading and planning.
+            let work = self.sync_record(record.body.as_deref().unwrap_or_default(), scope);
+            let outcome = tokio::select! {
+                biased;
+                outcome = work => outcome,
+                () = scope.stopped() => Err("unfinished at the invocation deadline".to_string()),
+            };
             match outcome {
                 Ok(report) => (id, Some(report)),
                 Err(error) => {
@@ -279,7 +277,7 @@ impl Handler {
     }
 
     async fn sync_mappings(&self, config: &Config, indices: &[usize], deadline: Instant) -> SyncReport {
-        let scope = Scope::new(deadline, self.deadline_margin);
+        let scope = Scope::new(deadline, self.deadline_margin, self.finish_margin);
         self.run(config, indices, &scope).await
     }
 
@@ -287,34 +285,50 @@ impl Handler {
         let mappings: Vec<&Mapping> = config.mappings.iter().filter(|m| indices.contains(&m.index)).collect();
         let clients = self.clients.clients(config, &mappings).await;
         let plan = sync::plan(&mappings, &clients, false).await;
-        sync::execute(&plan, &mappings, &clients, scope.engine(config), config.global.max_concurrent_transfers).await
+        let engine = scope.engine(config);
+        // Abandoning in-flight images is safe: a tag is pushed only once its blobs are confirmed.
+        sync::execute_until(&plan, &mappings, &clients, engine, config.global.max_concurrent_transfers, scope.stopped())
+            .await
     }
 }
 
-/// What the work of one invocation shares: the cancel flag its deadline sets, and one engine,
+/// What the work of one invocation shares: the cancel flag its deadline sets, the later stop
+/// at which transfers still in flight are abandoned, and one engine,
 /// so `global.max_concurrent_transfers` bounds the whole invocation and the records of a batch
 /// read a blob they share from the source once. The deadline timer stops when the invocation
 /// ends (the scope is dropped), so it cannot touch a later invocation of a warm container.
 struct Scope {
     cancel: Cancel,
+    stop: Cancel,
     timer: tokio::task::JoinHandle<()>,
     engine: OnceLock<Engine>,
 }
 
 impl Scope {
     /// Sets the flag once the remaining time falls below `margin`, which is at most a third of
-    /// the time this invocation has, so a short function timeout still gets work done.
-    fn new(deadline: Instant, margin: Duration) -> Self {
-        let cancel = Cancel::default();
+    /// the time this invocation has, so a short function timeout still gets work done; then
+    /// sets the stop once it falls below `finish` (at most a tenth of that time), leaving the
+    /// handler time to answer before the function is killed.
+    fn new(deadline: Instant, margin: Duration, finish: Duration) -> Self {
+        let (cancel, stop) = (Cancel::default(), Cancel::default());
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let stop_at = deadline.checked_sub(margin.min(remaining / 3)).unwrap_or_else(Instant::now);
-        let trigger = cancel.clone();
+        let cancel_at = deadline.checked_sub(margin.min(remaining / 3)).unwrap_or_else(Instant::now);
+        let stop_at = deadline.checked_sub(finish.min(remaining / 10)).unwrap_or_else(Instant::now).max(cancel_at);
+        let (trigger, halt) = (cancel.clone(), stop.clone());
         let timer = tokio::spawn(async move {
-            tokio::time::sleep_until(stop_at.into()).await;
+            tokio::time::sleep_until(cancel_at.into()).await;
             tracing::warn!("invocation deadline near: starting no new transfers");
             trigger.cancel();
+            tokio::time::sleep_until(stop_at.into()).await;
+            tracing::warn!("invocation deadline nearer: abandoning the transfers still in flight");
+            halt.cancel();
         });
-        Scope { cancel, timer, engine: OnceLock::new() }
+        Scope { cancel, stop, timer, engine: OnceLock::new() }
+    }
+
+    /// Resolves once transfers still in flight must be abandoned.
+    async fn stopped(&self) {
+        self.stop.cancelled().await;
     }
 
     fn is_cancelled(&self) -> bool {
@@ -332,6 +346,47 @@ impl Drop for Scope {
     fn drop(&mut self) {
         self.timer.abort();
     }
+}
+
+/// What one `SendMessageBatch` answered: how many entries were accepted, and the ids of those
+/// it refused.
+struct BatchAnswer {
+    successful: usize,
+    failed: Vec<String>,
+}
+
+/// Sends `messages` to `queue_url` in batches of [`SQS_BATCH`] through `send` (entries are `(id, body)`),
+/// sending the entries a batch refused again, up to [`SEND_ATTEMPTS`] times. Returns how
+/// many were accepted.
+async fn send_in_batches<F, Fut>(queue_url: &str, messages: &[SyncMessage], mut send: F) -> Result<usize, String>
+where
+    F: FnMut(Vec<(String, String)>) -> Fut,
+    Fut: Future<Output = Result<BatchAnswer, String>>,
+{
+    let mut sent = 0;
+    for chunk in messages.chunks(SQS_BATCH) {
+        let mut pending: Vec<(String, String)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i.to_string(), serde_json::to_string(m).expect("messages serialise")))
+            .collect();
+        for attempt in 1..=SEND_ATTEMPTS {
+            let answer = send(pending.clone()).await?;
+            sent += answer.successful;
+            pending.retain(|(id, _)| answer.failed.contains(id));
+            if pending.is_empty() {
+                break;
+            }
+            tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
+        }
+        if !pending.is_empty() {
+            return Err(format!(
+                "{} messages were refused by {queue_url} after {SEND_ATTEMPTS} attempts",
+                pending.len()
+            ));
+        }
+    }
+    Ok(sent)
 }
 
 /// Refuses a message whose mapping no longer matches the config.
@@ -395,22 +450,73 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_stops_new_work_at_the_margin() {
-        let scope = Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30));
+        let scope =
+            Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30), Duration::from_secs(3));
         tokio::time::sleep(Duration::from_secs(59)).await;
         assert!(!scope.is_cancelled(), "more than the margin is left");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(scope.is_cancelled(), "less than the margin is left");
+        assert!(!scope.stop.is_cancelled(), "in-flight transfers go on until the finish margin");
+        tokio::time::sleep(Duration::from_secs(28)).await;
+        assert!(scope.stop.is_cancelled(), "less than the finish margin is left: in-flight work is abandoned");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_finished_invocation_leaves_no_deadline_timer_behind() {
-        let scope = Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30));
+        let scope =
+            Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30), Duration::from_secs(3));
         let flag = scope.cancel.clone();
         let timer = scope.timer.abort_handle();
         drop(scope);
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(timer.is_finished(), "the timer task ended with its invocation");
         assert!(!flag.is_cancelled(), "the timer never fired");
+    }
+
+    fn messages(count: usize) -> Vec<SyncMessage> {
+        (0..count)
+            .map(|mapping| SyncMessage {
+                version: 1,
+                run_id: "r".into(),
+                config: ConfigRef { bucket: "b".into(), key: "k".into(), version_id: None },
+                mapping,
+                mapping_key: format!("m{mapping} -> m{mapping}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn refused_entries_are_sent_again_and_only_they() {
+        let calls = std::sync::Mutex::new(Vec::<Vec<String>>::new());
+        let sent = send_in_batches("q", &messages(12), |pending| {
+            let ids: Vec<String> = pending.iter().map(|(id, _)| id.clone()).collect();
+            let mut calls = calls.lock().unwrap();
+            calls.push(ids.clone());
+            // The first batch refuses entries 3 and 7 once; everything else is accepted.
+            let failed: Vec<String> = if calls.len() == 1 { vec!["3".into(), "7".into()] } else { Vec::new() };
+            let answer = BatchAnswer { successful: ids.len() - failed.len(), failed };
+            async move { Ok(answer) }
+        })
+        .await;
+        assert_eq!(sent, Ok(12));
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(calls.len(), 3, "ten, the two refused again, then the last two: {calls:?}");
+        assert_eq!(calls[0].len(), 10);
+        assert_eq!(calls[1], ["3", "7"]);
+        assert_eq!(calls[2], ["0", "1"]);
+    }
+
+    #[tokio::test]
+    async fn entries_refused_every_time_fail_the_fan_out() {
+        let mut attempts = 0;
+        let result = send_in_batches("q", &messages(2), |pending| {
+            attempts += 1;
+            let answer = BatchAnswer { successful: pending.len() - 1, failed: vec!["1".into()] };
+            async move { Ok(answer) }
+        })
+        .await;
+        assert_eq!(attempts, SEND_ATTEMPTS);
+        assert_eq!(result, Err(format!("1 messages were refused by q after {SEND_ATTEMPTS} attempts")));
     }
 
     #[test]

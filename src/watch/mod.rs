@@ -4,7 +4,8 @@
 //! registry clients — tokens, connection pools, pacing windows — live across cycles, each while
 //! its registry's entry is unchanged (a registry a new mapping needs gets its client then), and
 //! so does the S3 client that reads an `s3://` config. SIGTERM stops new work, lets transfers in flight finish
-//! within the grace period, and returns.
+//! within the grace period (what is still in flight then is abandoned and reported as
+//! interrupted, so the last cycle's report and metrics count what finished), and returns.
 
 mod health;
 mod metrics;
@@ -114,16 +115,22 @@ async fn cycle(config: &Config, clients: &Clients<HttpRegistry>, state: &State, 
     let mappings: Vec<&Mapping> = config.mappings.iter().collect();
     let transfers = config.global.max_concurrent_transfers;
     let engine = sync::engine(config, cancel.clone());
-    let work = async {
-        let plan = sync::plan(&mappings, clients, false).await;
-        sync::execute(&plan, &mappings, clients, &engine, transfers).await
+    // After SIGTERM nothing new starts; what is still in flight when the grace period runs out
+    // is abandoned and reported as interrupted, so the cycle's report and metrics still count
+    // what did finish.
+    let grace_over = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(grace_seconds = grace.as_secs(), "transfers did not finish within the grace period; stopping");
     };
-    let report = tokio::select! {
-        report = work => Some(report),
-        () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "transfers did not finish within the grace period");
-            None
-        }
+    tokio::pin!(grace_over);
+    let plan = tokio::select! {
+        plan = sync::plan(&mappings, clients, false) => Some(plan),
+        () = &mut grace_over => None,
+    };
+    let report = match plan {
+        Some(plan) => Some(sync::execute_until(&plan, &mappings, clients, &engine, transfers, grace_over).await),
+        None => None,
     };
     *state.cycle_started.lock().expect("state lock poisoned") = None;
     let mut metrics = state.metrics.lock().expect("state lock poisoned");

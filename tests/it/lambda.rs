@@ -203,7 +203,7 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     // Mapping 0's blobs come slowly; the deadline passes while they are in flight.
     let proxy = FaultProxy::start(&world.source.host, |request| {
         if request.method == "GET" && request.target.contains("/demo/app/blobs/") {
-            Action::Delay(Duration::from_secs(2))
+            Action::Delay(Duration::from_secs(3))
         } else {
             Action::Forward
         }
@@ -211,12 +211,14 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     world.put_config(&config_text(&proxy.host, &world.target)).await;
     let mut handler = world.handler(true);
     handler.records_at_once = 1;
-    handler.deadline_margin = Duration::from_millis(500);
+    handler.deadline_margin = Duration::from_millis(1300);
+    handler.finish_margin = Duration::from_millis(300);
     let messages = records(&config_text(&proxy.host, &world.target));
 
-    // Transfers must stop starting 1 s from now: mapping 0 finishes, the others never start.
+    // Transfers must stop starting 2.7 s from now: mapping 0 finishes (its blobs take 3 s)
+    // before in-flight work is abandoned at 3.7 s, the others never start.
     let response =
-        handler.handle(sqs_event(&messages), Instant::now() + Duration::from_millis(1500)).await.expect("batch");
+        handler.handle(sqs_event(&messages), Instant::now() + Duration::from_millis(4000)).await.expect("batch");
     assert_eq!(failures(&response), ["record-1", "record-2"]);
     assert_eq!(world.target_digest("demo/app").await.as_deref(), Some(world.images[0].digest().as_str()));
     assert_eq!(world.target_digest("demo/api").await, None);
@@ -229,6 +231,44 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
         uploads, 9,
         "three images of three blobs each (config, two layers): every blob uploaded once across both runs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_stalled_past_the_deadline_fails_only_its_record_and_the_handler_answers_in_time() {
+    let world = World::new().await;
+    // Mapping 0's blobs never arrive until `stalling` is cleared.
+    let stalling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = stalling.clone();
+    let proxy = FaultProxy::start(&world.source.host, move |request| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst)
+            && request.method == "GET"
+            && request.target.contains("/demo/app/blobs/")
+        {
+            Action::Stall
+        } else {
+            Action::Forward
+        }
+    });
+    let text = config_text(&proxy.host, &world.target);
+    world.put_config(&text).await;
+    let mut handler = world.handler(true);
+    handler.deadline_margin = Duration::from_secs(1);
+    handler.finish_margin = Duration::from_millis(500);
+    let messages: Vec<(String, String)> = records(&text).into_iter().take(2).collect();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let response = handler.handle(sqs_event(&messages), deadline).await.expect("batch");
+    assert!(Instant::now() < deadline, "the handler answered before the invocation deadline");
+    assert_eq!(failures(&response), ["record-0"], "only the stalled record is redelivered");
+    assert_eq!(world.target_digest("demo/app").await, None, "nothing incomplete was tagged");
+    assert_eq!(world.target_digest("demo/api").await.as_deref(), Some(world.images[1].digest().as_str()));
+
+    // SQS redelivers the stalled record; the source answers now.
+    stalling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let rerun = vec![messages[0].clone()];
+    let response = handler.handle(sqs_event(&rerun), soon()).await.expect("rerun");
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(world.target_digest("demo/app").await.as_deref(), Some(world.images[0].digest().as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,4 +443,37 @@ async fn cargo_lambda_watch_and_invoke_run_the_function_locally() {
     for (repository, built) in REPOSITORIES.iter().zip(&world.images) {
         assert_eq!(world.target_digest(repository).await.as_deref(), Some(built.digest().as_str()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_config_cache_gets_the_object_again_only_when_its_etag_changes() {
+    let world = World::new().await;
+    let text = config_text(&world.source.host, &world.target);
+    world.put_config(&text).await;
+    // Every S3 request the cache makes goes through a proxy that counts them.
+    let moto_host = world.moto.endpoint.trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&moto_host, |_| Action::Forward);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        world.moto.s3_client().config().to_builder().endpoint_url(format!("http://{}", proxy.host)).build(),
+    );
+    let gets = || {
+        proxy.seen().iter().filter(|r| r.method == "GET" && r.target.starts_with(&format!("/{BUCKET}/{KEY}"))).count()
+    };
+    let cache = ocync::config::S3ConfigCache::default();
+
+    let first = cache.load(&s3, BUCKET, KEY).await.expect("first load");
+    assert_eq!(first.config.mappings.len(), 3);
+    assert_eq!(gets(), 1);
+    let second = cache.load(&s3, BUCKET, KEY).await.expect("second load");
+    assert_eq!(gets(), 1, "an unchanged ETag is answered from the cache (a HEAD only)");
+    assert_eq!(second.etag, first.etag);
+    assert!(std::sync::Arc::ptr_eq(&first.config, &second.config), "the cached config itself");
+    assert!(proxy.seen().iter().any(|r| r.method == "HEAD"), "the ETag was checked");
+
+    let changed = text + "  - from: demo/extra\n";
+    world.put_config(&changed).await;
+    let third = cache.load(&s3, BUCKET, KEY).await.expect("load after a change");
+    assert_eq!(gets(), 2, "a changed object is read again");
+    assert_ne!(third.etag, first.etag);
+    assert_eq!(third.config.mappings.len(), 4, "the new config, not the cached one");
 }

@@ -1,6 +1,7 @@
 //! `ocync watch` as a process: health endpoints, metrics after a cycle, config reloads (and
 //! an invalid one kept out, a new mapping from a registry unused so far picked up), an S3
-//! config read with one S3 client across cycles, IPv6 binding, and a clean exit on SIGTERM.
+//! config read with one S3 client across cycles, IPv6 binding, a clean exit on SIGTERM, and a
+//! cycle cut short by its grace period still reporting what finished.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -59,6 +60,10 @@ impl Watcher {
     }
 
     fn start_with_env(config: &str, bind: &str, env: &[(&str, String)]) -> Watcher {
+        Watcher::start_with(config, bind, env, &[], Stdio::null())
+    }
+
+    fn start_with(config: &str, bind: &str, env: &[(&str, String)], extra: &[&str], stderr: Stdio) -> Watcher {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_ocync"))
             // Only what the test passes reaches the AWS SDK's credential chain.
@@ -78,8 +83,9 @@ impl Watcher {
                 "--health-port",
                 &port.to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start ocync watch");
         let host = if bind.contains(':') { format!("[{bind}]") } else { bind.to_string() };
@@ -233,4 +239,37 @@ async fn watch_binds_its_health_server_on_ipv6() {
     let watcher = Watcher::start(&config.path, "::1");
     eventually("/readyz over IPv6", || get(&watcher.address, "/readyz").is_some_and(|(status, _)| status == 200));
     assert_eq!(watcher.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_whose_grace_period_runs_out_still_reports_what_finished() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    seed(&source, "team/a", "v1", &image(1)).await;
+    seed(&source, "team/b", "v1", &image(2)).await;
+    // team/b's blobs never arrive.
+    let proxy = crate::support::proxy::FaultProxy::start(&source.host, |request| {
+        if request.method == "GET" && request.target.contains("/team/b/blobs/") {
+            crate::support::proxy::Action::Stall
+        } else {
+            crate::support::proxy::Action::Forward
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ocync.yaml");
+    let text = format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  down: {{ url: \"http://{}\" }}\ndefaults: {{ source: up, targets: down }}\nmappings:\n  - from: team/a\n  - from: team/b\n",
+        proxy.host, target.host
+    );
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let watcher =
+        Watcher::start_with(config.to_str().unwrap(), "127.0.0.1", &[], &["--grace-period", "1"], stderr.into());
+    assert!(lands(&target, "team/a", "v1").await, "team/a syncs while team/b stalls");
+
+    assert_eq!(watcher.stop(), Some(0), "SIGTERM exits 0");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let done =
+        log.lines().find(|line| line.contains("cycle done")).unwrap_or_else(|| panic!("no cycle report:\n{log}"));
+    assert!(done.contains("synced=1") && done.contains("failed=1"), "{done}");
 }
