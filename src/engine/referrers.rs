@@ -124,7 +124,14 @@ pub struct Referrers {
 }
 
 impl Referrers {
-    async fn tags<R: Registry>(&self, registry: &R, repository: &str) -> registry::Result<HashSet<String>> {
+    /// Answers `read` from the repository's tags (listed at most once per run), without
+    /// copying the set: it is asked once per subject.
+    async fn with_tags<R: Registry, T>(
+        &self,
+        registry: &R,
+        repository: &str,
+        read: impl FnOnce(&HashSet<String>) -> T,
+    ) -> registry::Result<T> {
         let key = (registry.name().to_string(), repository.to_string());
         let cell = self.tags.lock().expect("tag cache lock poisoned").entry(key).or_default().clone();
         let tags = cell
@@ -136,7 +143,7 @@ impl Referrers {
                 }
             })
             .await?;
-        Ok(tags.lock().expect("tag set lock poisoned").clone())
+        Ok(read(&tags.lock().expect("tag set lock poisoned")))
     }
 
     /// Takes a repository's tags from a listing made elsewhere in the run (discovery's).
@@ -222,7 +229,7 @@ impl Referrers {
         if self.api_listing(registry, repository, subject, None).await?.is_some() {
             return Ok(false);
         }
-        Ok(!self.tags(registry, repository).await?.iter().any(|t| t.starts_with("sha256-")))
+        self.with_tags(registry, repository, |tags| !tags.iter().any(|t| t.starts_with("sha256-"))).await
     }
 
     /// What `registry` lists for `subject`: the API's answer, or the fallback index; and
@@ -243,8 +250,8 @@ impl Referrers {
             // Where the API answers, only the tags the source has are asked after.
             CosignTags::Like(upstream) if listing.api => upstream.iter().map(|(tag, _)| tag.clone()).collect(),
             _ => {
-                let tags = self.tags(registry, repository).await?;
-                COSIGN_TAGS.iter().map(|(suffix, _)| cosign_tag(subject, suffix)).filter(|t| tags.contains(t)).collect()
+                let wanted = COSIGN_TAGS.iter().map(|(suffix, _)| cosign_tag(subject, suffix));
+                self.with_tags(registry, repository, |tags| wanted.filter(|t| tags.contains(t)).collect()).await?
             }
         };
         for tag in candidates {
@@ -264,7 +271,7 @@ impl Referrers {
     ) -> registry::Result<Listing> {
         let mut listing = Listing::default();
         let fallback = fallback_tag(subject);
-        if self.tags(registry, repository).await?.contains(&fallback) {
+        if self.with_tags(registry, repository, |tags| tags.contains(&fallback)).await? {
             let index = registry.get_manifest(repository, &fallback).await?;
             listing.referrers = parse_index(&index.bytes).map_err(|source| registry::Error::Manifest {
                 registry: registry.name().to_string(),
