@@ -48,11 +48,13 @@ impl Engine {
             .is_some_and(|t| [media_type::OCI_MANIFEST, media_type::DOCKER_MANIFEST].contains(&t));
         // Nor is an index's when no referrer can exist in the repository (and no platform
         // subset is asked for): its children would only be listed as subjects.
-        let nothing_refers = if single || !job.platforms.is_empty() {
+        let needs_manifest = if single {
             false
+        } else if !job.platforms.is_empty() {
+            true
         } else {
             match self.referrers.none_possible(source.registry, source.repository, digest).await {
-                Ok(none) => none,
+                Ok(none) => !none,
                 Err(error) => {
                     fail_all(error.into());
                     return extras;
@@ -63,7 +65,7 @@ impl Engine {
         // subset is pushed, whose digest only the rebuilt index tells): one of them can serve
         // the index, sparing the source a manifest GET (Docker Hub counts those as pulls).
         let early = if job.platforms.is_empty() { Some(self.pending_targets(digest, lives).await) } else { None };
-        let manifest = if single || nothing_refers {
+        let manifest = if !needs_manifest {
             None
         } else {
             let in_place: Vec<&Live<R>> =
