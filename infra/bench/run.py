@@ -150,11 +150,11 @@ def lower_bound(images, at_targets, targets):
     another repository of the registry has it, else POST + PUT; one PUT per manifest."""
     changed = {key for key, shape in images.items() if at_targets.get(key, (None,))[0] != shape[0]}
     source = len({r for r, _ in images})
-    read = set()
+    read = set(all_blobs(at_targets))
     for key, (_, count, blobs) in images.items():
         source += count if key in changed else 1
         if key in changed:
-            fresh = set(blobs) - set(all_blobs(at_targets)) - read
+            fresh = set(blobs) - read
             source += len(fresh)
             read |= fresh
     target = 0
