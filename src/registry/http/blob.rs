@@ -1,7 +1,7 @@
 //! Blob endpoints: existence checks, verified downloads, cross-repository mounts, and uploads
 //! (one streamed `PUT` with a known length, or `PATCH` chunks).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,7 +157,7 @@ impl HttpRegistry {
         url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
         let url_path = url.path().to_string();
         let url_path = url_path.as_str();
-        let progress = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Progress::default());
         let source_error = Arc::new(Mutex::new(None));
         let body = reqwest::Body::wrap_stream(track(body, progress.clone(), source_error.clone()));
         let mut request =
@@ -199,14 +199,16 @@ impl HttpRegistry {
     }
 
     /// Resolves to the timeout that expired once an upload stops making progress: the idle
-    /// timeout while bytes flow, the request timeout while waiting for the answer.
-    async fn stall_watch(&self, progress: &AtomicU64, size: u64) -> Duration {
+    /// timeout while bytes flow, the request timeout while waiting for the answer. An upload
+    /// waiting for its body is not stalled: the source's own idle timeout ends that wait, and
+    /// the failure is the source's, not the target's.
+    async fn stall_watch(&self, progress: &Progress, size: u64) -> Duration {
         let idle = self.settings.idle_timeout;
         let mut last = u64::MAX;
         loop {
-            let sent = progress.load(Ordering::Relaxed);
+            let sent = progress.sent.load(Ordering::Relaxed);
             let wait = if sent >= size { self.settings.timeout.max(idle) } else { idle };
-            if sent == last {
+            if sent == last && !progress.starved.load(Ordering::Relaxed) {
                 return wait;
             }
             last = sent;
@@ -276,21 +278,36 @@ impl HttpRegistry {
 
 /// Counts bytes handed to the upload and keeps the first source error (digest mismatch,
 /// broken download) so it can be reported instead of the generic "body failed" from reqwest.
+/// How far an upload's body has got, as [`track`] sees it.
+#[derive(Default)]
+struct Progress {
+    /// Bytes handed to the upload.
+    sent: AtomicU64,
+    /// The upload asked for more and the source has not delivered it yet.
+    starved: AtomicBool,
+}
+
 fn track(
-    body: BlobStream,
-    progress: Arc<AtomicU64>,
+    mut body: BlobStream,
+    progress: Arc<Progress>,
     source_error: Arc<Mutex<Option<Error>>>,
 ) -> impl futures_util::Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static {
-    body.map(move |item| match item {
-        Ok(bytes) => {
-            progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            Ok(bytes)
-        }
-        Err(error) => {
-            let message = error.to_string();
-            source_error.lock().expect("source error lock poisoned").get_or_insert(error);
-            Err(std::io::Error::other(message))
-        }
+    futures_util::stream::poll_fn(move |cx| {
+        let polled = body.poll_next_unpin(cx);
+        progress.starved.store(polled.is_pending(), Ordering::Relaxed);
+        polled.map(|item| {
+            item.map(|result| match result {
+                Ok(bytes) => {
+                    progress.sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    Ok(bytes)
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    source_error.lock().expect("source error lock poisoned").get_or_insert(error);
+                    Err(std::io::Error::other(message))
+                }
+            })
+        })
     })
 }
 
