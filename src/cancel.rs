@@ -2,6 +2,8 @@
 //! shutdown). Work checks it between steps: nothing new starts once it is set, and what is in
 //! flight finishes or fails on its own.
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 /// A cloneable cancellation flag.
@@ -33,6 +35,14 @@ impl Cancel {
     pub async fn cancelled(&self) {
         let mut receiver = self.receiver.clone();
         let _ = receiver.wait_for(|cancelled| *cancelled).await;
+    }
+
+    /// Resolves `grace` after the flag is set: the moment work still in flight is abandoned
+    /// (the CLI's `--grace-period` after a signal).
+    pub async fn grace_over(&self, grace: Duration) {
+        self.cancelled().await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(grace_seconds = grace.as_secs(), "transfers did not finish within the grace period; stopping");
     }
 
     /// Sets the flag on the first SIGINT or SIGTERM.

@@ -13,6 +13,7 @@
 //! - [`lambda`]: the Lambda handler (schedule fan-out, SQS workers).
 //! - [`mirror`]: mirror configuration for clusters and hosts that pull from the mirror (pure).
 //! - [`pull_secret`]: ECR tokens into a Kubernetes pull secret, merged byte for byte.
+//! - [`text`]: registry text made safe for terminals and logs (control characters escaped).
 //! - [`cli`]: the command-line surface; `bin/ocync.rs` only calls [`cli::run`].
 //!
 //! Runtime model: everything is async on one multi-threaded tokio runtime built by the binary.
@@ -35,4 +36,5 @@ pub mod pull_secret;
 pub mod registry;
 pub mod sync;
 pub mod testdata;
+pub mod text;
 pub mod watch;

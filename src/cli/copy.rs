@@ -1,10 +1,19 @@
 //! `ocync copy SRC DST`: one tag or digest, with everything it refers to.
+//!
+//! SIGINT/SIGTERM are handled as `sync` handles them: nothing new starts, and a copy still in
+//! flight when `--grace-period` runs out is abandoned and reported as interrupted (exit 1).
+
+use std::time::Duration;
 
 use super::progress::Progress;
 use super::{ConfigArg, Exit};
 use crate::cancel::Cancel;
-use crate::engine::{Engine, ImageJob, Limits, Outcome, Source, Target, TargetReport, human_bytes};
+use crate::engine::{
+    Engine, ImageJob, ImageReport, Limits, Outcome, Source, StatsSnapshot, Target, TargetReport, human_bytes, label,
+};
 use crate::oci::{ArtifactPolicy, Digest, Platform, Reference};
+use crate::plan::Failure;
+use crate::sync::{INTERRUPTED, contained};
 
 /// Arguments of `ocync copy`.
 #[derive(Debug, clap::Args)]
@@ -27,6 +36,9 @@ pub struct CopyArgs {
     /// Keep only this platform of an index (`linux/arm64/v8`); repeatable. The index is rebuilt.
     #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]", value_parser = clap::value_parser!(Platform))]
     platforms: Vec<Platform>,
+    /// After SIGINT/SIGTERM, how long the copy in flight may take to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    grace_period: u64,
 }
 
 /// Runs the copy and reports it; the exit code says how it went.
@@ -49,7 +61,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         .unwrap_or(32);
     let cancel = Cancel::default();
     cancel.on_signals();
-    let engine = Engine::new(Limits::new(concurrency, []), cancel, concurrency);
+    let engine = Engine::new(Limits::new(concurrency, []), cancel.clone(), concurrency);
     let progress = Progress::start(engine.stats(), !args.json);
     let opened = async {
         let source_registry = crate::connect::open(&source.registry, source.plain_http, config.as_deref()).await?;
@@ -78,7 +90,19 @@ pub async fn run(args: CopyArgs) -> Exit {
                 artifacts: (!args.no_referrers).then_some(&policy),
                 platforms: &args.platforms,
             };
-            engine.copy(&job).await
+            // A panic fails the copy like any other error, with the report printed.
+            let copy = contained("copying the image", engine.copy(&job));
+            let grace_over = cancel.grace_over(Duration::from_secs(args.grace_period));
+            let failed = |failure| {
+                let source_label = label(source_registry, &source.repository, &source.manifest_reference());
+                let target_label = label(target_registry, &destination.repository, &destination.manifest_reference());
+                failed_report(source_label, target_label, source.digest.clone(), failure)
+            };
+            tokio::select! {
+                biased;
+                () = grace_over => failed(Failure::new(INTERRUPTED)),
+                copied = copy => copied.unwrap_or_else(failed),
+            }
         }
         Err(error) => {
             drop(progress);
@@ -87,7 +111,19 @@ pub async fn run(args: CopyArgs) -> Exit {
         }
     };
     drop(progress);
+    finish(&args, report, cancel.is_cancelled())
+}
 
+/// The report of a copy that did not come back from the engine (abandoned, or panicked).
+fn failed_report(source: String, target: String, digest: Option<Digest>, failure: Failure) -> ImageReport {
+    let outcome = Outcome::Failed { error: failure.message, auth: failure.auth };
+    let target = TargetReport { target, outcome, stats: StatsSnapshot::default(), duration_ms: 0 };
+    ImageReport { source, digest, target_digest: None, warnings: Vec::new(), targets: vec![target] }
+}
+
+/// Logs and prints the report; the exit code says how it went. A copy that a signal cut
+/// short is incomplete (exit 1), as a `sync` would be: the next run finishes it.
+fn finish(args: &CopyArgs, report: ImageReport, interrupted: bool) -> Exit {
     let target = report.targets.first().expect("one target per copy");
     for warning in &report.warnings {
         tracing::warn!(source = %report.source, %warning, "copied with a change");
@@ -100,7 +136,13 @@ pub async fn run(args: CopyArgs) -> Exit {
         Outcome::Skipped { .. } => Exit::Success,
         Outcome::Failed { error, auth } => {
             tracing::error!(source = %report.source, target = %target.target, %error, "copy failed");
-            if *auth { Exit::Auth } else { Exit::Failed }
+            if interrupted {
+                Exit::Partial
+            } else if *auth {
+                Exit::Auth
+            } else {
+                Exit::Failed
+            }
         }
     };
     if args.json {

@@ -56,12 +56,7 @@ pub async fn run(args: SyncArgs) -> Exit {
     let grace = Duration::from_secs(args.grace_period);
     // After a signal nothing new starts; what is still in flight when the grace period runs
     // out is abandoned and reported as interrupted.
-    let grace_over = async {
-        cancel.cancelled().await;
-        tokio::time::sleep(grace).await;
-        tracing::warn!(grace_seconds = grace.as_secs(), "transfers did not finish within the grace period; stopping");
-    };
-    let report = sync::execute_until(&plan, &mappings, &clients, &engine, transfers, grace_over).await;
+    let report = sync::execute_until(&plan, &mappings, &clients, &engine, transfers, cancel.grace_over(grace)).await;
     drop(progress);
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("reports serialise"));

@@ -63,8 +63,9 @@ pub enum ManifestError {
         /// The digest of the bytes received.
         actual: Digest,
     },
-    /// The bytes are not a manifest ocync understands.
-    #[error("malformed {media_type} manifest: {reason}")]
+    /// The bytes are not a manifest ocync understands. Both fields may quote the registry
+    /// (a `mediaType`, parser text about its JSON), so they are shown sanitised.
+    #[error("malformed {} manifest: {}", crate::text::sanitize(media_type), crate::text::sanitize(reason))]
     Malformed {
         /// The media type it was served as.
         media_type: String,

@@ -51,6 +51,8 @@ pub struct MemoryRegistry {
     contents: Mutex<HashMap<Digest, Bytes>>,
     counts: Mutex<HashMap<Op, u64>>,
     broken: Mutex<HashMap<String, u16>>,
+    /// Operations that panic, by repository: a fault injected to prove containment.
+    panics: Mutex<HashMap<String, Op>>,
     bytes_served: AtomicU64,
     referrers_api: bool,
     referrers_refusal: Mutex<Option<u16>>,
@@ -66,6 +68,7 @@ impl MemoryRegistry {
             contents: Mutex::default(),
             counts: Mutex::default(),
             broken: Mutex::default(),
+            panics: Mutex::default(),
             bytes_served: AtomicU64::new(0),
             referrers_api: false,
             referrers_refusal: Mutex::default(),
@@ -156,6 +159,12 @@ impl MemoryRegistry {
         self.broken.lock().expect("lock").insert(repository.to_string(), status);
     }
 
+    /// Makes `op` on `repository` panic, as a bug anywhere below the engine would, so tests
+    /// can show that one panicking task fails only its own mapping or image.
+    pub fn panic_on(&self, repository: &str, op: Op) {
+        self.panics.lock().expect("lock").insert(repository.to_string(), op);
+    }
+
     /// The tags of `repository` and their digests.
     pub fn tags(&self, repository: &str) -> BTreeMap<String, Digest> {
         self.repositories.lock().expect("lock").get(repository).map(|r| r.tags.clone()).unwrap_or_default()
@@ -173,6 +182,11 @@ impl MemoryRegistry {
 
     fn enter(&self, op: Op, repository: &str) -> Result<()> {
         *self.counts.lock().expect("lock").entry(op).or_default() += 1;
+        // No lock is held here, so the panic poisons nothing the other tasks use.
+        let panics = self.panics.lock().expect("lock").get(repository) == Some(&op);
+        if panics {
+            panic!("injected fault: {op:?} in {repository} panicked");
+        }
         match self.broken.lock().expect("lock").get(repository).copied() {
             Some(status) => Err(self.refusal(repository, format!("{op:?}"), status)),
             None => Ok(()),

@@ -5,6 +5,7 @@
 //! itself is tested against real registries.
 
 pub mod auth;
+pub(crate) mod body;
 pub mod ecr;
 mod error;
 pub mod http;

@@ -6,6 +6,7 @@
 //! at once. One mapping's failure is recorded in the report and never stops the others.
 
 mod clients;
+mod contain;
 mod discover;
 mod report;
 
@@ -16,13 +17,14 @@ use std::time::Instant;
 use futures_util::StreamExt;
 
 pub use clients::{ClientCache, Clients};
+pub use contain::contained;
 pub use discover::discover;
 pub use report::{ImageResult, MappingReport, RunStatus, SyncReport, Totals};
 
 use crate::cancel::Cancel;
 use crate::config::{Config, Mapping};
 use crate::engine::{Engine, ImageJob, ImageReport, Limits, Outcome, Source, StatsSnapshot, Target, label};
-use crate::plan::{Action, Failure, ImagePlan, MappingPlan, Plan, TargetPlan};
+use crate::plan::{self as planning, Action, Failure, ImagePlan, MappingPlan, Plan, TargetPlan};
 use crate::registry::Registry;
 
 /// An engine for one run of `config`: `global.max_concurrent_transfers` transfers at once,
@@ -38,7 +40,12 @@ pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, esti
     let referrers = crate::engine::Referrers::default();
     let referrers = &referrers;
     let plans = futures_util::stream::iter(
-        mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes, referrers)),
+        mappings.iter().map(|mapping| async move {
+            // A panic fails this mapping's plan only (see `contain`).
+            contained("discovering tags", discover(mapping, clients, estimate_bytes, referrers))
+                .await
+                .unwrap_or_else(|failure| planning::failed_mapping(mapping, failure))
+        }),
     )
     .buffered(DISCOVERY_CONCURRENCY)
     .collect()
@@ -99,12 +106,14 @@ pub async fn execute_until<R: Registry>(
                 .map(move |image| (mapping, image))
         })
         .collect();
-    let mut finished: Vec<Option<ImageReport>> = vec![None; jobs.len()];
+    let mut finished: Vec<Option<Result<ImageReport, Failure>>> = vec![None; jobs.len()];
     {
         let mut copies = futures_util::stream::iter(
             jobs.iter()
                 .enumerate()
-                .map(|(n, (mapping, image))| async move { (n, copy_image(mapping, image, clients, engine).await) }),
+                .map(|(n, (mapping, image))| async move {
+                    (n, contained("copying the image", copy_image(mapping, image, clients, engine)).await)
+                }),
         )
         .buffer_unordered(images_at_once.max(1));
         let drain = async {
@@ -126,30 +135,33 @@ pub async fn execute_until<R: Registry>(
     for ((mapping, image), done) in jobs.iter().zip(finished) {
         let report =
             reports.iter_mut().find(|r| r.index == mapping.index).expect("every job comes from a planned mapping");
-        match done {
-            Some(done) => report.images.extend(done.targets.into_iter().map(|target| ImageResult {
-                source: done.source.clone(),
-                target: target.target,
-                digest: done.digest.clone(),
-                target_digest: done.target_digest.clone(),
-                warnings: done.warnings.clone(),
-                outcome: target.outcome,
-                stats: target.stats,
-                duration_ms: target.duration_ms,
-            })),
-            None => {
-                let source = clients.get(&mapping.source).expect("planned mappings have a source client");
-                let interrupted = Failure::new(INTERRUPTED);
-                report.images.extend(engine_targets(mapping, image, clients).map(|(registry, target)| {
-                    decided(
-                        label(source, &mapping.from, &image.tag),
-                        label(registry, &target.repository, &image.tag),
-                        image,
-                        failed(&interrupted),
-                    )
+        let failure = match done {
+            Some(Ok(done)) => {
+                report.images.extend(done.targets.into_iter().map(|target| ImageResult {
+                    source: done.source.clone(),
+                    target: target.target,
+                    digest: done.digest.clone(),
+                    target_digest: done.target_digest.clone(),
+                    warnings: done.warnings.clone(),
+                    outcome: target.outcome,
+                    stats: target.stats,
+                    duration_ms: target.duration_ms,
                 }));
+                continue;
             }
-        }
+            // The image's task panicked: every target it was going to fails with the panic.
+            Some(Err(failure)) => failure,
+            None => Failure::new(INTERRUPTED),
+        };
+        let source = clients.get(&mapping.source).expect("planned mappings have a source client");
+        report.images.extend(engine_targets(mapping, image, clients).map(|(registry, target)| {
+            decided(
+                label(source, &mapping.from, &image.tag),
+                label(registry, &target.repository, &image.tag),
+                image,
+                failed(&failure),
+            )
+        }));
     }
     SyncReport::new(reports, started.elapsed().as_millis() as u64)
 }

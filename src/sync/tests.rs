@@ -362,3 +362,4 @@ mod examples {
 }
 
 mod referrers;
+mod panics;

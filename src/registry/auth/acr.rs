@@ -25,6 +25,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
+use crate::registry::body;
 
 /// The user name ACR expects with a refresh token as password (docker's `az acr login` entry).
 pub const ACR_REFRESH_TOKEN_USERNAME: &str = "00000000-0000-0000-0000-000000000000";
@@ -191,7 +192,7 @@ impl AcrProvider {
         let url = entra_token_url(&self.settings.authority_host, &self.settings.tenant_id)?;
         let step = format!("Entra ID token request (POST {url})");
         let body = entra_form(&self.settings.client_id, assertion, &self.settings.scope);
-        let answer = post_form(client, &url, body, &step, &[assertion]).await?;
+        let answer = post_form(client, &url, body, &step, &[assertion], self.settings.timeout).await?;
         let token: EntraTokenAnswer = serde_json::from_slice(&answer)
             .map_err(|_| format!("{step}: the answer is not JSON with an access_token"))?;
         Ok(token.access_token)
@@ -202,7 +203,7 @@ impl AcrProvider {
         let url = exchange_url(&self.settings.registry, self.settings.plain_http)?;
         let step = format!("ACR token exchange (POST {url})");
         let body = exchange_form(&self.settings.registry, &self.settings.tenant_id, access_token);
-        let answer = post_form(client, &url, body, &step, &[assertion, access_token]).await?;
+        let answer = post_form(client, &url, body, &step, &[assertion, access_token], self.settings.timeout).await?;
         let exchanged: ExchangeAnswer = serde_json::from_slice(&answer)
             .map_err(|_| format!("{step}: the answer is not JSON with a refresh_token"))?;
         if exchanged.refresh_token.is_empty() {
@@ -286,15 +287,16 @@ fn encode_form(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
-/// Sends one form POST and returns the body of a 2xx answer. Errors name `step` and the
-/// status, quote the server's error text with every `secret` (and anything shaped like a JWT)
-/// masked, and never include the request.
+/// Sends one form POST and returns the body of a 2xx answer, read within `timeout`. Errors
+/// name `step` and the status, quote the server's error text with every `secret` (and
+/// anything shaped like a JWT) masked, and never include the request.
 async fn post_form(
     client: &reqwest::Client,
     url: &Url,
     body: String,
     step: &str,
     secrets: &[&str],
+    timeout: Duration,
 ) -> Result<bytes::Bytes, String> {
     let response = client
         .post(url.clone())
@@ -305,7 +307,12 @@ async fn post_form(
         .await
         .map_err(|e| request_failure(step, e))?;
     let status = response.status();
-    let answer = response.bytes().await.map_err(|e| request_failure(step, e))?;
+    // The client's timeout covers the body as well; the cap keeps a hostile answer small.
+    let limits = body::Limits { max_bytes: body::MAX_TOKEN_ANSWER, idle: timeout, total: timeout };
+    let answer = body::read(response, limits).await.map_err(|error| match error {
+        body::Error::Network(e) => request_failure(step, e),
+        other => format!("{step} answer unusable: {other}"),
+    })?;
     if !status.is_success() {
         let detail = error_detail(&answer, secrets);
         return Err(if detail.is_empty() {
@@ -339,11 +346,13 @@ fn error_detail(answer: &[u8], secrets: &[&str]) -> String {
     }
     // Anything else that looks like a JWT (base64url of `{"`) is masked too: an error
     // answer has no business carrying one.
-    let mut detail = detail
+    let detail = detail
         .split(' ')
         .map(|word| if word.contains("eyJ") && word.matches('.').count() >= 2 { "***" } else { word })
         .collect::<Vec<_>>()
         .join(" ");
+    // The server's text goes to terminals and logs: no control sequence gets through.
+    let mut detail = crate::text::sanitize(&detail).into_owned();
     if detail.len() > DETAIL_LIMIT {
         let mut cut = DETAIL_LIMIT;
         while !detail.is_char_boundary(cut) {

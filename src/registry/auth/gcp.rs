@@ -36,6 +36,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
+use crate::registry::body;
 
 /// The OAuth scope requested: Artifact Registry and Container Registry accept it for pull and
 /// push (the narrower `devstorage` scopes only work for the old GCR storage buckets).
@@ -278,8 +279,17 @@ impl ServiceAccount {
             .await
             .map_err(|e| format!("token request to {token_uri} failed: {}", error_chain(&e)))?;
         let status = response.status();
-        let text =
-            response.text().await.map_err(|e| format!("token request to {token_uri} failed: {}", error_chain(&e)))?;
+        // Capped, and timed besides the client's own timeout: the answer is a few hundred bytes.
+        let limits = body::Limits {
+            max_bytes: body::MAX_TOKEN_ANSWER,
+            idle: TOKEN_REQUEST_TIMEOUT,
+            total: TOKEN_REQUEST_TIMEOUT,
+        };
+        let raw = body::read(response, limits).await.map_err(|error| match error {
+            body::Error::Network(e) => format!("token request to {token_uri} failed: {}", error_chain(&e)),
+            other => format!("token request to {token_uri}: answer unusable: {other}"),
+        })?;
+        let text = String::from_utf8_lossy(&raw);
         if !status.is_success() {
             return Err(format!("{token_uri} refused the token request ({status}){}", oauth_error(&text)));
         }
@@ -361,8 +371,11 @@ fn metadata_server_hint() -> String {
 /// through these two standard fields, never as is.
 fn oauth_error(body: &str) -> String {
     match serde_json::from_str::<TokenError>(body) {
-        Ok(TokenError { error, error_description: Some(description) }) => format!(": {error} ({description})"),
-        Ok(TokenError { error, error_description: None }) => format!(": {error}"),
+        // The server's words go to terminals and logs: no control sequence gets through.
+        Ok(TokenError { error, error_description: Some(description) }) => {
+            crate::text::sanitize(&format!(": {error} ({description})")).into_owned()
+        }
+        Ok(TokenError { error, error_description: None }) => crate::text::sanitize(&format!(": {error}")).into_owned(),
         Err(_) => String::new(),
     }
 }

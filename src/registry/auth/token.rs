@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::{Challenge, CredentialSource, Credentials};
+use crate::registry::body::MAX_TOKEN_ANSWER;
 use crate::registry::{Error, Result};
 
 /// Tokens without `expires_in` live 60 s (distribution's token spec); refresh a little early.
@@ -135,7 +136,7 @@ impl Authenticator {
         let response = request.send().await.map_err(network)?;
         let status = response.status();
         if !status.is_success() {
-            let detail = format!("token endpoint {realm} answered {status}");
+            let detail = format!("token endpoint {} answered {status}", crate::text::sanitize(realm));
             if status.as_u16() == 401 || status.as_u16() == 403 {
                 // Platform credentials (an ACR refresh token, say) may be revoked before
                 // they expire: fetch fresh ones next time.
@@ -158,7 +159,27 @@ impl Authenticator {
                 }
             });
         }
-        let body: TokenResponse = response.json().await.map_err(network)?;
+        // Capped and timed like every body from a registry; the request's own timeout covers
+        // it too, the idle limit only makes a stall fail sooner.
+        let limits = crate::registry::body::Limits { max_bytes: MAX_TOKEN_ANSWER, idle: self.timeout, total: self.timeout };
+        let protocol = |detail: String| Error::Protocol {
+            registry: self.registry.clone(),
+            repository: repository.to_string(),
+            action: action.clone(),
+            detail,
+        };
+        let answer = crate::registry::body::read(response, limits).await.map_err(|error| match error {
+            crate::registry::body::Error::Network(source) => network(source),
+            crate::registry::body::Error::Timeout { after } => Error::Timeout {
+                registry: self.registry.clone(),
+                repository: repository.to_string(),
+                action: action.clone(),
+                after,
+            },
+            too_large => protocol(format!("token response too large: {too_large}")),
+        })?;
+        let body: TokenResponse = serde_json::from_slice(&answer)
+            .map_err(|e| protocol(format!("token response is not JSON: {}", crate::text::sanitize(&e.to_string()))))?;
         let value = body.token.or(body.access_token).ok_or_else(|| Error::Protocol {
             registry: self.registry.clone(),
             repository: repository.to_string(),

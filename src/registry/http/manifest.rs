@@ -63,15 +63,9 @@ impl HttpRegistry {
         let content_type = header(&response, CONTENT_TYPE.as_str());
         let announced = header(&response, DOCKER_CONTENT_DIGEST).and_then(|d| d.parse::<Digest>().ok());
         let expected = reference.parse::<Digest>().ok().or(announced);
-        let bytes = response.bytes().await.map_err(|e| self.network_error(repository, &call.action(), e))?;
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(Error::Protocol {
-                registry: self.settings.name.clone(),
-                repository: repository.to_string(),
-                action: call.action(),
-                detail: format!("manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed", bytes.len()),
-            });
-        }
+        // Refused on its Content-Length, or read only up to one byte past the cap: a hostile
+        // registry's gigabyte never reaches memory.
+        let bytes = self.read_body(response, repository, &call.action(), "manifest", MAX_MANIFEST_BYTES).await?;
         Manifest::from_served(bytes, content_type.as_deref(), expected.as_ref()).map_err(|source| Error::Manifest {
             registry: self.settings.name.clone(),
             repository: repository.to_string(),

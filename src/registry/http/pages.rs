@@ -11,6 +11,11 @@ use super::send::Call;
 use super::{HttpRegistry, scope};
 use crate::registry::{Error, Result};
 
+/// One page of a listing: a page of 1000 tags is about 50 KiB, and registries that ignore
+/// the page size (distribution) send every tag at once, which for the largest public
+/// repositories is a few MiB.
+const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
 impl HttpRegistry {
     /// The bodies of every page of a listing of `repository`, in order; `what` names it in
     /// errors (`tag list`), `accept` is sent as `Accept`.
@@ -41,7 +46,7 @@ impl HttpRegistry {
             };
             let response = self.send(&call).await?;
             let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            pages.push(response.bytes().await.map_err(|e| self.network_error(repository, &call.action(), e))?);
+            pages.push(self.read_body(response, repository, &call.action(), what, MAX_PAGE_BYTES).await?);
             match next {
                 Some(next) => {
                     url = url.join(&next).map_err(|e| Error::Protocol {

@@ -8,6 +8,7 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::HttpRegistry;
+use crate::registry::body::{self, MAX_ERROR_BODY};
 use crate::registry::kind::RegistryKind;
 use crate::registry::{Error, Result};
 
@@ -155,6 +156,29 @@ impl HttpRegistry {
         }
     }
 
+    /// The whole body of a successful `response` to `action`, at most `max_bytes` of it and
+    /// read within the request and idle timeouts; `noun` names it in errors (`manifest`).
+    pub(super) async fn read_body(
+        &self,
+        response: Response,
+        repository: &str,
+        action: &str,
+        noun: &str,
+        max_bytes: usize,
+    ) -> Result<Bytes> {
+        let limits = body::Limits { max_bytes, idle: self.settings.idle_timeout, total: self.settings.timeout };
+        body::read(response, limits).await.map_err(|error| match error {
+            body::Error::Announced { .. } | body::Error::TooLarge { .. } => Error::Protocol {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: action.to_string(),
+                detail: format!("{noun} too large: {error}"),
+            },
+            body::Error::Timeout { after } => self.timeout_error(repository, action, after),
+            body::Error::Network(source) => self.network_error(repository, action, source),
+        })
+    }
+
     /// Turns a non-success response into an [`Error`], quoting the registry's error text.
     pub(super) async fn status_error(&self, repository: &str, action: &str, what: &str, response: Response) -> Error {
         let status = response.status().as_u16();
@@ -163,7 +187,14 @@ impl HttpRegistry {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let detail = error_detail(&response.bytes().await.unwrap_or_default());
+        // Under both timeouts: a body that drips forever must not hold the request (streaming
+        // calls have no total timeout of their own).
+        let limits = body::Limits {
+            max_bytes: MAX_ERROR_BODY,
+            idle: self.settings.idle_timeout,
+            total: self.settings.timeout,
+        };
+        let detail = error_detail(&body::read_prefix(response, limits).await);
         let registry = self.settings.name.clone();
         let repository = repository.to_string();
         match status {
@@ -186,8 +217,14 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// `CODE: message` from a distribution error body, else the start of the body.
+/// `CODE: message` from a distribution error body, else the start of the body; control
+/// characters escaped, since it is the registry's text and goes to terminals and logs.
 fn error_detail(body: &[u8]) -> String {
+    let detail = quoted_detail(body);
+    crate::text::sanitize(&detail).into_owned()
+}
+
+fn quoted_detail(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -235,6 +272,13 @@ mod tests {
         assert_eq!(error_detail(body), "MANIFEST_UNKNOWN: manifest unknown");
         assert_eq!(error_detail(b""), "(no details)");
         assert_eq!(error_detail("x".repeat(400).as_bytes()).chars().count(), DETAIL_LIMIT + 1);
+    }
+
+    #[test]
+    fn error_detail_escapes_terminal_control_sequences() {
+        let json = "{\"errors\":[{\"code\":\"\\u001b[2J\",\"message\":\"\\u001b]0;pwned\\u0007\"}]}";
+        assert_eq!(error_detail(json.as_bytes()), "\\x1b[2J: \\x1b]0;pwned\\x07");
+        assert_eq!(error_detail(b"\x1b]0;pwned\x07\x1b[2Jgone\r\n"), "\\x1b]0;pwned\\x07\\x1b[2Jgone");
     }
 
     #[test]
