@@ -39,14 +39,12 @@ pub fn engine(config: &Config, cancel: Cancel) -> Engine {
 pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, estimate_bytes: bool) -> Plan {
     let referrers = crate::engine::Referrers::default();
     let referrers = &referrers;
-    let plans = futures_util::stream::iter(
-        mappings.iter().map(|mapping| async move {
-            // A panic fails this mapping's plan only (see `contain`).
-            contained("discovering tags", discover(mapping, clients, estimate_bytes, referrers))
-                .await
-                .unwrap_or_else(|failure| planning::failed_mapping(mapping, failure))
-        }),
-    )
+    let plans = futures_util::stream::iter(mappings.iter().map(|mapping| async move {
+        // A panic fails this mapping's plan only (see `contain`).
+        contained("discovering tags", discover(mapping, clients, estimate_bytes, referrers))
+            .await
+            .unwrap_or_else(|failure| planning::failed_mapping(mapping, failure))
+    }))
     .buffered(DISCOVERY_CONCURRENCY)
     .collect()
     .await;
@@ -108,13 +106,9 @@ pub async fn execute_until<R: Registry>(
         .collect();
     let mut finished: Vec<Option<Result<ImageReport, Failure>>> = vec![None; jobs.len()];
     {
-        let mut copies = futures_util::stream::iter(
-            jobs.iter()
-                .enumerate()
-                .map(|(n, (mapping, image))| async move {
-                    (n, contained("copying the image", copy_image(mapping, image, clients, engine)).await)
-                }),
-        )
+        let mut copies = futures_util::stream::iter(jobs.iter().enumerate().map(|(n, (mapping, image))| async move {
+            (n, contained("copying the image", copy_image(mapping, image, clients, engine)).await)
+        }))
         .buffer_unordered(images_at_once.max(1));
         let drain = async {
             while let Some((n, report)) = copies.next().await {

@@ -361,5 +361,5 @@ mod examples {
     }
 }
 
-mod referrers;
 mod panics;
+mod referrers;

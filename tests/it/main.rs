@@ -5,6 +5,7 @@ mod support;
 
 mod acr;
 mod auth;
+mod bounds;
 mod chart;
 mod copy;
 mod ecr;

@@ -161,7 +161,8 @@ impl Authenticator {
         }
         // Capped and timed like every body from a registry; the request's own timeout covers
         // it too, the idle limit only makes a stall fail sooner.
-        let limits = crate::registry::body::Limits { max_bytes: MAX_TOKEN_ANSWER, idle: self.timeout, total: self.timeout };
+        let limits =
+            crate::registry::body::Limits { max_bytes: MAX_TOKEN_ANSWER, idle: self.timeout, total: self.timeout };
         let protocol = |detail: String| Error::Protocol {
             registry: self.registry.clone(),
             repository: repository.to_string(),

@@ -189,11 +189,8 @@ impl HttpRegistry {
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         // Under both timeouts: a body that drips forever must not hold the request (streaming
         // calls have no total timeout of their own).
-        let limits = body::Limits {
-            max_bytes: MAX_ERROR_BODY,
-            idle: self.settings.idle_timeout,
-            total: self.settings.timeout,
-        };
+        let limits =
+            body::Limits { max_bytes: MAX_ERROR_BODY, idle: self.settings.idle_timeout, total: self.settings.timeout };
         let detail = error_detail(&body::read_prefix(response, limits).await);
         let registry = self.settings.name.clone();
         let repository = repository.to_string();
