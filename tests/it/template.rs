@@ -2,6 +2,7 @@
 //! and the properties the Lambda code relies on hold in it. The checkers run offline, without AWS
 //! credentials.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -110,19 +111,120 @@ fn strings(value: &Value) -> Vec<&str> {
     }
 }
 
-/// The statements of the function role's inline policies.
-fn role_statements(template: &Value) -> Vec<&Value> {
+/// Parameter values of one deployment, by name.
+type Parameters = HashMap<String, Value>;
+
+const TARGETS: &str = "arn:aws:ecr:us-east-1:123456789012:repository/mirror/*";
+
+/// Values for the parameters without a default.
+const REQUIRED: [(&str, &str); 2] = [("ConfigBucket", "mirror-config"), ("TargetRepositoryArns", TARGETS)];
+
+/// The values a deployment with `overrides` (and `REQUIRED`) gives the parameters: each override,
+/// else the parameter's default. A CommaDelimitedList is a list, as `Ref` yields it.
+fn deployment(template: &Value, overrides: &[(&str, &str)]) -> Parameters {
+    let declared = template["Parameters"].as_mapping().expect("parameters");
+    let mut values = Parameters::new();
+    for (name, parameter) in declared {
+        let name = name.as_str().expect("parameter name");
+        let text = match overrides.iter().chain(&REQUIRED).find(|(n, _)| *n == name) {
+            Some((_, value)) => (*value).to_string(),
+            None => match &parameter["Default"] {
+                Value::String(text) => text.clone(),
+                Value::Number(number) => number.to_string(),
+                other => panic!("parameter {name} has no usable default: {other:?}"),
+            },
+        };
+        let value = if parameter["Type"].as_str() == Some("CommaDelimitedList") {
+            Value::Sequence(text.split(',').map(|item| Value::String(item.to_string())).collect())
+        } else {
+            Value::String(text)
+        };
+        values.insert(name.to_string(), value);
+    }
+    for (name, _) in overrides {
+        assert!(values.contains_key(*name), "{name} is not a parameter of the template");
+    }
+    values
+}
+
+/// `value` as CloudFormation deploys it with `parameters`: `Ref`s to parameters replaced by their
+/// values, each `Fn::If` decided by its condition, `AWS::NoValue` removed (`None` when `value`
+/// itself is). Other intrinsics (`Fn::GetAtt`, `Fn::Sub`, ...) stay as written.
+fn resolve(template: &Value, value: &Value, parameters: &Parameters) -> Option<Value> {
+    match value {
+        Value::Mapping(mapping) => {
+            if let Some(name) = value.get("Ref").and_then(Value::as_str).filter(|_| mapping.len() == 1) {
+                return match name {
+                    "AWS::NoValue" => None,
+                    _ => Some(parameters.get(name).cloned().unwrap_or_else(|| value.clone())),
+                };
+            }
+            if let Some(branches) = value.get("Fn::If").filter(|_| mapping.len() == 1) {
+                let condition = branches[0].as_str().expect("Fn::If names a condition");
+                let branch = if holds(template, condition, parameters) { &branches[1] } else { &branches[2] };
+                return resolve(template, branch, parameters);
+            }
+            let resolved = mapping
+                .iter()
+                .filter_map(|(key, item)| Some((key.clone(), resolve(template, item, parameters)?)))
+                .collect();
+            Some(Value::Mapping(resolved))
+        }
+        Value::Sequence(items) => {
+            Some(Value::Sequence(items.iter().filter_map(|item| resolve(template, item, parameters)).collect()))
+        }
+        _ => Some(value.clone()),
+    }
+}
+
+/// Whether the template's condition `name` holds with `parameters`.
+fn holds(template: &Value, name: &str, parameters: &Parameters) -> bool {
+    let expression = &template["Conditions"][name];
+    assert!(expression.is_mapping(), "condition {name} is missing");
+    evaluate(template, expression, parameters)
+}
+
+/// A condition expression (the functions this template uses; anything else fails the test).
+fn evaluate(template: &Value, expression: &Value, parameters: &Parameters) -> bool {
+    let arguments = |function: &str| expression[function].as_sequence().map(Vec::as_slice);
+    if let Some([left, right]) = arguments("Fn::Equals") {
+        scalar(template, left, parameters) == scalar(template, right, parameters)
+    } else if let Some([inner]) = arguments("Fn::Not") {
+        !evaluate(template, inner, parameters)
+    } else if let Some(name) = expression["Condition"].as_str() {
+        holds(template, name, parameters)
+    } else {
+        panic!("condition function not understood by this test: {expression:?}")
+    }
+}
+
+/// The string an operand of `Fn::Equals` stands for (a literal, a parameter, a `Fn::Join`).
+fn scalar(template: &Value, operand: &Value, parameters: &Parameters) -> String {
+    match resolve(template, operand, parameters).expect("an operand that is not AWS::NoValue") {
+        Value::String(text) => text,
+        Value::Number(number) => number.to_string(),
+        joined if joined.get("Fn::Join").is_some() => {
+            let separator = joined["Fn::Join"][0].as_str().expect("Fn::Join separator");
+            strings(&joined["Fn::Join"][1]).join(separator)
+        }
+        other => panic!("operand not understood by this test: {other:?}"),
+    }
+}
+
+/// The statements of the function role's inline policies, as deployed with `parameters`.
+fn role_statements(template: &Value, parameters: &Parameters) -> Vec<Value> {
     let role = resource(template, "OcyncFunctionRole");
-    let policies = role["Properties"]["Policies"].as_sequence().expect("the role has inline policies");
+    let policies = resolve(template, &role["Properties"]["Policies"], parameters).expect("the role has policies");
+    let policies = policies.as_sequence().expect("the role has inline policies");
     policies
         .iter()
-        .flat_map(|policy| policy["PolicyDocument"]["Statement"].as_sequence().expect("statements").iter())
-        .map(|statement| match statement.get("Fn::If") {
-            // A conditional statement: [condition, statement, AWS::NoValue].
-            Some(branches) => &branches[1],
-            None => statement,
-        })
+        .flat_map(|policy| policy["PolicyDocument"]["Statement"].as_sequence().expect("statements").clone())
         .collect()
+}
+
+/// The statements whose actions include `action`.
+fn granting<'a>(statements: &'a [Value], action: &str) -> Vec<&'a Value> {
+    statements.iter().filter(|s| strings(&s["Action"]).contains(&action)).collect()
 }
 
 #[test]
@@ -211,8 +313,16 @@ fn role_reads_exactly_the_config_object_and_nothing_else_is_unscoped() {
     let role = &resource(&template, "OcyncFunction")["Properties"]["Role"]["Fn::GetAtt"];
     assert_eq!(strings(role), ["OcyncFunctionRole", "Arn"]);
 
-    let statements = role_statements(&template);
-    let s3: Vec<&&Value> =
+    // Every optional grant switched on, so every conditional statement is checked too.
+    let everything = deployment(
+        &template,
+        &[
+            ("CreateRepositories", "true"),
+            ("SourceRepositoryArns", "arn:aws:ecr:us-east-1:123456789012:repository/src/*"),
+        ],
+    );
+    let statements = role_statements(&template, &everything);
+    let s3: Vec<&Value> =
         statements.iter().filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("s3:"))).collect();
     assert_eq!(s3.len(), 1, "one S3 statement");
     assert_eq!(strings(&s3[0]["Action"]), ["s3:GetObject", "s3:GetObjectVersion"]);
@@ -228,6 +338,14 @@ fn role_reads_exactly_the_config_object_and_nothing_else_is_unscoped() {
         if strings(&statement["Resource"]).contains(&"*") {
             assert_eq!(strings(&statement["Action"]), ["ecr:GetAuthorizationToken"], "only this action is on *");
         }
+        // ocync never tags ECR repositories, sets their policies or lifecycle, or deletes any.
+        for action in strings(&statement["Action"]) {
+            let Some(verb) = action.strip_prefix("ecr:") else { continue };
+            assert!(
+                !["Delete", "Tag", "Untag", "Set", "PutLifecycle", "PutRegistry"].iter().any(|v| verb.starts_with(v)),
+                "{action} is more than ocync needs"
+            );
+        }
     }
 
     let sqs_actions = |verb: &str| {
@@ -239,11 +357,9 @@ fn role_reads_exactly_the_config_object_and_nothing_else_is_unscoped() {
         assert!(sqs_actions(action), "{action} on the queue");
     }
 
-    let target = statements
-        .iter()
-        .find(|s| strings(&s["Action"]).contains(&"ecr:PutImage"))
-        .expect("a statement allowing pushes to the targets");
-    referenced_parameter(&template, &target["Resource"], "the ECR target resource");
+    let target = granting(&statements, "ecr:PutImage");
+    assert_eq!(target.len(), 1, "one statement allows pushes");
+    assert_eq!(strings(&target[0]["Resource"]), [TARGETS], "pushes only to TargetRepositoryArns");
     for action in [
         "ecr:BatchCheckLayerAvailability",
         "ecr:BatchGetImage",
@@ -252,10 +368,49 @@ fn role_reads_exactly_the_config_object_and_nothing_else_is_unscoped() {
         "ecr:UploadLayerPart",
         "ecr:CompleteLayerUpload",
         "ecr:DescribeRepositories",
-        "ecr:CreateRepository",
     ] {
-        assert!(strings(&target["Action"]).contains(&action), "{action} on the target repositories");
+        assert!(strings(&target[0]["Action"]).contains(&action), "{action} on the target repositories");
     }
+}
+
+#[test]
+fn create_repository_is_granted_only_when_the_create_repositories_parameter_is_true() {
+    let template = template();
+    // A deployment that leaves the parameter alone cannot create repositories, wherever it pushes.
+    for unset in [deployment(&template, &[]), deployment(&template, &[("CreateRepositories", "false")])] {
+        let statements = role_statements(&template, &unset);
+        assert_eq!(granting(&statements, "ecr:PutImage").len(), 1, "the role still pushes");
+        assert!(
+            granting(&statements, "ecr:CreateRepository").is_empty(),
+            "CreateRepository granted without the parameter"
+        );
+    }
+
+    let creating = role_statements(&template, &deployment(&template, &[("CreateRepositories", "true")]));
+    let create = granting(&creating, "ecr:CreateRepository");
+    assert_eq!(create.len(), 1, "one statement allows CreateRepository");
+    assert_eq!(create[0]["Effect"].as_str(), Some("Allow"));
+    assert_eq!(strings(&create[0]["Resource"]), [TARGETS], "only where the function may push");
+}
+
+#[test]
+fn reserved_concurrency_follows_the_parameter_and_is_unset_by_default() {
+    let template = template();
+    let reserved = |overrides: &[(&str, &str)]| {
+        let function =
+            resolve(&template, &resource(&template, "OcyncFunction")["Properties"], &deployment(&template, overrides))
+                .expect("function properties");
+        function.get("ReservedConcurrentExecutions").map(|value| match value {
+            Value::String(text) => text.clone(),
+            other => panic!("ReservedConcurrentExecutions should be the parameter's value: {other:?}"),
+        })
+    };
+    // Unset: no reservation, so the stack deploys in accounts with a small concurrency quota.
+    assert_eq!(reserved(&[]), None);
+    assert_eq!(reserved(&[("ReservedConcurrency", "")]), None);
+    assert_eq!(reserved(&[("ReservedConcurrency", "11")]).as_deref(), Some("11"));
+    // 0 is a value, not "unset": it stops every invocation (an emergency brake).
+    assert_eq!(reserved(&[("ReservedConcurrency", "0")]).as_deref(), Some("0"));
 }
 
 #[test]

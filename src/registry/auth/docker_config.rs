@@ -89,10 +89,10 @@ pub async fn lookup(host: &str) -> Result<Option<Credentials>, DockerConfigError
 
     let server = if is_docker_hub(host) { DOCKER_HUB_KEY } else { host };
     let helper = config.cred_helpers.iter().find(|(key, _)| normalise(key) == normalise(server)).map(|(_, h)| h);
-    if let Some(helper) = helper.or(config.creds_store.as_ref()) {
-        if let Some(credentials) = run_helper(helper, server).await? {
-            return Ok(Some(credentials));
-        }
+    if let Some(helper) = helper.or(config.creds_store.as_ref())
+        && let Some(credentials) = run_helper(helper, server).await?
+    {
+        return Ok(Some(credentials));
     }
     let entry = config.auths.iter().find(|(key, _)| normalise(key) == normalise(server));
     entry.map(|(_, entry)| decode_entry(entry, host)).transpose()
