@@ -5,6 +5,7 @@
 //! check whether the credentials work elsewhere.
 
 use super::HttpRegistry;
+use super::route::Route;
 use crate::oci::{Digest, Referrer, media_type, parse_index};
 use crate::registry::{Error, Result};
 
@@ -15,7 +16,7 @@ impl HttpRegistry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Referrer>>> {
-        let mut url = self.url(&format!("v2/{repository}/referrers/{subject}"));
+        let mut url = self.route_url(repository, Route::Referrers(subject))?;
         if let Some(artifact_type) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", artifact_type);
         }
