@@ -116,17 +116,16 @@ impl HttpRegistry {
         }
         let mut url = self.route_url(repository, Route::TagList)?;
         url.query_pairs_mut().append_pair("n", &TAGS_PAGE.to_string());
-        let mut tags = Vec::new();
-        for page in self.get_pages(repository, "tag list", url, None).await? {
-            let page: TagList = serde_json::from_slice(&page).map_err(|e| Error::Protocol {
+        let parse = |page: &[u8]| {
+            let page: TagList = serde_json::from_slice(page).map_err(|e| Error::Protocol {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
                 action: "GET tag list".to_string(),
                 detail: format!("malformed tag list: {e}"),
             })?;
-            tags.extend(page.tags.unwrap_or_default());
-        }
-        Ok(tags)
+            Ok(page.tags.unwrap_or_default())
+        };
+        self.get_pages(repository, "tag list", url, None, parse).await
     }
 }
 
