@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod aad;
+pub mod hostile_registry;
 pub mod http;
 pub mod moto;
 pub mod oauth;
