@@ -1,5 +1,6 @@
 //! Discovery for one mapping: list the source's tags, filter them, HEAD each kept tag at the
 //! source and at every target. No manifest or blob is read unless bytes are estimated.
+//! Listed names that are not valid OCI tags are dropped and counted before anything else.
 
 use std::collections::HashSet;
 
@@ -28,8 +29,8 @@ pub async fn discover<R: Registry>(
         Ok(source) => source,
         Err(error) => return plan::failed_mapping(mapping, error),
     };
-    let listed = match source.list_tags(&mapping.from).await {
-        Ok(tags) => tags,
+    let (listed, invalid_tags) = match source.list_tags(&mapping.from).await {
+        Ok(tags) => plan::valid_tags(source.name(), &mapping.from, tags),
         Err(error) => return plan::failed_mapping(mapping, Failure::registry("cannot list tags", &error)),
     };
     if estimate_bytes && mapping.artifacts.is_some() {
@@ -76,7 +77,7 @@ pub async fn discover<R: Registry>(
     .buffered(HEAD_CONCURRENCY)
     .collect()
     .await;
-    plan::mapping_plan(mapping, selection, images)
+    plan::MappingPlan { invalid_tags, ..plan::mapping_plan(mapping, selection, images) }
 }
 
 /// The referrers a copy would bring along: of the image, of its children, and theirs.

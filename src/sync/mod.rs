@@ -248,6 +248,7 @@ fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &
         error: plan.error.clone(),
         tags_kept: plan.kept.len(),
         tags_dropped: plan.dropped.len(),
+        invalid_tags: plan.invalid_tags,
         images,
     }
 }
