@@ -78,8 +78,9 @@ async fn tags_that_are_paths_are_dropped_counted_and_never_reach_another_reposit
 
     let mut listed = vec!["good"];
     listed.extend(HOSTILE_TAGS);
-    let hostile =
-        FaultProxy::start(&source.host, move |request| lying_tag_list(request, "app", &listed).unwrap_or(Action::Forward));
+    let hostile = FaultProxy::start(&source.host, move |request| {
+        lying_tag_list(request, "app", &listed).unwrap_or(Action::Forward)
+    });
     let watched = FaultProxy::start(&mirror.host, |_| Action::Forward);
     let config = TempConfig::new(&format!(
         "registries:\n  upstream: {{ url: \"http://{}\" }}\n  mirror: {{ url: \"http://{}\" }}\n\
