@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
 
-pub use graph::{MAX_GRAPH_MANIFESTS, MAX_INDEX_DEPTH, Manifests, Shape};
+pub use graph::{Graph, MAX_GRAPH_MANIFESTS, MAX_INDEX_DEPTH, Manifests, Node, Shape, WalkError, walk};
 pub use ledger::BlobLedger;
 pub use limits::Limits;
 pub use referrers::{Referrers, Upstream};
@@ -33,7 +33,6 @@ pub use stats::{Stats, StatsSnapshot, human_bytes};
 use crate::cancel::Cancel;
 use crate::oci::{ArtifactPolicy, BlobDescriptor, Digest, Manifest, ManifestKind, Platform};
 use crate::registry::{self, BlobStream, MountOutcome, Registry, UploadSession};
-use graph::WalkError;
 use ledger::{Claim, Owner};
 use report::report_target;
 use stats::Event;

@@ -35,10 +35,10 @@ pub fn engine(config: &Config, cancel: Cancel) -> Engine {
 
 /// Plans every mapping (concurrently); `estimate_bytes` adds manifest GETs to size the work.
 pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, estimate_bytes: bool) -> Plan {
-    let referrers = crate::engine::Referrers::default();
-    let referrers = &referrers;
+    let (referrers, manifests) = (crate::engine::Referrers::default(), crate::engine::Manifests::default());
+    let run = discover::Run { referrers: &referrers, manifests: &manifests };
     let plans = futures_util::stream::iter(
-        mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes, referrers)),
+        mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes, run)),
     )
     .buffered(DISCOVERY_CONCURRENCY)
     .collect()
