@@ -624,3 +624,6 @@ mod tests;
 
 #[cfg(test)]
 mod referrer_tests;
+
+#[cfg(test)]
+mod graph_tests;

@@ -27,7 +27,12 @@ pub struct Run<'a> {
 }
 
 /// Plans one mapping; problems become the plan's error or an image's error, never a panic.
-pub async fn discover<R: Registry>(mapping: &Mapping, clients: &Clients<R>, estimate_bytes: bool, run: Run<'_>) -> MappingPlan {
+pub async fn discover<R: Registry>(
+    mapping: &Mapping,
+    clients: &Clients<R>,
+    estimate_bytes: bool,
+    run: Run<'_>,
+) -> MappingPlan {
     let Run { referrers, manifests } = run;
     let source = match clients.get(&mapping.source) {
         Ok(source) => source,

@@ -37,12 +37,11 @@ pub fn engine(config: &Config, cancel: Cancel) -> Engine {
 pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, estimate_bytes: bool) -> Plan {
     let (referrers, manifests) = (crate::engine::Referrers::default(), crate::engine::Manifests::default());
     let run = discover::Run { referrers: &referrers, manifests: &manifests };
-    let plans = futures_util::stream::iter(
-        mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes, run)),
-    )
-    .buffered(DISCOVERY_CONCURRENCY)
-    .collect()
-    .await;
+    let plans =
+        futures_util::stream::iter(mappings.iter().map(|mapping| discover(mapping, clients, estimate_bytes, run)))
+            .buffered(DISCOVERY_CONCURRENCY)
+            .collect()
+            .await;
     Plan { mappings: plans }
 }
 

@@ -361,4 +361,5 @@ mod examples {
     }
 }
 
+mod graphs;
 mod referrers;
