@@ -123,3 +123,38 @@ async fn tags_that_are_paths_are_dropped_counted_and_never_reach_another_reposit
         "no hostile name reached a request: {hostile_requests:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_nested_past_the_cap_fails_alone_and_nothing_of_it_reaches_the_mirror() {
+    let (source, mirror) = (TestRegistry::plain(), TestRegistry::plain());
+    let deep = testdata::nested(151, 12, 2);
+    testdata::push_nested(&source.anonymous_client(), "deep", "v1", &deep).await.expect("seed a nested index");
+    let plain = Built::Image(testdata::image(&[(152, 4096)], ("linux", "amd64"), false));
+    seed(&source, "plain", "v1", &plain).await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  upstream: {{ url: \"http://{}\" }}\n  mirror: {{ url: \"http://{}\" }}\n\
+         defaults:\n  source: upstream\n  targets: mirror\n\
+         mappings:\n  - from: deep\n  - from: plain\n",
+        source.host, mirror.host
+    ));
+    source.reset_log();
+
+    let output = ocync(&["sync", "--config", &config.path, "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    let deep_result = &report["mappings"][0]["images"][0];
+    assert_eq!(deep_result["status"], "failed", "{report}");
+    assert!(deep_result["error"].as_str().unwrap_or_default().contains("nested more than 8 levels deep"), "{report}");
+    assert_eq!(report["totals"]["synced"], 1, "{report}");
+    assert_eq!(skopeo_digest(&mirror.skopeo_reference("plain:v1"), &[]), plain.digest().to_string());
+
+    let writes: Vec<(String, String)> = mirror
+        .requests()
+        .into_iter()
+        .filter(|(method, path)| method != "GET" && method != "HEAD" && path.contains("/deep/"))
+        .collect();
+    assert!(writes.is_empty(), "nothing of the refused image was written: {writes:?}");
+    // The tag HEAD, then one GET per level down to the first index past the cap.
+    let reads = source.count("GET", "/deep/manifests/");
+    assert_eq!(reads, 9, "{:?}", source.requests());
+}
