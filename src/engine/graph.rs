@@ -157,10 +157,7 @@ where
         }
         let read = &read;
         let found: Vec<Result<Option<(Manifest, T)>, E>> =
-            futures_util::stream::iter(wanted.into_iter().map(|digest| read(digest)))
-                .buffered(fan_out.max(1))
-                .collect()
-                .await;
+            futures_util::stream::iter(wanted.into_iter().map(read)).buffered(fan_out.max(1)).collect().await;
         frontier = Vec::new();
         for result in found {
             let Some((manifest, payload)) = result.map_err(WalkError::Read)? else { continue };
