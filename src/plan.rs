@@ -31,6 +31,9 @@ pub struct MappingPlan {
     pub kept: Vec<String>,
     /// Tags the filter dropped, with reasons.
     pub dropped: Vec<Dropped>,
+    /// Tags the source listed that are not valid OCI tags (names that could be paths):
+    /// dropped before filtering, and they make the run exit 1.
+    pub invalid_tags: usize,
     /// One entry per kept tag.
     pub images: Vec<ImagePlan>,
     /// Why the mapping cannot run (tag listing failed, too few tags, …).
@@ -143,6 +146,22 @@ impl ImagePlan {
     }
 }
 
+/// Splits a source's tag list into valid OCI tags and the number of names that are not: a
+/// registry's tag list is data, and a "tag" such as `../../v2/other/manifests/latest` must
+/// never reach a request. Each invalid one is logged (escaped and shortened) at WARN.
+pub fn valid_tags(registry: &str, repository: &str, listed: Vec<String>) -> (Vec<String>, usize) {
+    let (valid, invalid): (Vec<String>, Vec<String>) =
+        listed.into_iter().partition(|tag| crate::oci::validate_tag(tag).is_ok());
+    for tag in &invalid {
+        let shown: String = tag.chars().take(INVALID_TAG_SHOWN).collect();
+        tracing::warn!(registry, repository, tag = ?shown, "the source listed an invalid tag; dropped");
+    }
+    (valid, invalid.len())
+}
+
+/// Characters of an invalid tag quoted in the log (a hostile one may be huge).
+const INVALID_TAG_SHOWN: usize = 160;
+
 /// Applies the mapping's filter to the listed tags, enforcing `min_tags`. With referrers on,
 /// their fallback and cosign tags are not images of their own: they travel with their subjects.
 pub fn select_tags(mapping: &Mapping, listed: &[String]) -> Result<Selection, String> {
@@ -196,6 +215,7 @@ pub fn failed_mapping(mapping: &Mapping, error: Failure) -> MappingPlan {
         to: mapping.to.clone(),
         kept: Vec::new(),
         dropped: Vec::new(),
+        invalid_tags: 0,
         images: Vec::new(),
         error: Some(error),
     }
@@ -261,6 +281,28 @@ mod tests {
         let refused = Failure { message: "401".into(), auth: true };
         let failed = plan_image("v1", Err(refused.clone()), vec![]);
         assert_eq!(failed.error, Some(refused), "the classification is kept");
+    }
+
+    #[test]
+    fn names_outside_the_tag_grammar_are_dropped_and_counted() {
+        let listed: Vec<String> = [
+            "v1",
+            "../../v2/other/manifests/latest",
+            "%2e%2e",
+            "a/b",
+            "x?y",
+            "x#y",
+            "sha256-abc.sig",
+            "",
+            "\u{1b}[31mred",
+            "_ok",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (valid, invalid) = valid_tags("r", "app", listed);
+        assert_eq!(valid, ["v1", "sha256-abc.sig", "_ok"]);
+        assert_eq!(invalid, 7);
     }
 
     #[test]

@@ -12,7 +12,10 @@ use serde_json::json;
 use crate::oci::{BlobDescriptor, Digest, Manifest, Verifier, media_type};
 use crate::registry::{BlobStream, Registry, Result};
 
+mod graphs;
 mod signing;
+
+pub use graphs::{Nested, nested, push_nested};
 
 pub use signing::{
     NOTATION_SIGNATURE, SIGSTORE_BUNDLE, SPDX, buildx_index, bundle_signature, cosign_attestation, cosign_sbom,

@@ -138,8 +138,8 @@ pub async fn tags(args: TagsArgs) -> Exit {
         registry.list_tags(&reference.repository).await
     }
     .await;
-    let listed = match listed {
-        Ok(tags) => tags,
+    let (listed, invalid_tags) = match listed {
+        Ok(tags) => crate::plan::valid_tags(&reference.registry, &reference.repository, tags),
         Err(error) => {
             eprintln!("error: {error}");
             return if error.is_auth() { Exit::Auth } else { Exit::Failed };
@@ -158,6 +158,11 @@ pub async fn tags(args: TagsArgs) -> Exit {
             }
         }
         eprintln!("{} of {} tags selected", selection.kept.len(), listed.len());
+    }
+    if invalid_tags > 0 {
+        // Like a sync, a source listing names that are not tags does not pass unnoticed.
+        eprintln!("warning: the registry listed {invalid_tags} invalid tags; they were dropped");
+        return Exit::Partial;
     }
     Exit::Success
 }

@@ -97,6 +97,9 @@ fn render_plan(plan: &Plan) -> String {
             continue;
         }
         lines.push(format!("  tags: {} kept, {} dropped", mapping.kept.len(), mapping.dropped.len()));
+        if mapping.invalid_tags > 0 {
+            lines.push(format!("  {} invalid tags listed by the source (dropped)", mapping.invalid_tags));
+        }
         for dropped in &mapping.dropped {
             lines.push(format!("    drop {}: {}", dropped.tag, dropped.reason));
         }

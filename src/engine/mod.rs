@@ -8,6 +8,7 @@
 //! and streamed to all of them ([`tee`]); a blob shared by several images is handled once per
 //! target repository ([`BlobLedger`]). One target failing does not stop the others.
 
+mod graph;
 mod ledger;
 mod limits;
 mod referrers;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
 
+pub use graph::{Graph, MAX_GRAPH_MANIFESTS, MAX_INDEX_DEPTH, Manifests, Node, Shape, WalkError, walk};
 pub use ledger::BlobLedger;
 pub use limits::Limits;
 pub use referrers::{Referrers, Upstream};
@@ -60,6 +62,14 @@ pub enum Error {
         reference: String,
         /// What was asked for and what the index has.
         reason: String,
+    },
+    /// The image's manifest graph is refused (nested too deep, too large, malformed).
+    #[error("{reference}: {shape}")]
+    Graph {
+        /// The source reference.
+        reference: String,
+        /// What is wrong with its shape.
+        shape: Shape,
     },
     /// `artifacts.require` is set and nothing upstream refers to the image.
     #[error(
@@ -156,6 +166,7 @@ enum Preparation<'l, 'j, R> {
 /// Copies images; shared by every image of a run so blobs are handled once.
 pub struct Engine {
     ledger: BlobLedger,
+    manifests: Manifests,
     referrers: Referrers,
     limits: Limits,
     stats: Arc<Stats>,
@@ -168,6 +179,7 @@ impl Engine {
     pub fn new(limits: Limits, cancel: Cancel, fan_out: usize) -> Self {
         Engine {
             ledger: BlobLedger::default(),
+            manifests: Manifests::default(),
             referrers: Referrers::default(),
             limits,
             stats: Arc::new(Stats::default()),
@@ -291,7 +303,7 @@ impl Engine {
         digest: &Digest,
         lives: &[&Live<'_, R>],
     ) -> Option<Manifest> {
-        match source.registry.get_manifest(source.repository, digest.as_str()).await {
+        match self.manifests.get(source.registry, source.repository, digest).await {
             Ok(manifest) => Some(manifest),
             Err(error) => {
                 let error = Arc::new(if error.is_not_found() {
@@ -306,49 +318,127 @@ impl Engine {
     }
 
     /// Copies what `manifest` refers to, then pushes it to each target that is still healthy.
+    ///
+    /// The graph below it is walked first (children de-duplicated, each distinct manifest read
+    /// once, nesting capped), so an image refused for its shape pushes nothing; then it is
+    /// copied leaves first, each manifest by digest to the targets that lack it, and `manifest`
+    /// itself last under each target's reference.
     async fn copy_manifest<R: Registry>(
         &self,
         source: &Source<'_, R>,
         manifest: &Manifest,
         targets: Vec<(&Live<'_, R>, String)>,
     ) {
-        let kind = match manifest.kind() {
-            Ok(kind) => kind,
-            Err(source_error) => {
-                let error = Arc::new(Error::Registry(registry::Error::Manifest {
-                    registry: source.registry.name().to_string(),
-                    repository: source.repository.to_string(),
-                    reference: manifest.digest.to_string(),
-                    source: Box::new(source_error),
-                }));
-                targets.iter().for_each(|(live, _)| live.fail(error.clone()));
+        let lives: Vec<&Live<R>> = targets.iter().map(|(live, _)| *live).collect();
+        let all: Vec<usize> = (0..lives.len()).collect();
+        let lives_ref = &lives;
+        let read = |digest: Digest| async move {
+            Ok::<_, std::convert::Infallible>(self.read_child(source, digest, lives_ref).await)
+        };
+        let graph = match graph::walk(manifest.clone(), all, self.fan_out, read).await {
+            Ok(graph) => graph,
+            Err(walk_error) => {
+                let error = Arc::new(match walk_error {
+                    WalkError::Shape(shape) => {
+                        Error::Graph { reference: label(source.registry, source.repository, &source.reference), shape }
+                    }
+                    WalkError::Read(never) => match never {},
+                });
+                lives.iter().for_each(|live| live.fail(error.clone()));
                 return;
             }
         };
-        let lives: Vec<&Live<R>> = targets.iter().map(|(live, _)| *live).collect();
-        match kind {
-            ManifestKind::Index { children } => {
-                futures_util::stream::iter(children.iter().map(|child| self.copy_child(source, &child.digest, &lives)))
-                    .buffer_unordered(self.fan_out)
-                    .collect::<Vec<()>>()
-                    .await;
-            }
-            ManifestKind::Image { blobs } => {
-                let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
-                let bulk = lives.iter().filter(|live| !live.failed()).map(|live| async {
-                    if let Some(present) = live.target.registry.blobs_present(live.target.repository, &digests).await {
-                        let mut known = live.known.lock().expect("known lock poisoned");
-                        known.extend(digests.iter().map(|d| (d.clone(), present.contains(d))));
+        let top = graph.levels.len() - 1;
+        for (height, level) in graph.levels.iter().enumerate() {
+            let copies = level.iter().map(|node| {
+                let targets: Vec<(&Live<R>, String)> = if height == top {
+                    targets.clone()
+                } else {
+                    node.payload.iter().map(|&n| (lives[n], node.manifest.digest.to_string())).collect()
+                };
+                self.copy_node(source, &node.manifest, &node.kind, targets)
+            });
+            futures_util::stream::iter(copies).buffer_unordered(self.fan_out).collect::<Vec<()>>().await;
+        }
+    }
+
+    /// A child of an index, for the walk: the indexes (into `lives`) of the healthy targets
+    /// that lack it by digest, with its manifest read from the source; `None` when none lacks
+    /// it, or when reading it failed (those targets then fail; the others go on).
+    async fn read_child<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        digest: Digest,
+        lives: &[&Live<'_, R>],
+    ) -> Option<(Manifest, Vec<usize>)> {
+        if self.cancel.is_cancelled() {
+            lives.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
+            return None;
+        }
+        let checks = lives.iter().enumerate().filter(|(_, live)| !live.failed()).map(|(n, live)| {
+            let digest = &digest;
+            async move {
+                match live.target.registry.head_manifest(live.target.repository, digest.as_str()).await {
+                    Ok(Some(_)) => None,
+                    Ok(None) => Some(n),
+                    Err(error) => {
+                        live.fail(Arc::new(error.into()));
+                        None
                     }
-                });
-                futures_util::future::join_all(bulk).await;
-                let mut seen = std::collections::HashSet::new();
-                let distinct = blobs.iter().filter(|blob| seen.insert(&blob.digest));
-                futures_util::stream::iter(distinct.map(|blob| self.copy_blob(source, blob, &lives)))
-                    .buffer_unordered(self.fan_out)
-                    .collect::<Vec<()>>()
-                    .await;
+                }
             }
+        });
+        let needy: Vec<usize> = futures_util::future::join_all(checks).await.into_iter().flatten().collect();
+        if needy.is_empty() {
+            return None;
+        }
+        match self.manifests.get(source.registry, source.repository, &digest).await {
+            Ok(child) => Some((child, needy)),
+            Err(error) => {
+                let error = Arc::new(error.into());
+                needy.iter().for_each(|&n| lives[n].fail(Arc::clone(&error)));
+                None
+            }
+        }
+    }
+
+    /// A manifest by digest (a referrer), with what it refers to, for the targets in `lives`
+    /// that lack it.
+    async fn copy_child<R: Registry>(&self, source: &Source<'_, R>, digest: &Digest, lives: &[&Live<'_, R>]) {
+        if let Some((manifest, needy)) = self.read_child(source, digest.clone(), lives).await {
+            let targets = needy.into_iter().map(|n| (lives[n], digest.to_string())).collect();
+            self.copy_manifest(source, &manifest, targets).await;
+        }
+    }
+
+    /// One manifest of a walked graph: its blobs (an image's), then the push under each
+    /// target's reference, for the targets still healthy.
+    async fn copy_node<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        manifest: &Manifest,
+        kind: &ManifestKind,
+        targets: Vec<(&Live<'_, R>, String)>,
+    ) {
+        let lives: Vec<&Live<R>> = targets.iter().map(|(live, _)| *live).filter(|live| !live.failed()).collect();
+        if lives.is_empty() {
+            return;
+        }
+        if let ManifestKind::Image { blobs } = kind {
+            let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+            let bulk = lives.iter().map(|live| async {
+                if let Some(present) = live.target.registry.blobs_present(live.target.repository, &digests).await {
+                    let mut known = live.known.lock().expect("known lock poisoned");
+                    known.extend(digests.iter().map(|d| (d.clone(), present.contains(d))));
+                }
+            });
+            futures_util::future::join_all(bulk).await;
+            let mut seen = std::collections::HashSet::new();
+            let distinct = blobs.iter().filter(|blob| seen.insert(&blob.digest));
+            futures_util::stream::iter(distinct.map(|blob| self.copy_blob(source, blob, &lives)))
+                .buffer_unordered(self.fan_out)
+                .collect::<Vec<()>>()
+                .await;
         }
         let pushes = targets.iter().filter(|(live, _)| !live.failed()).map(|(live, reference)| async move {
             match live.target.registry.put_manifest(live.target.repository, reference, manifest).await {
@@ -360,39 +450,6 @@ impl Engine {
             }
         });
         futures_util::future::join_all(pushes).await;
-    }
-
-    /// A child of an index, for the targets that do not have it by digest.
-    async fn copy_child<R: Registry>(&self, source: &Source<'_, R>, digest: &Digest, lives: &[&Live<'_, R>]) {
-        if self.cancel.is_cancelled() {
-            lives.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
-            return;
-        }
-        let checks = lives.iter().filter(|live| !live.failed()).map(|live| async move {
-            match live.target.registry.head_manifest(live.target.repository, digest.as_str()).await {
-                Ok(Some(_)) => None,
-                Ok(None) => Some(*live),
-                Err(error) => {
-                    live.fail(Arc::new(error.into()));
-                    None
-                }
-            }
-        });
-        let needy: Vec<&Live<R>> = futures_util::future::join_all(checks).await.into_iter().flatten().collect();
-        if needy.is_empty() {
-            return;
-        }
-        match source.registry.get_manifest(source.repository, digest.as_str()).await {
-            Ok(child) => {
-                let targets = needy.into_iter().map(|live| (live, digest.to_string())).collect();
-                // Boxed: an index may (rarely) contain another index.
-                Box::pin(self.copy_manifest(source, &child, targets)).await;
-            }
-            Err(error) => {
-                let error = Arc::new(error.into());
-                needy.iter().for_each(|live| live.fail(Arc::clone(&error)));
-            }
-        }
     }
 
     /// Gets one blob to every target that lacks it, reading the source at most once per
@@ -567,3 +624,6 @@ mod tests;
 
 #[cfg(test)]
 mod referrer_tests;
+
+#[cfg(test)]
+mod graph_tests;

@@ -18,6 +18,7 @@ use super::stats::Event;
 use super::{Engine, Error, Live, Source};
 use crate::oci::{
     ArtifactPolicy, COSIGN_TAGS, Digest, Manifest, Referrer, cosign_tag, fallback_tag, index_of, merge, parse_index,
+    validate_tag,
 };
 use crate::registry::{self, Registry};
 
@@ -137,7 +138,9 @@ impl Referrers {
         let tags = cell
             .get_or_try_init(|| async {
                 match registry.list_tags(repository).await {
-                    Ok(tags) => Ok(Mutex::new(tags.into_iter().collect())),
+                    // Only membership of computed names is asked, but names that are not tags
+                    // are not kept either.
+                    Ok(tags) => Ok(Mutex::new(tags.into_iter().filter(|t| validate_tag(t).is_ok()).collect())),
                     Err(error) if error.is_not_found() => Ok(Mutex::default()),
                     Err(error) => Err(error),
                 }

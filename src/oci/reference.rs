@@ -196,8 +196,9 @@ pub fn validate_repository(repository: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Tags: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn validate_tag(tag: &str) -> Result<(), &'static str> {
+/// Checks a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. Tags from registries (tag lists,
+/// referrer and cosign tags) pass through this before use, so none can become a path.
+pub fn validate_tag(tag: &str) -> Result<(), &'static str> {
     let bytes = tag.as_bytes();
     if bytes.is_empty() {
         return Err("is empty");

@@ -185,6 +185,17 @@ pub enum Error {
         /// What the registry said.
         detail: String,
     },
+    /// A name (tag, digest, repository) is not safe to put in a request path: it breaks the
+    /// OCI grammar, or the URL built from it would leave `/v2/<repository>/`.
+    #[error("refused a request to {registry}/{repository}: {reason}")]
+    UnsafeName {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// Which name and what is wrong with it.
+        reason: String,
+    },
     /// Setting up the client or credentials failed (bad CA file, credential helper error).
     #[error("registry {registry}: {detail}")]
     Setup {

@@ -12,7 +12,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession, VerifiedStream};
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer};
-use crate::testdata::Built;
+use crate::testdata::{Built, Nested};
 
 /// Operations counted by [`MemoryRegistry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,6 +115,17 @@ impl MemoryRegistry {
         };
         repo.tags.insert(tag.to_string(), top.digest.clone());
         repo.manifests.insert(top.digest.clone(), top);
+    }
+
+    /// Stores a nested index graph under `repository:tag` (not counted).
+    pub fn insert_nested(&self, repository: &str, tag: &str, nested: &Nested) {
+        self.insert(repository, tag, &Built::Image(nested.leaf.clone()));
+        let mut repositories = self.repositories.lock().expect("lock");
+        let repo = repositories.entry(repository.to_string()).or_default();
+        for index in &nested.indexes {
+            repo.manifests.insert(index.digest.clone(), index.clone());
+        }
+        repo.tags.insert(tag.to_string(), nested.top().digest.clone());
     }
 
     /// How many times `op` ran.

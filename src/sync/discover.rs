@@ -1,5 +1,6 @@
 //! Discovery for one mapping: list the source's tags, filter them, HEAD each kept tag at the
 //! source and at every target. No manifest or blob is read unless bytes are estimated.
+//! Listed names that are not valid OCI tags are dropped and counted before anything else.
 
 use std::collections::HashSet;
 
@@ -7,7 +8,7 @@ use futures_util::StreamExt;
 
 use super::Clients;
 use crate::config::Mapping;
-use crate::engine::Referrers;
+use crate::engine::{Manifests, Referrers, Shape, WalkError};
 use crate::oci::{ArtifactPolicy, Digest, ManifestKind};
 use crate::plan::{self, Failure, MappingPlan, PlannedReferrer};
 use crate::registry::Registry;
@@ -15,21 +16,30 @@ use crate::registry::Registry;
 /// Tags HEADed at once within one mapping.
 const HEAD_CONCURRENCY: usize = 16;
 
+/// What the mappings of one plan share.
+#[derive(Clone, Copy)]
+pub struct Run<'a> {
+    /// Referrer lookups (dry runs list referrers; one API probe per registry and run, and the
+    /// tag list discovery made serves the fallback tag schema).
+    pub referrers: &'a Referrers,
+    /// Manifest reads (dry runs read manifests to size images): each distinct one read once.
+    pub manifests: &'a Manifests,
+}
+
 /// Plans one mapping; problems become the plan's error or an image's error, never a panic.
-/// `referrers` holds the run's referrer lookups (dry runs list referrers; one API probe per
-/// registry and run, and the tag list discovery made serves the fallback tag schema).
 pub async fn discover<R: Registry>(
     mapping: &Mapping,
     clients: &Clients<R>,
     estimate_bytes: bool,
-    referrers: &Referrers,
+    run: Run<'_>,
 ) -> MappingPlan {
+    let Run { referrers, manifests } = run;
     let source = match clients.get(&mapping.source) {
         Ok(source) => source,
         Err(error) => return plan::failed_mapping(mapping, error),
     };
-    let listed = match source.list_tags(&mapping.from).await {
-        Ok(tags) => tags,
+    let (listed, invalid_tags) = match source.list_tags(&mapping.from).await {
+        Ok(tags) => plan::valid_tags(source.name(), &mapping.from, tags),
         Err(error) => return plan::failed_mapping(mapping, Failure::registry("cannot list tags", &error)),
     };
     if estimate_bytes && mapping.artifacts.is_some() {
@@ -58,10 +68,15 @@ pub async fn discover<R: Registry>(
             && image.needs_copy()
             && let Some(digest) = &image.digest
         {
-            image.bytes = image_bytes(source, &mapping.from, digest).await;
+            match image_bytes(source, &mapping.from, digest, manifests).await {
+                Ok(bytes) => image.bytes = Some(bytes),
+                Err(Some(shape)) => image.error = Some(Failure::new(format!("would fail: {shape}"))),
+                // A manifest that cannot be read leaves the size unknown; the copy will say why.
+                Err(None) => {}
+            }
         }
         if estimate_bytes && let (Some(policy), Some(digest)) = (&mapping.artifacts, &image.digest) {
-            match planned_referrers(source, &mapping.from, digest, policy, referrers).await {
+            match planned_referrers(source, &mapping.from, digest, policy, run).await {
                 Ok(referrers) if referrers.is_empty() && policy.require => {
                     image.error = Some(Failure::new(
                         "would fail: no referrer matching artifacts.include upstream, and artifacts.require is set",
@@ -76,7 +91,7 @@ pub async fn discover<R: Registry>(
     .buffered(HEAD_CONCURRENCY)
     .collect()
     .await;
-    plan::mapping_plan(mapping, selection, images)
+    plan::MappingPlan { invalid_tags, ..plan::mapping_plan(mapping, selection, images) }
 }
 
 /// The referrers a copy would bring along: of the image, of its children, and theirs.
@@ -85,13 +100,14 @@ async fn planned_referrers<R: Registry>(
     repository: &str,
     digest: &Digest,
     policy: &ArtifactPolicy,
-    referrers: &Referrers,
+    run: Run<'_>,
 ) -> Result<Vec<PlannedReferrer>, crate::registry::Error> {
     let mut subjects = vec![digest.clone()];
-    if let Ok(ManifestKind::Index { children }) = source.get_manifest(repository, digest.as_str()).await?.kind() {
-        subjects.extend(children.into_iter().map(|c| c.digest));
+    if let Ok(ManifestKind::Index { children }) = run.manifests.get(source, repository, digest).await?.kind() {
+        let mut seen = HashSet::from([digest.clone()]);
+        subjects.extend(children.into_iter().map(|c| c.digest).filter(|d| seen.insert(d.clone())));
     }
-    let found = referrers.discover(source, repository, subjects, policy).await?;
+    let found = run.referrers.discover(source, repository, subjects, policy).await?;
     let mut planned = Vec::new();
     for upstream in &found {
         let subject = upstream.subject();
@@ -109,19 +125,25 @@ async fn planned_referrers<R: Registry>(
     Ok(planned)
 }
 
-/// The size of an image's distinct blobs, children included (manifest GETs, no blob reads).
-async fn image_bytes<R: Registry>(source: &R, repository: &str, digest: &Digest) -> Option<u64> {
+/// The size of an image's distinct blobs, children included: one GET per distinct manifest
+/// (none for one already read in this plan), no blob reads. `None` when a manifest cannot be
+/// read (`Err(None)`), or why the graph is refused (too deep, too large), as a copy would.
+async fn image_bytes<R: Registry>(
+    source: &R,
+    repository: &str,
+    digest: &Digest,
+    manifests: &Manifests,
+) -> Result<u64, Option<Shape>> {
+    let top = manifests.get(source, repository, digest).await.map_err(|_| None)?;
+    let read = |child: Digest| async move { manifests.get(source, repository, &child).await.map(|m| Some((m, ()))) };
+    let graph = crate::engine::walk(top, (), HEAD_CONCURRENCY, read).await.map_err(|error| match error {
+        WalkError::Shape(shape) => Some(shape),
+        WalkError::Read(_) => None,
+    })?;
     let mut seen = HashSet::new();
-    let mut total = 0;
-    let mut pending = vec![digest.clone()];
-    while let Some(next) = pending.pop() {
-        let manifest = source.get_manifest(repository, next.as_str()).await.ok()?;
-        match manifest.kind().ok()? {
-            ManifestKind::Index { children } => pending.extend(children.into_iter().map(|c| c.digest)),
-            ManifestKind::Image { blobs } => {
-                total += blobs.into_iter().filter(|b| seen.insert(b.digest.clone())).map(|b| b.size).sum::<u64>();
-            }
-        }
-    }
-    Some(total)
+    let blobs = graph.nodes().flat_map(|node| match &node.kind {
+        ManifestKind::Image { blobs } => blobs.as_slice(),
+        ManifestKind::Index { .. } => &[],
+    });
+    Ok(blobs.filter(|b| seen.insert(&b.digest)).map(|b| b.size).sum())
 }

@@ -37,11 +37,11 @@ pub fn engine(config: &Config, cancel: Cancel) -> Engine {
 
 /// Plans every mapping (concurrently); `estimate_bytes` adds manifest GETs to size the work.
 pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, estimate_bytes: bool) -> Plan {
-    let referrers = crate::engine::Referrers::default();
-    let referrers = &referrers;
+    let (referrers, manifests) = (crate::engine::Referrers::default(), crate::engine::Manifests::default());
+    let run = discover::Run { referrers: &referrers, manifests: &manifests };
     let plans = futures_util::stream::iter(mappings.iter().map(|mapping| async move {
         // A panic fails this mapping's plan only (see `contain`).
-        contained("discovering tags", discover(mapping, clients, estimate_bytes, referrers))
+        contained("discovering tags", discover(mapping, clients, estimate_bytes, run))
             .await
             .unwrap_or_else(|failure| planning::failed_mapping(mapping, failure))
     }))
@@ -254,6 +254,7 @@ fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &
         error: plan.error.clone(),
         tags_kept: plan.kept.len(),
         tags_dropped: plan.dropped.len(),
+        invalid_tags: plan.invalid_tags,
         images,
     }
 }

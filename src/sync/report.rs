@@ -45,6 +45,8 @@ pub struct MappingReport {
     pub tags_kept: usize,
     /// Tags the filter dropped.
     pub tags_dropped: usize,
+    /// Names the source listed that are not valid OCI tags (dropped; the run exits 1).
+    pub invalid_tags: usize,
     /// Per image and target.
     pub images: Vec<ImageResult>,
 }
@@ -62,6 +64,8 @@ pub struct Totals {
     pub skipped: usize,
     /// … failed.
     pub failed: usize,
+    /// Names sources listed that are not valid OCI tags, over every mapping.
+    pub invalid_tags: usize,
     /// Blob and byte counts summed.
     #[serde(flatten)]
     pub stats: StatsSnapshot,
@@ -106,7 +110,17 @@ impl RunStatus {
             all_auth &= failure.auth;
         }
         let successes = plan.mappings.iter().flat_map(|m| &m.images).filter(|i| i.error.is_none()).count();
-        RunStatus::from_counts(count, successes, all_auth)
+        let invalid_tags = plan.mappings.iter().map(|m| m.invalid_tags).sum();
+        RunStatus::from_counts(count, successes, all_auth).with_invalid_tags(invalid_tags)
+    }
+
+    /// A run that met invalid tags is not a success even if all else went well: it exits 1,
+    /// so a source listing names that are paths does not go unnoticed.
+    pub fn with_invalid_tags(self, invalid_tags: usize) -> Self {
+        match self {
+            RunStatus::Success if invalid_tags > 0 => RunStatus::Partial,
+            other => other,
+        }
     }
 }
 
@@ -129,6 +143,7 @@ impl SyncReport {
         let mut totals = Totals { mappings: mappings.len(), ..Totals::default() };
         let mut all_failures_auth = true;
         for mapping in &mappings {
+            totals.invalid_tags += mapping.invalid_tags;
             if let Some(error) = &mapping.error {
                 totals.mappings_failed += 1;
                 all_failures_auth &= error.auth;
@@ -147,7 +162,8 @@ impl SyncReport {
         }
         let failures = totals.failed + totals.mappings_failed;
         let successes = totals.synced + totals.skipped;
-        let status = RunStatus::from_counts(failures, successes, all_failures_auth);
+        let status =
+            RunStatus::from_counts(failures, successes, all_failures_auth).with_invalid_tags(totals.invalid_tags);
         SyncReport { status, totals, mappings, duration_ms }
     }
 
@@ -159,10 +175,11 @@ impl SyncReport {
             match &mapping.error {
                 Some(error) => lines.push(format!("{}: FAILED: {error}", mapping.key)),
                 None => lines.push(format!(
-                    "{}: {} tags kept ({} dropped); {} synced, {} up to date, {} failed",
+                    "{}: {} tags kept ({} dropped{}); {} synced, {} up to date, {} failed",
                     mapping.key,
                     mapping.tags_kept,
                     mapping.tags_dropped,
+                    invalid_note(mapping.invalid_tags),
                     count(|o| matches!(o, Outcome::Synced)),
                     count(|o| matches!(o, Outcome::Skipped { .. })),
                     count(|o| matches!(o, Outcome::Failed { .. })),
@@ -179,9 +196,10 @@ impl SyncReport {
         }
         let t = &self.totals;
         lines.push(format!(
-            "total: {} mappings ({} failed); images {} synced, {} up to date, {} failed; blobs {} copied, {} skipped, {} mounted; {} referrers copied; {} in {:.1}s",
+            "total: {} mappings ({} failed{}); images {} synced, {} up to date, {} failed; blobs {} copied, {} skipped, {} mounted; {} referrers copied; {} in {:.1}s",
             t.mappings,
             t.mappings_failed,
+            invalid_note(t.invalid_tags),
             t.synced,
             t.skipped,
             t.failed,
@@ -194,6 +212,11 @@ impl SyncReport {
         ));
         lines.join("\n")
     }
+}
+
+/// `, N invalid tags` when there were any.
+fn invalid_note(invalid_tags: usize) -> String {
+    if invalid_tags == 0 { String::new() } else { format!(", {invalid_tags} invalid tags") }
 }
 
 #[cfg(test)]
@@ -214,7 +237,7 @@ mod tests {
     }
 
     fn mapping(error: Option<Failure>, images: Vec<ImageResult>) -> MappingReport {
-        MappingReport { index: 0, key: "a -> b".into(), error, tags_kept: 1, tags_dropped: 0, images }
+        MappingReport { index: 0, key: "a -> b".into(), error, tags_kept: 1, tags_dropped: 0, invalid_tags: 0, images }
     }
 
     fn failed(auth: bool) -> Outcome {
@@ -257,6 +280,24 @@ mod tests {
             status(vec![mapping(refused(), vec![]), mapping(None, vec![image(Outcome::Synced)])]),
             RunStatus::Partial
         );
+    }
+
+    #[test]
+    fn invalid_tags_are_counted_per_mapping_and_in_total_and_the_run_is_not_a_success() {
+        let with_invalid = MappingReport { invalid_tags: 2, ..mapping(None, vec![image(Outcome::Synced)]) };
+        let report = SyncReport::new(vec![with_invalid, mapping(None, vec![image(Outcome::Synced)])], 0);
+        assert_eq!(report.status, RunStatus::Partial, "exit 1, not 0");
+        assert_eq!(report.totals.invalid_tags, 2);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["totals"]["invalid_tags"], 2);
+        assert_eq!(json["mappings"][0]["invalid_tags"], 2);
+        assert_eq!(json["mappings"][1]["invalid_tags"], 0);
+        let summary = report.summary();
+        assert!(summary.contains("(0 dropped, 2 invalid tags)"), "{summary}");
+        assert!(summary.contains("(0 failed, 2 invalid tags)"), "{summary}");
+        // Failures keep their own status.
+        let failed = MappingReport { invalid_tags: 1, ..mapping(None, vec![image(failed(true))]) };
+        assert_eq!(SyncReport::new(vec![failed], 0).status, RunStatus::AuthFailed);
     }
 
     #[test]

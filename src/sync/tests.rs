@@ -361,5 +361,6 @@ mod examples {
     }
 }
 
+mod graphs;
 mod panics;
 mod referrers;

@@ -227,6 +227,7 @@ mod tests {
             error: None,
             tags_kept: 0,
             tags_dropped: 0,
+            invalid_tags: 0,
             images: Vec::new(),
         };
         let mut metrics = Metrics::default();

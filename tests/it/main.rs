@@ -15,6 +15,7 @@ mod harness;
 mod image;
 mod lambda;
 mod mirror;
+mod names;
 mod pull_secret;
 mod referrers;
 mod sync;

@@ -5,6 +5,7 @@
 
 pub mod aad;
 pub mod hostile;
+pub mod hostile_registry;
 pub mod http;
 pub mod moto;
 pub mod oauth;

@@ -11,6 +11,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
+use super::route::Route;
 use super::send::Call;
 use super::{HttpRegistry, scope};
 use crate::oci::{BlobDescriptor, Digest};
@@ -19,10 +20,17 @@ use crate::registry::{BlobStream, Error, MountOutcome, Result, UploadSession, Ve
 const OCTET_STREAM: &str = "application/octet-stream";
 
 impl HttpRegistry {
-    fn blob_call<'a>(&self, method: Method, repository: &'a str, path: &str, what: String, push: bool) -> Call<'a> {
-        Call {
+    fn blob_call<'a>(
+        &self,
+        method: Method,
+        repository: &'a str,
+        route: Route<'_>,
+        what: String,
+        push: bool,
+    ) -> Result<Call<'a>> {
+        Ok(Call {
             method,
-            url: self.url(&format!("v2/{repository}/blobs/{path}")),
+            url: self.route_url(repository, route)?,
             repository,
             scopes: vec![scope(repository, push)],
             what,
@@ -30,11 +38,11 @@ impl HttpRegistry {
             body: None,
             idempotent: true,
             streaming: false,
-        }
+        })
     }
 
     pub(super) async fn blob_exists_impl(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let call = self.blob_call(Method::HEAD, repository, digest.as_str(), format!("blob {digest}"), false);
+        let call = self.blob_call(Method::HEAD, repository, Route::Blob(digest), format!("blob {digest}"), false)?;
         match self.send(&call).await {
             Ok(_) => Ok(true),
             Err(error) if error.is_not_found() => Ok(false),
@@ -44,7 +52,7 @@ impl HttpRegistry {
 
     pub(super) async fn get_blob_impl(&self, repository: &str, blob: &BlobDescriptor) -> Result<BlobStream> {
         let mut call =
-            self.blob_call(Method::GET, repository, blob.digest.as_str(), format!("blob {}", blob.digest), false);
+            self.blob_call(Method::GET, repository, Route::Blob(&blob.digest), format!("blob {}", blob.digest), false)?;
         call.streaming = true;
         let response = self.send(&call).await?;
         let registry = self.settings.name.clone();
@@ -66,7 +74,7 @@ impl HttpRegistry {
         repository: &str,
         mount: Option<(&Digest, &str)>,
     ) -> Result<(StatusCode, Option<UploadSession>)> {
-        let mut call = self.blob_call(Method::POST, repository, "uploads/", "upload".to_string(), true);
+        let mut call = self.blob_call(Method::POST, repository, Route::Uploads, "upload".to_string(), true)?;
         if let Some((digest, from)) = mount {
             call.url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", from);
             call.scopes.push(scope(from, false));
@@ -242,7 +250,8 @@ impl HttpRegistry {
             }
         }
         url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
-        let mut call = self.blob_call(Method::PUT, repository, "", format!("blob {}", blob.digest), true);
+        let mut call =
+            self.blob_call(Method::PUT, repository, Route::Uploads, format!("blob {}", blob.digest), true)?;
         call.url = url;
         call.idempotent = false;
         call.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -257,7 +266,8 @@ impl HttpRegistry {
         offset: u64,
         chunk: Bytes,
     ) -> Result<Url> {
-        let mut call = self.blob_call(Method::PATCH, repository, "", format!("chunk of blob {}", blob.digest), true);
+        let mut call =
+            self.blob_call(Method::PATCH, repository, Route::Uploads, format!("chunk of blob {}", blob.digest), true)?;
         call.url = url;
         call.idempotent = false;
         let range = format!("{}-{}", offset, offset + chunk.len() as u64 - 1);
@@ -346,7 +356,7 @@ impl HttpRegistry {
         if let Some(session) = session
             && let Ok(url) = Url::parse(&session.location)
         {
-            let mut call = self.blob_call(Method::DELETE, repository, "", "upload session".into(), true);
+            let mut call = self.blob_call(Method::DELETE, repository, Route::Uploads, "upload session".into(), true)?;
             call.url = url;
             // Best effort: registries expire abandoned sessions anyway.
             let _ = self.send(&call).await;

@@ -4,6 +4,7 @@
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Response};
 
+use super::route::Route;
 use super::send::Call;
 use super::{HttpRegistry, scope};
 use crate::oci::{Digest, Manifest, ManifestHead, media_type};
@@ -17,12 +18,12 @@ const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 const TAGS_PAGE: usize = 1000;
 
 impl HttpRegistry {
-    fn manifest_call<'a>(&self, method: Method, repository: &'a str, reference: &str, push: bool) -> Call<'a> {
+    fn manifest_call<'a>(&self, method: Method, repository: &'a str, reference: &str, push: bool) -> Result<Call<'a>> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(media_type::ACCEPT_MANIFESTS));
-        Call {
+        Ok(Call {
             method,
-            url: self.url(&format!("v2/{repository}/manifests/{reference}")),
+            url: self.route_url(repository, Route::Manifest(reference))?,
             repository,
             scopes: vec![scope(repository, push)],
             what: format!("manifest {reference}"),
@@ -30,11 +31,11 @@ impl HttpRegistry {
             body: None,
             idempotent: true,
             streaming: false,
-        }
+        })
     }
 
     pub(super) async fn head_manifest_impl(&self, repository: &str, reference: &str) -> Result<Option<ManifestHead>> {
-        let call = self.manifest_call(Method::HEAD, repository, reference, false);
+        let call = self.manifest_call(Method::HEAD, repository, reference, false)?;
         let response = match self.send(&call).await {
             Ok(response) => response,
             Err(error) if error.is_not_found() => return Ok(None),
@@ -58,7 +59,7 @@ impl HttpRegistry {
     }
 
     pub(super) async fn get_manifest_impl(&self, repository: &str, reference: &str) -> Result<Manifest> {
-        let call = self.manifest_call(Method::GET, repository, reference, false);
+        let call = self.manifest_call(Method::GET, repository, reference, false)?;
         let response = self.send(&call).await?;
         let content_type = header(&response, CONTENT_TYPE.as_str());
         let announced = header(&response, DOCKER_CONTENT_DIGEST).and_then(|d| d.parse::<Digest>().ok());
@@ -76,7 +77,7 @@ impl HttpRegistry {
 
     pub(super) async fn put_manifest_impl(&self, repository: &str, reference: &str, manifest: &Manifest) -> Result<()> {
         self.prepare_push(repository).await?;
-        let mut call = self.manifest_call(Method::PUT, repository, reference, true);
+        let mut call = self.manifest_call(Method::PUT, repository, reference, true)?;
         call.headers.remove(ACCEPT);
         let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| Error::Protocol {
             registry: self.settings.name.clone(),
@@ -107,18 +108,18 @@ impl HttpRegistry {
         struct TagList {
             tags: Option<Vec<String>>,
         }
-        let url = self.url(&format!("v2/{repository}/tags/list?n={TAGS_PAGE}"));
-        let mut tags = Vec::new();
-        for page in self.get_pages(repository, "tag list", url, None).await? {
-            let page: TagList = serde_json::from_slice(&page).map_err(|e| Error::Protocol {
+        let mut url = self.route_url(repository, Route::TagList)?;
+        url.query_pairs_mut().append_pair("n", &TAGS_PAGE.to_string());
+        let parse = |page: &[u8]| {
+            let page: TagList = serde_json::from_slice(page).map_err(|e| Error::Protocol {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
                 action: "GET tag list".to_string(),
                 detail: format!("malformed tag list: {e}"),
             })?;
-            tags.extend(page.tags.unwrap_or_default());
-        }
-        Ok(tags)
+            Ok(page.tags.unwrap_or_default())
+        };
+        self.get_pages(repository, "tag list", url, None, parse).await
     }
 }
 

@@ -9,6 +9,7 @@ mod hub;
 mod manifest;
 mod pages;
 mod referrers;
+mod route;
 mod send;
 
 use std::collections::HashMap;
@@ -188,10 +189,6 @@ impl HttpRegistry {
     /// The settings this client was built with.
     pub fn settings(&self) -> &RegistrySettings {
         &self.settings
-    }
-
-    fn url(&self, path: &str) -> Url {
-        self.base.join(path).expect("registry paths are valid relative URLs")
     }
 
     fn use_chunks(&self) -> bool {

@@ -5,6 +5,7 @@
 //! check whether the credentials work elsewhere.
 
 use super::HttpRegistry;
+use super::route::Route;
 use crate::oci::{Digest, Referrer, media_type, parse_index};
 use crate::registry::{Error, Result};
 
@@ -15,25 +16,23 @@ impl HttpRegistry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Referrer>>> {
-        let mut url = self.url(&format!("v2/{repository}/referrers/{subject}"));
+        let mut url = self.route_url(repository, Route::Referrers(subject))?;
         if let Some(artifact_type) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", artifact_type);
         }
         let what = format!("referrers of {subject}");
-        let pages = match self.get_pages(repository, &what, url, Some(media_type::OCI_INDEX)).await {
-            Ok(pages) => pages,
-            Err(error) if error.is_not_found() => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        let mut referrers = Vec::new();
-        for page in pages {
-            referrers.extend(parse_index(&page).map_err(|source| Error::Manifest {
+        let parse = |page: &[u8]| {
+            parse_index(page).map_err(|source| Error::Manifest {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),
                 reference: what.clone(),
                 source: Box::new(source),
-            })?);
+            })
+        };
+        match self.get_pages(repository, &what, url, Some(media_type::OCI_INDEX), parse).await {
+            Ok(referrers) => Ok(Some(referrers)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
         }
-        Ok(Some(referrers))
     }
 }
