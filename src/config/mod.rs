@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use interpolate::{InterpolationError, interpolate, looks_secret};
+pub use interpolate::{InterpolationError, interpolate, is_platform_credential, looks_secret};
 pub use raw::{
     AuthType, OneOrMany, RawArtifacts, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
     TagMutability,
