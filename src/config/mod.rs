@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use interpolate::{InterpolationError, interpolate, is_platform_credential, looks_secret};
 pub use raw::{
     AuthType, OneOrMany, RawArtifacts, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
-    TagMutability,
+    TagMutability, problem_from_serde,
 };
 pub use resolve::Mapping;
 pub use source::{ConfigLocation, S3Config, S3ConfigCache, s3_client};

@@ -16,6 +16,7 @@ mod lambda;
 mod mirror;
 mod pull_secret;
 mod referrers;
+mod secrets;
 mod sync;
 mod template;
 mod watch;
