@@ -518,3 +518,22 @@ async fn a_record_naming_another_config_fails_alone_and_nothing_is_synced_for_it
     assert_eq!(touched(world.target.requests(), "/v2/pwned/"), [], "nothing reached the foreign config's target");
     assert_eq!(touched(world.target.requests(), "/v2/mirror/app/"), [], "nor mapping 0 of the own config");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_in_s3_reading_the_functions_credentials_is_refused_and_sends_nothing() {
+    let world = World::new().await;
+    let text = config_text(&world.source.host, &world.target).replace(
+        "down: {",
+        "down: { auth_type: basic, credentials: { username: x, password: \"${AWS_SESSION_TOKEN}\" },",
+    );
+    world.put_config(&text).await;
+
+    let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err();
+    assert!(
+        error.contains("s3://ocync-config/ocync.yaml")
+            && error.contains("AWS_SESSION_TOKEN is the platform's own credential"),
+        "{error}"
+    );
+    assert!(world.receive_all().await.is_empty(), "no message for a refused config");
+    assert_eq!(world.target_digest("demo/app").await, None, "nothing synced");
+}
