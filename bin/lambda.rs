@@ -7,18 +7,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use ocync::lambda::Handler;
 use serde_json::Value;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "ocync=info,bootstrap=info,warn".into()),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    // The same filter as the CLI: the function's RUST_LOG cannot turn on the AWS SDK's
+    // signing or credential traces (the role's session token) or response dumps (ECR tokens).
+    let filter = ocync::logging::filter_from_env("ocync=info,bootstrap=info,warn");
+    let layer = tracing_subscriber::fmt::layer().json().with_current_span(false).without_time();
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
     let started = Instant::now();
     let handler = Handler::from_environment().await?;
     tracing::info!(init_ms = started.elapsed().as_millis() as u64, "handler ready");

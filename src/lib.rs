@@ -14,6 +14,7 @@
 //! - [`mirror`]: mirror configuration for clusters and hosts that pull from the mirror (pure).
 //! - [`pull_secret`]: ECR tokens into a Kubernetes pull secret, merged byte for byte.
 //! - [`text`]: registry text made safe for terminals and logs (control characters escaped).
+//! - [`logging`]: the log filter of the binaries, with secret-printing targets capped.
 //! - [`cli`]: the command-line surface; `bin/ocync.rs` only calls [`cli::run`].
 //!
 //! Runtime model: everything is async on one multi-threaded tokio runtime built by the binary.
@@ -29,6 +30,7 @@ pub mod connect;
 pub mod engine;
 pub mod filter;
 pub mod lambda;
+pub mod logging;
 pub mod mirror;
 pub mod oci;
 pub mod plan;

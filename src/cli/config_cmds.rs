@@ -1,6 +1,8 @@
 //! `ocync validate FILE`, `ocync expand FILE` and `ocync tags REPO`: checking a config and a
 //! tag filter before a real run.
 
+use serde_norway::Value;
+
 use super::{ConfigArg, Exit};
 use crate::config::{Config, interpolate, looks_secret};
 use crate::filter::{Sort, TagFilter};
@@ -38,12 +40,22 @@ pub fn validate(args: ValidateArgs) -> Exit {
 pub struct ExpandArgs {
     /// The config file.
     file: std::path::PathBuf,
-    /// Print the values of variables whose names look secret (TOKEN, PASSWORD, KEY, …).
+    /// Print secrets too: `credentials`, `token` and `password` values and variables whose names
+    /// look secret (TOKEN, PASSWORD, KEY, …). The text is then printed exactly as expanded.
     #[arg(long)]
     show_secrets: bool,
 }
 
-/// Prints the config with variables expanded; secret-looking ones stay masked unless asked.
+/// What a masked value is printed as.
+const HIDDEN: &str = "<hidden>";
+
+/// Fields whose values are secrets wherever they appear: a registry's `credentials` (all but
+/// its `username`) and `token`, and any `password`.
+const SECRET_FIELDS: &[&str] = &["credentials", "token", "password"];
+
+/// Prints the config with variables expanded. Unless `--show-secrets`, the values of secret
+/// fields are masked whatever variable (or literal) fills them, and so are secret-looking
+/// variables anywhere else; the masked document is printed as parsed (comments dropped).
 pub fn expand(args: ExpandArgs) -> Exit {
     let text = match std::fs::read_to_string(&args.file) {
         Ok(text) => text,
@@ -57,16 +69,63 @@ pub fn expand(args: ExpandArgs) -> Exit {
         let value = std::env::var(name).ok()?;
         Some(if looks_secret(name) && !show_secrets && !value.is_empty() { format!("<{name} hidden>") } else { value })
     };
-    match interpolate(&text, lookup) {
-        Ok(expanded) => {
-            print!("{expanded}");
-            Exit::Success
-        }
+    let expanded = match interpolate(&text, lookup) {
+        Ok(expanded) => expanded,
         Err(errors) => {
             for error in errors {
                 eprintln!("error: {}: {error}", args.file.display());
             }
+            return Exit::Config;
+        }
+    };
+    if show_secrets {
+        print!("{expanded}");
+        return Exit::Success;
+    }
+    match masked(&expanded) {
+        Ok(document) => {
+            print!("{document}");
+            Exit::Success
+        }
+        Err(problem) => {
+            eprintln!("error: {}: {problem}", args.file.display());
             Exit::Config
+        }
+    }
+}
+
+/// The expanded document with every [`SECRET_FIELDS`] value replaced by [`HIDDEN`].
+fn masked(expanded: &str) -> Result<String, crate::config::Problem> {
+    let mut document: Value = serde_norway::from_str(expanded).map_err(|e| crate::config::problem_from_serde(&e))?;
+    mask(&mut document);
+    Ok(serde_norway::to_string(&document).expect("a parsed YAML value serialises"))
+}
+
+fn mask(value: &mut Value) {
+    match value {
+        Value::Mapping(mapping) => {
+            for (key, child) in mapping.iter_mut() {
+                match key.as_str() {
+                    Some("credentials") if child.is_mapping() => mask_credentials(child),
+                    Some(field) if SECRET_FIELDS.contains(&field) => *child = Value::String(HIDDEN.into()),
+                    _ => mask(child),
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(mask),
+        Value::Tagged(tagged) => mask(&mut tagged.value),
+        _ => {}
+    }
+}
+
+/// `credentials: { username, password }`: the user name is shown (it tells which account),
+/// everything else hidden, keys a mistyped entry adds included.
+fn mask_credentials(credentials: &mut Value) {
+    if let Value::Mapping(mapping) = credentials {
+        for (key, child) in mapping.iter_mut() {
+            if key.as_str() != Some("username") {
+                *child = Value::String(HIDDEN.into());
+            }
         }
     }
 }
@@ -165,4 +224,25 @@ pub async fn tags(args: TagsArgs) -> Exit {
         return Exit::Partial;
     }
     Exit::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_are_masked_wherever_they_are_and_whatever_fills_them() {
+        let document = "registries:\n  corp: { url: c.io, credentials: { username: bot, password: literal-pass } }\n  \
+                        tok: { url: t.io, token: opaque-value }\n  odd: { url: o.io, credentials: mistyped-secret }\n\
+                        future: [ { nested: { password: deep-secret } } ]\n";
+        let printed = masked(document).unwrap();
+        for secret in ["literal-pass", "opaque-value", "mistyped-secret", "deep-secret"] {
+            assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+        }
+        let value: Value = serde_norway::from_str(&printed).unwrap();
+        assert_eq!(value["registries"]["corp"]["credentials"]["username"], Value::from("bot"));
+        assert_eq!(value["registries"]["corp"]["credentials"]["password"], Value::from(HIDDEN));
+        assert_eq!(value["registries"]["corp"]["url"], Value::from("c.io"));
+        assert_eq!(value["future"][0]["nested"]["password"], Value::from(HIDDEN));
+    }
 }

@@ -53,7 +53,8 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides. The AWS SDK's signing and
+    /// credential internals and the HTTP stack's headers stay out at any level.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -154,22 +155,28 @@ pub(crate) async fn load_config(location: &str) -> Result<std::sync::Arc<crate::
     })
 }
 
-/// `-vv`: everything at trace level except the AWS SDK's orchestrator, which logs response
-/// bodies there (credentials and ECR tokens among them).
-pub const TRACE_EVERYTHING_BUT_BODIES: &str = "trace,aws_smithy_runtime=debug";
-
 fn init_logging(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    // `-vv` can ask for everything: the filter caps the AWS SDK and HTTP internals that would
+    // print tokens, whatever the level or RUST_LOG.
     let default = match verbose {
         0 => "ocync=info,warn",
         1 => "ocync=debug,info",
-        // The AWS SDK traces response bodies, and GetAuthorizationToken's body is a token.
-        _ => TRACE_EVERYTHING_BUT_BODIES,
+        _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     let _ = match format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => registry
+            .with(
+                layer
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_filter(crate::logging::filter_from_env(default)),
+            )
+            .try_init(),
+        LogFormat::Json => registry.with(layer.json().with_filter(crate::logging::filter_from_env(default))).try_init(),
     };
 }

@@ -12,10 +12,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use interpolate::{InterpolationError, interpolate, looks_secret};
+pub use interpolate::{InterpolationError, interpolate, is_platform_credential, looks_secret};
 pub use raw::{
     AuthType, OneOrMany, RawArtifacts, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
-    TagMutability,
+    TagMutability, problem_from_serde,
 };
 pub use resolve::Mapping;
 pub use source::{ConfigLocation, S3Config, S3ConfigCache, s3_client};
@@ -215,7 +215,11 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
         None => (false, entry.url.as_str()),
     };
     let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+    if host.contains('@') {
+        // `https://user:password@host`: the URL is printed in messages and logs, so it must not
+        // carry a password; and the value is not echoed here for the same reason.
+        problems.push(problem(&path("url"), "must not hold user info (user:password@); use credentials: or token:"));
+    } else if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
         problems.push(problem(&path("url"), &format!("{:?} is not a registry host[:port]", entry.url)));
     }
     match entry.auth_type {
@@ -315,6 +319,15 @@ mod tests {
         assert!(local.plain_http);
         let corp = &config.registries["corp"];
         assert_eq!(corp.credentials.as_ref().unwrap().password, "hunter2");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused_without_being_repeated() {
+        let error = parse("registries:\n  corp: { url: \"https://bot:${CORP_TOKEN}@registry.corp/v2\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("registries.corp.url: must not hold user info"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

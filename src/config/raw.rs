@@ -196,25 +196,76 @@ pub struct RawMapping {
     pub platforms: Option<Vec<String>>,
 }
 
-/// Turns a serde error into a [`Problem`] with path, line and a "did you mean" for unknown keys.
+/// Turns a serde error into a [`Problem`] with path, line and a "did you mean" for unknown keys
+/// and variants. The message names the expected type and what was found, never the value: a
+/// mistyped `credentials: "s3cr3t"` must not put the password in a log line.
 pub fn problem_from_serde(error: &serde_norway::Error) -> Problem {
     let text = error.to_string();
-    // serde_norway formats as "path: message at line L column C".
-    let without_location = text.split(" at line ").next().unwrap_or(&text);
+    // serde_norway formats as "path: message at line L column C"; the last " at line " is the
+    // location, whatever a quoted value contains.
+    let without_location = match error.location() {
+        Some(_) => text.rfind(" at line ").map_or(text.as_str(), |at| &text[..at]),
+        None => &text,
+    };
     let (path, message) = match without_location.split_once(": ") {
-        Some((path, message)) if !path.contains(' ') => (path.to_string(), message.to_string()),
-        _ => (String::new(), without_location.to_string()),
+        Some((path, message)) if !path.contains(' ') => (path.to_string(), message),
+        _ => (String::new(), without_location),
     };
-    let message = match suggestion(&message) {
-        Some(hint) => format!("{message}; did you mean `{hint}`?"),
-        None => message,
-    };
+    let hint = suggestion(message);
+    let mut message = without_values(message);
+    if let Some(hint) = hint {
+        message = format!("{message}; did you mean `{hint}`?");
+    }
     Problem { path, line: error.location().map(|l| l.line()), message }
 }
 
-/// For "unknown field `x`, expected one of `a`, `b`": the closest expected name.
+/// What serde calls the kinds of value it found (its `Unexpected`), longest first where one
+/// starts another.
+const VALUE_KINDS: &[&str] = &[
+    "string",
+    "integer",
+    "floating point",
+    "boolean",
+    "character",
+    "sequence",
+    "map",
+    "unit value",
+    "unit variant",
+    "newtype struct",
+    "newtype variant",
+    "tuple variant",
+    "struct variant",
+    "byte array",
+    "Option value",
+    "enum",
+];
+
+/// A serde message with any value it quotes taken out: "invalid type: string \"…\", expected
+/// a sequence" becomes "invalid type: string, expected a sequence", and "unknown variant `…`"
+/// loses the name that was written. Field names (keys) stay: they are the config's own words.
+fn without_values(message: &str) -> String {
+    // The expected part comes last and names types or keys, so the last ", expected " ends
+    // whatever the value contained.
+    let (found, expected) = match message.rfind(", expected ") {
+        Some(at) => (&message[..at], &message[at..]),
+        None => (message, ""),
+    };
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(unexpected) = found.strip_prefix(prefix) {
+            let kind = VALUE_KINDS.iter().find(|kind| unexpected.starts_with(*kind)).copied().unwrap_or("value");
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    if found.starts_with("unknown variant ") {
+        return format!("unknown variant{expected}");
+    }
+    message.to_string()
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`" (or an unknown variant): the closest
+/// expected name.
 fn suggestion(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
+    let rest = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))?;
     let (unknown, expected) = rest.split_once('`')?;
     closest(unknown, expected.split('`').skip(1).step_by(2)).map(str::to_string)
 }
@@ -252,6 +303,51 @@ mod tests {
         assert_eq!(suggestion("unknown field `form`, expected one of `from`, `to`, `source`").as_deref(), Some("from"));
         assert_eq!(suggestion("unknown field `zzzzzz`, expected one of `from`, `to`"), None);
         assert_eq!(suggestion("invalid type"), None);
+    }
+
+    fn problem(yaml: &str) -> Problem {
+        let error = serde_norway::from_str::<RawConfig>(yaml).expect_err("the document is mistyped");
+        problem_from_serde(&error)
+    }
+
+    #[test]
+    fn mistyped_secrets_are_named_by_path_and_type_never_by_value() {
+        for (yaml, path, expected) in [
+            (
+                "registries:\n  corp: { url: c.io, credentials: \"s3cr3t, expected at line 9\" }\n",
+                "registries.corp.credentials",
+                "invalid type: string, expected struct RawCredentials",
+            ),
+            (
+                "registries:\n  corp: { url: c.io, credentials: { username: u, password: { s3cr3t: 987654321 } } }\n",
+                "registries.corp.credentials.password",
+                "invalid type: map, expected a string",
+            ),
+            (
+                "registries:\n  corp: { url: c.io, credentials: { username: u, password: [s3cr3t, 2] } }\n",
+                "registries.corp.credentials.password",
+                "invalid type: sequence, expected a string",
+            ),
+            (
+                "registries:\n  corp: { url: c.io, token: { s3cr3t: 1 } }\n",
+                "registries.corp.token",
+                "invalid type: map",
+            ),
+            ("registries:\n  corp: { url: c.io, auth_type: s3cr3t }\n", "registries.corp.auth_type", "unknown variant"),
+        ] {
+            let found = problem(yaml);
+            assert_eq!(found.path, path, "{found:?}");
+            assert!(found.message.starts_with(expected), "{found:?}");
+            assert!(!found.to_string().contains("s3cr3t") && !found.to_string().contains("987654321"), "{found}");
+            assert_eq!(found.line, Some(2), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn a_mistyped_variant_still_gets_a_suggestion() {
+        let found = problem("registries:\n  corp: { url: c.io, auth_type: basci }\n");
+        assert!(found.message.starts_with("unknown variant, expected one of `ecr`"), "{found:?}");
+        assert!(found.message.ends_with("did you mean `basic`?") && !found.message.contains("basci"), "{found:?}");
     }
 
     #[test]

@@ -135,14 +135,16 @@ impl Handler {
                 Ok(serde_json::to_value(response).expect("responses serialise"))
             }
             Invocation::SyncAll => {
-                let (config, _) = self.load(None).await?;
+                let config = self.load().await?;
                 let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
                 let report = self.sync_mappings(&config, &indices, deadline).await;
                 summarise(&[&report], started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
             Invocation::Mapping(message) => {
-                let (config, _) = self.load(Some(&message.config)).await?;
+                check_origin(&self.location, &message.config)
+                    .inspect_err(|error| tracing::error!(%error, "invocation refused"))?;
+                let config = self.load().await?;
                 check_mapping(&config, &message)?;
                 let report = self.sync_mappings(&config, &[message.mapping], deadline).await;
                 summarise(&[&report], started);
@@ -151,25 +153,21 @@ impl Handler {
         }
     }
 
-    /// Loads the config: the message's object, else `OCYNC_CONFIG`. Returns its ETag too.
-    async fn load(&self, from: Option<&ConfigRef>) -> Result<(Arc<Config>, String), String> {
-        let (bucket, key) = match (from, &self.location) {
-            (Some(reference), _) => (reference.bucket.clone(), reference.key.clone()),
-            (None, ConfigLocation::S3 { bucket, key }) => (bucket.clone(), key.clone()),
-            (None, ConfigLocation::File(path)) => {
-                let config = Config::load(path).map_err(|e| e.to_string())?;
-                return Ok((Arc::new(config), String::new()));
+    /// Loads the function's own config, `OCYNC_CONFIG`, whatever an event names: the
+    /// messages only say which mapping to sync (see [`check_origin`]).
+    async fn load(&self) -> Result<Arc<Config>, String> {
+        match &self.location {
+            ConfigLocation::S3 { bucket, key } => {
+                Ok(self.configs.load(&self.s3, bucket, key).await.map_err(|e| e.to_string())?.config)
             }
-        };
-        let loaded = self.configs.load(&self.s3, &bucket, &key).await.map_err(|e| e.to_string())?;
-        Ok((loaded.config, loaded.etag))
+            ConfigLocation::File(path) => Config::load(path).map(Arc::new).map_err(|e| e.to_string()),
+        }
     }
 
     /// The schedule: validate the config, then one message per mapping (or sync inline).
     async fn schedule(&self, deadline: Instant) -> Result<Value, String> {
         let started = Instant::now();
-        let (config, _) =
-            self.load(None).await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
+        let config = self.load().await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
         let Some(queue_url) = &self.queue_url else {
             let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
             let report = self.sync_mappings(&config, &indices, deadline).await;
@@ -271,7 +269,8 @@ impl Handler {
 
     async fn sync_record(&self, body: &str, scope: &Scope) -> Result<SyncReport, String> {
         let message = SyncMessage::parse(body).map_err(|e| e.to_string())?;
-        let (config, _) = self.load(Some(&message.config)).await?;
+        check_origin(&self.location, &message.config)?;
+        let config = self.load().await?;
         check_mapping(&config, &message)?;
         Ok(self.run(&config, &[message.mapping], scope).await)
     }
@@ -387,6 +386,20 @@ where
         }
     }
     Ok(sent)
+}
+
+/// Refuses a message that names another config than the function's own `OCYNC_CONFIG`. Whoever
+/// can send to the queue (or invoke the function) must not choose the config, and with it the
+/// registries the function's credentials go to; a worker syncs only what its own config says.
+fn check_origin(own: &ConfigLocation, named: &ConfigRef) -> Result<(), String> {
+    let named_location = ConfigLocation::S3 { bucket: named.bucket.clone(), key: named.key.clone() };
+    if *own == named_location {
+        return Ok(());
+    }
+    Err(format!(
+        "the message names the config {named_location}, but this function reads only {own} (OCYNC_CONFIG); \
+         refused, nothing synced for it"
+    ))
 }
 
 /// Refuses a message whose mapping no longer matches the config.
@@ -517,6 +530,24 @@ mod tests {
         .await;
         assert_eq!(attempts, SEND_ATTEMPTS);
         assert_eq!(result, Err(format!("1 messages were refused by q after {SEND_ATTEMPTS} attempts")));
+    }
+
+    #[test]
+    fn only_the_functions_own_config_is_accepted() {
+        let own = ConfigLocation::S3 { bucket: "ocync-config".into(), key: "ocync.yaml".into() };
+        let named = |bucket: &str, key: &str| ConfigRef { bucket: bucket.into(), key: key.into(), version_id: None };
+        assert_eq!(check_origin(&own, &named("ocync-config", "ocync.yaml")), Ok(()));
+        for (bucket, key) in
+            [("elsewhere", "ocync.yaml"), ("ocync-config", "other.yaml"), ("ocync-config/ocync.yaml", "")]
+        {
+            let error = check_origin(&own, &named(bucket, key)).unwrap_err();
+            assert!(error.contains("reads only s3://ocync-config/ocync.yaml (OCYNC_CONFIG)"), "{error}");
+        }
+        let file = ConfigLocation::File("/etc/ocync.yaml".into());
+        assert!(
+            check_origin(&file, &named("ocync-config", "ocync.yaml")).is_err(),
+            "a file config takes no S3 message"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 /// The message format version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
 
-/// Where the worker reloads the config from.
+/// The config the message was planned from. A worker accepts only its own `OCYNC_CONFIG`
+/// here and reloads that; a message naming any other object fails.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigRef {

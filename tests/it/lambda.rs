@@ -477,3 +477,63 @@ async fn the_s3_config_cache_gets_the_object_again_only_when_its_etag_changes() 
     assert_ne!(third.etag, first.etag);
     assert_eq!(third.config.mappings.len(), 4, "the new config, not the cached one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_naming_another_config_fails_alone_and_nothing_is_synced_for_it() {
+    let world = World::new().await;
+    let own = config_text(&world.source.host, &world.target);
+    world.put_config(&own).await;
+    // Someone who can send to the queue writes a config of their own: mapping 0 lands in `pwned/app`.
+    let foreign = own.replace("to: mirror/app", "to: pwned/app");
+    let s3 = world.moto.s3_client();
+    s3.create_bucket().bucket("elsewhere").send().await.expect("create bucket");
+    for (bucket, key) in [("elsewhere", KEY), (BUCKET, "other.yaml")] {
+        let body = foreign.as_bytes().to_vec().into();
+        s3.put_object().bucket(bucket).key(key).body(body).send().await.expect("put foreign config");
+    }
+    let mut other_bucket = message(&foreign, 0);
+    other_bucket["config"]["bucket"] = json!("elsewhere");
+    let mut other_key = message(&foreign, 0);
+    other_key["config"]["key"] = json!("other.yaml");
+    world.source.reset_log();
+    world.target.reset_log();
+
+    let batch = [
+        ("other-bucket".to_string(), other_bucket.to_string()),
+        ("other-key".to_string(), other_key.to_string()),
+        ("own".to_string(), message(&own, 1).to_string()),
+    ];
+    let response = world.handler(true).handle(sqs_event(&batch), soon()).await.expect("sqs batch");
+    let mut failed = failures(&response);
+    failed.sort();
+    assert_eq!(failed, ["other-bucket", "other-key"], "the foreign records fail, the own one succeeds");
+    assert_eq!(world.target_digest("demo/api").await.as_deref(), Some(world.images[1].digest().as_str()));
+    let direct = world.handler(true).handle(other_bucket, soon()).await.expect_err("a direct invocation too");
+    assert!(direct.contains("reads only s3://ocync-config/ocync.yaml (OCYNC_CONFIG)"), "{direct}");
+
+    let touched = |requests: Vec<(String, String)>, fragment: &str| {
+        requests.into_iter().filter(|(_, path)| path.contains(fragment)).collect::<Vec<_>>()
+    };
+    assert_eq!(touched(world.source.requests(), "/v2/demo/app/"), [], "nothing of mapping 0 was read");
+    assert_eq!(touched(world.target.requests(), "/v2/pwned/"), [], "nothing reached the foreign config's target");
+    assert_eq!(touched(world.target.requests(), "/v2/mirror/app/"), [], "nor mapping 0 of the own config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_in_s3_reading_the_functions_credentials_is_refused_and_sends_nothing() {
+    let world = World::new().await;
+    let text = config_text(&world.source.host, &world.target).replace(
+        "down: {",
+        "down: { auth_type: basic, credentials: { username: x, password: \"${AWS_SESSION_TOKEN}\" },",
+    );
+    world.put_config(&text).await;
+
+    let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err();
+    assert!(
+        error.contains("s3://ocync-config/ocync.yaml")
+            && error.contains("AWS_SESSION_TOKEN is the platform's own credential"),
+        "{error}"
+    );
+    assert!(world.receive_all().await.is_empty(), "no message for a refused config");
+    assert_eq!(world.target_digest("demo/app").await, None, "nothing synced");
+}

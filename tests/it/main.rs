@@ -18,6 +18,7 @@ mod mirror;
 mod names;
 mod pull_secret;
 mod referrers;
+mod secrets;
 mod sync;
 mod template;
 mod watch;

@@ -39,8 +39,8 @@ impl World {
         let kubeconfig = self.api.kubeconfig(self.dir.path(), token);
         let mut env: Vec<(&str, String)> = self.moto.env();
         env.push(("KUBECONFIG", kubeconfig.to_str().unwrap().to_string()));
-        // What `-vv` logs: the most there is without asking for the AWS SDK's body dumps.
-        env.push(("RUST_LOG", ocync::cli::TRACE_EVERYTHING_BUT_BODIES.into()));
+        // Everything there is to log: the secret-printing targets stay capped even so.
+        env.push(("RUST_LOG", "trace".into()));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         ocync_with_env(&[&["pull-secret"], args].concat(), &env)
     }

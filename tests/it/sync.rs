@@ -340,7 +340,8 @@ async fn expand_masks_secret_looking_variables_unless_asked() {
     let env = [("CORP_HOST", "registry.corp"), ("CORP_TOKEN", "tok-123-secret")];
     let masked = ocync_with_env(&["expand", &config.path], &env);
     let text = String::from_utf8_lossy(&masked.stdout);
-    assert!(text.contains("url: \"registry.corp\"") && text.contains("<CORP_TOKEN hidden>"), "{text}");
+    // The masked form is the parsed document: the password field is hidden whatever fills it.
+    assert!(text.contains("url: registry.corp") && text.contains("password: <hidden>"), "{text}");
     assert!(!text.contains("tok-123-secret"));
     let shown = ocync_with_env(&["expand", "--show-secrets", &config.path], &env);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("tok-123-secret"));
