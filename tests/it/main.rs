@@ -14,6 +14,7 @@ mod harness;
 mod image;
 mod lambda;
 mod mirror;
+mod origins;
 mod pull_secret;
 mod referrers;
 mod sync;

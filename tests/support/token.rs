@@ -346,7 +346,9 @@ fn sign_token(state: &Issuer, subject: &str, access: Vec<serde_json::Value>) -> 
         "iss": state.issuer,
         "sub": subject,
         "aud": state.service,
-        "exp": now + state.lifetime_secs.load(Ordering::SeqCst),
+        // Saturated at what distribution reads (an int64), so a test can announce an endless
+        // `expires_in` and still be issued a token the registry accepts.
+        "exp": now.saturating_add(state.lifetime_secs.load(Ordering::SeqCst)).min(i64::MAX as u64),
         "nbf": now,
         "iat": now,
         "jti": format!("{:032x}", rand::random::<u128>()),
