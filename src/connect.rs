@@ -60,9 +60,26 @@ pub fn auth_method(host: &str, entry: Option<&RegistryConfig>) -> AuthMethod {
 }
 
 /// A client for the registry `host` (as written in a reference). `plain_http` comes from an
-/// `http://` prefix on the reference; the config entry can also ask for it.
+/// `http://` prefix on the reference; the config entry can also ask for it. The entry is
+/// chosen by host and scheme ([`Config::registry_for`]), so an `http://` reference never
+/// carries credentials configured for HTTPS.
 pub async fn open(host: &str, plain_http: bool, config: Option<&Config>) -> Result<HttpRegistry, Error> {
-    let entry = config.and_then(|c| c.registry_for_host(host));
+    let entry = config.and_then(|c| c.registry_for(host, plain_http));
+    open_with(host, plain_http, entry, config).await
+}
+
+/// A client for the config entry `entry` itself: its own credentials and settings, never
+/// those of another entry for the same host.
+pub async fn open_entry(entry: &RegistryConfig, config: &Config) -> Result<HttpRegistry, Error> {
+    open_with(&entry.host, entry.plain_http, Some(entry), Some(config)).await
+}
+
+async fn open_with(
+    host: &str,
+    plain_http: bool,
+    entry: Option<&RegistryConfig>,
+    config: Option<&Config>,
+) -> Result<HttpRegistry, Error> {
     let mut settings = RegistrySettings::new(host);
     if let Some(config) = config {
         settings.timeout = config.global.timeout;

@@ -73,7 +73,7 @@ async fn check(config: &Config, name: &str) -> Check {
     };
     let result =
         async {
-            let registry = crate::connect::open(&entry.host, entry.plain_http, Some(config)).await?;
+            let registry = crate::connect::open_entry(entry, config).await?;
             match (&repository, push) {
                 (Some(repository), true) => registry.check_push(repository).await,
                 (Some(repository), false) => match registry.list_tags(repository).await {

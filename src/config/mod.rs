@@ -174,6 +174,18 @@ impl Config {
         let wanted = endpoint_host(host);
         self.registries.values().find(|r| endpoint_host(&r.host) == wanted)
     }
+
+    /// The entry for a reference to `host` (`ocync copy`), with its scheme taken into account,
+    /// since credentials belong to an origin: an `http://` reference gets only a plain `http://`
+    /// entry, never one configured for HTTPS; a reference without a scheme prefers an HTTPS
+    /// entry and falls back to a plain one (the config then asks for HTTP).
+    pub fn registry_for(&self, host: &str, plain_http: bool) -> Option<&RegistryConfig> {
+        let wanted = endpoint_host(host);
+        let for_host = || self.registries.values().filter(move |r| endpoint_host(&r.host) == wanted);
+        let https = for_host().find(|r| !r.plain_http);
+        let http = for_host().find(|r| r.plain_http);
+        if plain_http { http } else { https.or(http) }
+    }
 }
 
 fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
@@ -328,6 +340,22 @@ mod tests {
             .to_string();
         assert!(error.contains("registries.corp.url: must not hold user info"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn an_http_reference_never_finds_an_entry_configured_for_https() {
+        let both = parse(
+            "registries:\n  a-secure: { url: \"127.0.0.1:5000\", credentials: { username: u, password: p } }\n  z-plain: { url: \"http://127.0.0.1:5000\" }\n",
+        )
+        .unwrap();
+        assert_eq!(both.registry_for("127.0.0.1:5000", true).unwrap().name, "z-plain");
+        assert_eq!(both.registry_for("127.0.0.1:5000", false).unwrap().name, "a-secure");
+        let https_only =
+            parse("registries:\n  secure: { url: \"127.0.0.1:5000\", credentials: { username: u, password: p } }\n")
+                .unwrap();
+        assert!(https_only.registry_for("127.0.0.1:5000", true).is_none(), "no credentials over http");
+        let http_only = parse("registries:\n  plain: { url: \"http://127.0.0.1:5000\" }\n").unwrap();
+        assert_eq!(http_only.registry_for("127.0.0.1:5000", false).unwrap().name, "plain", "the config asks for HTTP");
     }
 
     #[test]

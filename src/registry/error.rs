@@ -196,6 +196,19 @@ pub enum Error {
         /// Which name and what is wrong with it.
         reason: String,
     },
+    /// The registry pointed a request of an HTTPS registry (an upload `Location`, a `Link`, a
+    /// redirect, a token realm) at plain HTTP; refused, so nothing travels in clear.
+    #[error("{registry} pointed {action} in {repository} from https to plain http ({to}); refused")]
+    Downgrade {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// What was attempted.
+        action: String,
+        /// The origin (`http://host:port`) it pointed at; no path, which may carry upload state.
+        to: String,
+    },
     /// Setting up the client or credentials failed (bad CA file, credential helper error).
     #[error("registry {registry}: {detail}")]
     Setup {

@@ -57,13 +57,12 @@ fn used_registries<'m>(mappings: &[&'m Mapping]) -> Vec<&'m str> {
 }
 
 async fn open(config: &Config, name: &str) -> Result<Arc<HttpRegistry>, Failure> {
-    let entry = &config.registries[name];
-    let client = crate::connect::open(&entry.host, entry.plain_http, Some(config)).await;
+    let client = crate::connect::open_entry(&config.registries[name], config).await;
     client.map(Arc::new).map_err(|e| Failure::from(&e))
 }
 
-/// What a client is built from: the entry `connect::open` reads for the host, and the global
-/// timeouts. A client is reused while this is unchanged (compared by value, so a rotated
+/// What a client is built from: its own config entry (credentials are chosen per entry, never
+/// by host across entries), and the global timeouts. A client is reused while this is unchanged (compared by value, so a rotated
 /// password also rebuilds it, though `Debug` hides passwords).
 #[derive(PartialEq, Eq)]
 struct BuiltFrom {
@@ -75,7 +74,7 @@ struct BuiltFrom {
 impl BuiltFrom {
     fn new(config: &Config, name: &str) -> Self {
         BuiltFrom {
-            entry: config.registry_for_host(&config.registries[name].host).cloned(),
+            entry: config.registries.get(name).cloned(),
             timeout: config.global.timeout,
             idle_timeout: config.global.idle_timeout,
         }
@@ -123,6 +122,7 @@ impl ClientCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::auth::{CredentialSource, Credentials};
 
     fn config(yaml: &str) -> Config {
         Config::parse(yaml, "test.yaml", |_| None).unwrap_or_else(|e| panic!("{e}"))
@@ -161,6 +161,28 @@ mod tests {
         let second = cache.clients(&after, &after.mappings.iter().collect::<Vec<_>>()).await;
         assert!(std::ptr::eq(client(&first, "a"), client(&second, "a")));
         assert_eq!(client(&second, "b").name(), "127.0.0.1:12");
+    }
+
+    #[tokio::test]
+    async fn each_entry_gets_its_own_credentials_even_when_two_share_a_host() {
+        let config = config(
+            "registries:\n  a-secure: { url: \"127.0.0.1:9\", credentials: { username: u, password: p } }\n  b-plain: { url: \"http://127.0.0.1:9\" }\n  c: { url: \"http://127.0.0.1:10\" }\nmappings:\n  - { from: x, source: b-plain, targets: c }\n  - { from: y, source: a-secure, targets: c }\n",
+        );
+        let mappings: Vec<&Mapping> = config.mappings.iter().collect();
+        for clients in
+            [Clients::connect(&config, &mappings).await, ClientCache::default().clients(&config, &mappings).await]
+        {
+            let plain = client(&clients, "b-plain").settings();
+            assert!(plain.plain_http);
+            assert!(
+                matches!(plain.credentials, CredentialSource::Static(Credentials::Anonymous)),
+                "{:?}",
+                plain.credentials
+            );
+            let secure = client(&clients, "a-secure").settings();
+            assert!(!secure.plain_http);
+            assert!(matches!(secure.credentials, CredentialSource::Static(Credentials::Basic { .. })));
+        }
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ mod image;
 mod lambda;
 mod mirror;
 mod names;
+mod origins;
 mod pull_secret;
 mod referrers;
 mod secrets;

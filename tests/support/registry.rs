@@ -48,6 +48,13 @@ impl TestRegistry {
 
     /// Starts a registry and waits until it answers.
     pub fn start(options: RegistryOptions) -> Self {
+        Self::start_with(options, "", "")
+    }
+
+    /// [`TestRegistry::start`] with extra lines of distribution config: `http_lines` inside the
+    /// `http:` section (indented two spaces, such as `  host: http://…`), `top_lines` at the top
+    /// level (such as a `middleware:` section), for registries that misbehave on purpose.
+    pub fn start_with(options: RegistryOptions, http_lines: &str, top_lines: &str) -> Self {
         let binary = require("docker-registry", "apt-get install -y docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -58,6 +65,7 @@ impl TestRegistry {
              http:\n  addr: {host}\n  secret: ocync-test-secret\n",
             dir.path().join("data").display()
         );
+        config += http_lines;
         if let Some((cert, key)) = &options.tls {
             config += &format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
         }
@@ -74,6 +82,7 @@ impl TestRegistry {
                 );
             }
         }
+        config += top_lines;
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = dir.path().join("registry.log");

@@ -36,6 +36,9 @@ use super::registry::RegistryAuth;
 use super::tls::pipe_openssl;
 use super::tools::require;
 
+/// The longest `exp - iat` of an issued token, whatever `expires_in` announces: ten years.
+const EXP_CAP_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// How long issued tokens live (`expires_in`) unless a test sets another lifetime.
 pub const TOKEN_LIFETIME_SECS: u64 = 300;
 
@@ -346,7 +349,9 @@ fn sign_token(state: &Issuer, subject: &str, access: Vec<serde_json::Value>) -> 
         "iss": state.issuer,
         "sub": subject,
         "aud": state.service,
-        "exp": now + state.lifetime_secs.load(Ordering::SeqCst),
+        // At most ten years, so a test can announce an endless `expires_in` and still be
+        // issued a token distribution accepts (it refuses an `exp` near the int64 limit).
+        "exp": now + state.lifetime_secs.load(Ordering::SeqCst).min(EXP_CAP_SECS),
         "nbf": now,
         "iat": now,
         "jti": format!("{:032x}", rand::random::<u128>()),

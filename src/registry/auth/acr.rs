@@ -488,6 +488,9 @@ mod tests {
         assert_eq!(jwt_expiry(&jwt(r#"{"iat":1}"#)), None, "no exp");
         assert_eq!(jwt_expiry(&jwt(r#"{"exp":"soon"}"#)), None, "exp not a number");
         assert_eq!(jwt_expiry(&jwt(r#"{"exp":-5}"#)), None, "exp before 1970");
+        // Past the clock's range: no expiry known (used until a 401), not a panic.
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":18446744073709551615}"#)), None, "u64::MAX");
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":1e300}"#)), None, "beyond u64");
         assert_eq!(jwt_expiry("not-a-jwt"), None);
         assert_eq!(jwt_expiry("a.b.c.d"), None);
         assert_eq!(jwt_expiry("e30.!!!.c2ln"), None);

@@ -295,7 +295,10 @@ impl ServiceAccount {
         }
         let answer: TokenAnswer = serde_json::from_str(&text)
             .map_err(|_| format!("{token_uri} answered {status} without an access token"))?;
-        Ok((answer.access_token, answer.expires_in.map(|secs| asked_at + Duration::from_secs(secs))))
+        Ok((
+            answer.access_token,
+            answer.expires_in.map(|secs| super::expiry_after(asked_at, Duration::from_secs(secs))),
+        ))
     }
 
     /// The signed JWT (RS256) asking for a token with the cloud-platform scope.

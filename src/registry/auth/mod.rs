@@ -4,6 +4,9 @@
 //! `Basic` gets the credentials directly; `Bearer realm=…,service=…` is answered by fetching a
 //! token for the repository scope from the realm (with the credentials as Basic, or
 //! anonymously), caching it until it expires and refreshing it once on a later 401.
+//!
+//! Lifetimes come from registries and cloud APIs, so they are data, not trusted arithmetic:
+//! every one is clamped to [`MAX_LIFETIME`] before it is added to a clock.
 
 mod acr;
 mod challenge;
@@ -20,6 +23,25 @@ pub use provider::{CredentialProvider, CredentialSource, Expiring, ProviderFutur
 pub use token::Authenticator;
 
 use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The longest a token or a platform credential is kept, whatever its issuer says. Real
+/// issuers say 5 minutes (Docker Hub) to 12 hours (ECR); a day leaves room for any of them,
+/// while an absurd `expires_in` (`u64::MAX` seconds) can neither overflow the clock nor keep a
+/// token cached for the life of a long-running process.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// When something that lives `lifetime` from now is over, with the lifetime clamped to
+/// [`MAX_LIFETIME`] (so the sum cannot overflow).
+pub(crate) fn instant_after(lifetime: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(lifetime.min(MAX_LIFETIME)).unwrap_or(now)
+}
+
+/// `start + lifetime` on the wall clock, with the lifetime clamped to [`MAX_LIFETIME`].
+pub(crate) fn expiry_after(start: SystemTime, lifetime: Duration) -> SystemTime {
+    start.checked_add(lifetime.min(MAX_LIFETIME)).unwrap_or(start)
+}
 
 /// A secret string that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,5 +93,22 @@ impl Credentials {
             )),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_clamped_to_a_day_and_never_overflow() {
+        let now = Instant::now();
+        let far = instant_after(Duration::MAX);
+        assert!(far >= now + MAX_LIFETIME && far <= Instant::now() + MAX_LIFETIME, "clamped to a day");
+        assert!(instant_after(Duration::ZERO) <= Instant::now());
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(expiry_after(start, Duration::from_secs(u64::MAX)), start + MAX_LIFETIME);
+        assert_eq!(expiry_after(start, Duration::from_secs(3600)), start + Duration::from_secs(3600));
+        assert_eq!(expiry_after(start, Duration::ZERO), start);
     }
 }

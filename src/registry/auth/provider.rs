@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::Credentials;
+use super::{Credentials, instant_after};
 
 /// Refresh this long before a credential's stated expiry.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -109,12 +109,14 @@ impl ProvidedCredentials {
     }
 }
 
-/// When to fetch again: shortly before expiry. An expiry already past (moto's tokens expire
-/// in 2015) or too close to leave a margin means "use it until a 401", not a refresh loop.
+/// When to fetch again: shortly before expiry, and at the latest after
+/// [`MAX_LIFETIME`](super::MAX_LIFETIME) (an
+/// expiry in the year 9999 must not overflow the clock). An expiry already past (moto's tokens
+/// expire in 2015) or too close to leave a margin means "use it until a 401", not a refresh loop.
 fn refresh_at(expires_at: Option<SystemTime>, now: SystemTime) -> Option<Instant> {
     let left = expires_at?.duration_since(now).ok()?;
     let usable = left.checked_sub(REFRESH_MARGIN)?;
-    Some(Instant::now() + usable)
+    Some(instant_after(usable))
 }
 
 #[cfg(test)]
@@ -122,7 +124,7 @@ mod tests {
     use std::sync::atomic::AtomicU32;
 
     use super::*;
-    use crate::registry::auth::Secret;
+    use crate::registry::auth::{MAX_LIFETIME, Secret};
 
     struct Counting {
         calls: Arc<AtomicU32>,
@@ -188,5 +190,17 @@ mod tests {
         source.current().await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "too close to expiry for a margin: used until refused");
         assert!(refresh_at(Some(SystemTime::now() + Duration::from_secs(3600)), SystemTime::now()).is_some());
+    }
+
+    #[test]
+    fn an_expiry_at_the_end_of_time_is_refreshed_within_a_day_without_overflow() {
+        let now = SystemTime::now();
+        // As far as the platform's clock goes (i64 seconds on Linux), and just past "now".
+        let end_of_time = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(i64::MAX as u64 / 2)).unwrap();
+        let at = refresh_at(Some(end_of_time), now).expect("a far expiry still refreshes");
+        assert!(at <= Instant::now() + MAX_LIFETIME, "clamped to a day");
+        assert_eq!(refresh_at(Some(now), now), None, "expiring now: used until a 401");
+        assert_eq!(refresh_at(Some(SystemTime::UNIX_EPOCH), now), None, "expired in 1970: used until a 401");
+        assert_eq!(refresh_at(None, now), None, "no expiry: used until a 401");
     }
 }

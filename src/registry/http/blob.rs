@@ -168,9 +168,14 @@ impl HttpRegistry {
         let progress = Arc::new(Progress::default());
         let source_error = Arc::new(Mutex::new(None));
         let body = reqwest::Body::wrap_stream(track(body, progress.clone(), source_error.clone()));
+        // This PUT streams its body, so it cannot go through `send`; the same origin rule
+        // applies: a `Location` on another origin gets no credentials, one on plain HTTP none
+        // of the blob either.
+        let authorization = self.auth.header(repository, &[scope(repository, true)]).await?;
+        let authorization = self.authorization_for(&url, repository, &action, authorization.as_deref())?;
         let mut request =
             self.client.put(url).header(CONTENT_LENGTH, blob.size).header(CONTENT_TYPE, OCTET_STREAM).body(body);
-        if let Some(header) = self.auth.header(repository, &[scope(repository, true)]).await? {
+        if let Some(header) = authorization {
             request = request.header(AUTHORIZATION, header);
         }
         let window = self.window(self.pacing_group(&Method::PUT, url_path, repository));
@@ -183,7 +188,7 @@ impl HttpRegistry {
             return Err(error);
         }
         self.count_request(sent.as_ref().ok().map(|r| r.status().as_u16()));
-        let response = sent.map_err(|e| self.network_error(repository, &action, e))?;
+        let response = sent.map_err(|e| self.send_error(repository, &action, e))?;
         match response.status() {
             status if status.is_success() => {
                 permit.succeeded();

@@ -16,6 +16,10 @@ const RESERVE: i64 = 1;
 /// not a number of seconds: no window lasts 30 years.
 const EPOCH_THRESHOLD: i64 = 1_000_000_000;
 
+/// A reset further away than this is taken as this far: Hub's window is 6 h, and a reset in
+/// the year 292277026596 would overflow the clock (and the HTTP date it is printed as).
+const RESET_CAP: i64 = 24 * 3600;
+
 /// What Hub last said about the remaining pulls; each value `-1` while unknown.
 #[derive(Debug)]
 pub struct PullBudget {
@@ -56,8 +60,9 @@ impl PullBudget {
         if let Some((Some(reset), _)) = value("ratelimit-reset")
             && reset >= 0
         {
-            let reset_at = if reset > EPOCH_THRESHOLD { reset } else { unix(now) + reset };
-            self.reset_at.store(reset_at, Ordering::Relaxed);
+            let now = unix(now);
+            let reset_at = if reset > EPOCH_THRESHOLD { reset } else { now.saturating_add(reset) };
+            self.reset_at.store(reset_at.min(now.saturating_add(RESET_CAP)), Ordering::Relaxed);
         }
     }
 
@@ -76,12 +81,13 @@ impl PullBudget {
         let window = self.window_seconds.load(Ordering::Relaxed);
         let window = if window > 0 { format!("; the window is {window}s") } else { String::new() };
         let reset_at = self.reset_at.load(Ordering::Relaxed);
-        let resets = if reset_at >= 0 {
-            let at = UNIX_EPOCH + Duration::from_secs(reset_at.unsigned_abs());
-            let wait = (reset_at - unix(now)).max(0);
-            format!("; resets in {wait}s, at {}", httpdate::fmt_http_date(at))
-        } else {
-            String::new()
+        let resets = match UNIX_EPOCH.checked_add(Duration::from_secs(reset_at.unsigned_abs())) {
+            // Clamped when observed, so the date is printable (httpdate panics past 9999).
+            Some(at) if reset_at >= 0 => {
+                let wait = reset_at.saturating_sub(unix(now)).max(0);
+                format!("; resets in {wait}s, at {}", httpdate::fmt_http_date(at))
+            }
+            _ => String::new(),
         };
         Some(format!("pull budget exhausted ({remaining}{of_limit} pulls left{window}{resets})"))
     }
@@ -168,6 +174,20 @@ mod tests {
         let odd = PullBudget::default();
         odd.observe_at(&headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "soon")]), now());
         assert_eq!(odd.exhausted_at(now()).as_deref(), Some("pull budget exhausted (0 pulls left)"));
+    }
+
+    #[test]
+    fn a_reset_at_the_end_of_time_is_clamped_to_a_day_without_overflow() {
+        // As a Unix time in the far future, and as 31 years of seconds.
+        for reset in ["9223372036854775807", "999999999"] {
+            let budget = PullBudget::default();
+            budget.observe_at(&headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", reset)]), now());
+            let reason = budget.exhausted_at(now()).unwrap();
+            assert!(reason.ends_with("resets in 86400s, at Wed, 02 Dec 2026 00:00:00 GMT)"), "{reset}: {reason}");
+        }
+        let budget = PullBudget::default();
+        budget.observe_at(&headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "-5")]), now());
+        assert_eq!(budget.exhausted_at(now()).as_deref(), Some("pull budget exhausted (0 pulls left)"));
     }
 
     #[test]

@@ -112,6 +112,7 @@ impl HttpRegistry {
             // No client-wide read timeout: hyper keeps a read pending during long uploads,
             // which would trip it. Body transfers get their own idle timeout instead.
             .connect_timeout(Duration::from_secs(10))
+            .redirect(send::redirect_policy())
             .pool_max_idle_per_host(64);
         if let Some(path) = &settings.ca_file {
             let pem = std::fs::read(path).map_err(|e| setup(format!("cannot read CA file {}: {e}", path.display())))?;
@@ -120,8 +121,13 @@ impl HttpRegistry {
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder.build().map_err(|e| setup(format!("cannot build HTTP client: {e}")))?;
-        let auth =
-            Authenticator::new(settings.name.clone(), settings.credentials.clone(), client.clone(), settings.timeout);
+        let auth = Authenticator::new(
+            settings.name.clone(),
+            settings.plain_http,
+            settings.credentials.clone(),
+            client.clone(),
+            settings.timeout,
+        );
         let chunked = AtomicBool::new(settings.upload == UploadMode::Chunked);
         Ok(HttpRegistry {
             settings,

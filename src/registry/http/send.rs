@@ -1,4 +1,10 @@
 //! Sending one request: authentication, status classification, retries with jittered backoff.
+//!
+//! Credentials are scoped by origin (scheme, host, port), as Docker's client does: the
+//! `Authorization` header goes only to the registry's own origin. A URL the registry hands us
+//! (an upload `Location`, a listing's `Link`, a redirect) that names another origin is still
+//! followed, without credentials, and its 401 teaches nothing; one that leads an HTTPS
+//! registry to plain HTTP is refused outright.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +28,32 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 const RETRY_BUDGET: Duration = Duration::from_secs(180);
 /// How much of an error body is quoted in messages.
 const DETAIL_LIMIT: usize = 300;
+/// Redirects followed per request (reqwest's own default).
+const MAX_REDIRECTS: usize = 10;
+
+/// Why the redirect policy stopped a redirect from HTTPS to plain HTTP; recognised in the
+/// error chain to report [`Error::Downgrade`].
+#[derive(Debug, thiserror::Error)]
+#[error("redirect from https to plain http ({to}) refused")]
+struct RedirectDowngrade {
+    to: String,
+}
+
+/// The redirect policy of every registry client: at most [`MAX_REDIRECTS`] hops, never from
+/// HTTPS to plain HTTP. reqwest itself drops `Authorization` on a hop to another origin.
+pub(super) fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let was_https = attempt.previous().iter().any(|url| url.scheme() == "https");
+        if was_https && attempt.url().scheme() != "https" {
+            let to = attempt.url().origin().ascii_serialization();
+            attempt.error(RedirectDowngrade { to })
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
 
 /// A request whose body (if any) can be sent again.
 pub(super) struct Call<'a> {
@@ -72,7 +104,14 @@ impl HttpRegistry {
             let (outcome, authorization) = self.send_once(call).await;
             self.count_request(outcome.as_ref().ok().map(|r| r.status().as_u16()));
             let error = match outcome {
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
+                // Only the registry's own 401 teaches a challenge: another origin's (a
+                // `Location`, a `Link`, the end of a redirect) would name a realm of its
+                // choosing, which would then be handed the credentials.
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED
+                        && !answered_challenge
+                        && self.is_own_origin(response.url()) =>
+                {
                     drop(permit);
                     answered_challenge = true;
                     let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
@@ -117,6 +156,7 @@ impl HttpRegistry {
     }
 
     async fn send_with(&self, call: &Call<'_>, authorization: Option<&str>) -> Result<Response> {
+        let authorization = self.authorization_for(&call.url, call.repository, &call.action(), authorization)?;
         let mut request = self.client.request(call.method.clone(), call.url.clone()).headers(call.headers.clone());
         if !call.streaming {
             request = request.timeout(self.settings.timeout);
@@ -129,9 +169,58 @@ impl HttpRegistry {
         }
         tracing::debug!(registry = %self.settings.name, method = %call.method, url = %call.url.path(), "request");
         match tokio::time::timeout(self.settings.timeout, request.send()).await {
-            Ok(result) => result.map_err(|e| self.network_error(call.repository, &call.action(), e)),
+            Ok(result) => result.map_err(|e| self.send_error(call.repository, &call.action(), e)),
             Err(_) => Err(self.timeout_error(call.repository, &call.action(), self.settings.timeout)),
         }
+    }
+
+    /// Whether `url` is at the registry's own origin (scheme, host, port).
+    pub(super) fn is_own_origin(&self, url: &Url) -> bool {
+        url.origin() == self.base.origin()
+    }
+
+    /// The `Authorization` a request to `url` may carry: `authorization` at the registry's own
+    /// origin, nothing at another one; an `http://` URL of an HTTPS registry is refused.
+    pub(super) fn authorization_for<'a>(
+        &self,
+        url: &Url,
+        repository: &str,
+        action: &str,
+        authorization: Option<&'a str>,
+    ) -> Result<Option<&'a str>> {
+        if self.base.scheme() == "https" && url.scheme() != "https" {
+            return Err(Error::Downgrade {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                action: action.to_string(),
+                to: url.origin().ascii_serialization(),
+            });
+        }
+        if self.is_own_origin(url) {
+            return Ok(authorization);
+        }
+        if authorization.is_some() {
+            tracing::debug!(registry = %self.settings.name, repository, action, origin = %url.origin().ascii_serialization(), "credentials withheld from another origin");
+        }
+        Ok(None)
+    }
+
+    /// A failed send: a redirect refused by [`redirect_policy`] is a downgrade, anything else a
+    /// network error.
+    pub(super) fn send_error(&self, repository: &str, action: &str, error: reqwest::Error) -> Error {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(current) = cause {
+            if let Some(RedirectDowngrade { to }) = current.downcast_ref::<RedirectDowngrade>() {
+                return Error::Downgrade {
+                    registry: self.settings.name.clone(),
+                    repository: repository.to_string(),
+                    action: action.to_string(),
+                    to: to.clone(),
+                };
+            }
+            cause = current.source();
+        }
+        self.network_error(repository, action, error)
     }
 
     pub(super) fn timeout_error(&self, repository: &str, action: &str, after: Duration) -> Error {
@@ -289,6 +378,17 @@ mod tests {
             "a past date means now"
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn an_endless_retry_after_waits_at_most_the_cap() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let endless = parse_retry_after(&u64::MAX.to_string(), now);
+        assert_eq!(endless, Some(Duration::from_secs(u64::MAX)));
+        assert!(backoff(u32::MAX, endless) <= RETRY_AFTER_CAP + BACKOFF_CAP);
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).unwrap();
+        assert!(backoff(0, Some(far)) <= RETRY_AFTER_CAP + BACKOFF_CAP);
+        assert_eq!(parse_retry_after("-5", now), None, "a negative delay is no delay");
     }
 
     #[test]
