@@ -402,7 +402,11 @@ impl Watch {
 
     fn invoke(&self, event_file: &str) -> std::process::Output {
         let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
-        std::process::Command::new(binary)
+        // The first invoke waits for the watcher to build the function (minutes on a cold
+        // machine); a build that fails leaves the invoke waiting for ever, so it is bounded.
+        std::process::Command::new("timeout")
+            .arg("900")
+            .arg(binary)
             .args([
                 "lambda",
                 "invoke",
