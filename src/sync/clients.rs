@@ -69,6 +69,7 @@ struct BuiltFrom {
     entry: Option<RegistryConfig>,
     timeout: Duration,
     idle_timeout: Duration,
+    throttle_budget: Duration,
 }
 
 impl BuiltFrom {
@@ -77,6 +78,7 @@ impl BuiltFrom {
             entry: config.registries.get(name).cloned(),
             timeout: config.global.timeout,
             idle_timeout: config.global.idle_timeout,
+            throttle_budget: config.global.throttle_budget,
         }
     }
 }

@@ -14,17 +14,20 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::HttpRegistry;
+use crate::cancel::Cancel;
 use crate::registry::body::{self, MAX_ERROR_BODY};
 use crate::registry::kind::RegistryKind;
 use crate::registry::{Error, Result};
 
-/// Attempts after the first for idempotent requests that fail in a retryable way.
+/// Attempts after the first for idempotent requests that fail in a retryable way other than
+/// throttling (throttled requests are bounded by time: `global.throttle_budget`).
 const MAX_RETRIES: u32 = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// A registry's `Retry-After` is honoured up to this long.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
-/// No request is retried once this much time has passed since its first attempt.
+pub(super) const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+/// No request is retried once this much time has passed since its first failure (other than
+/// a throttle).
 const RETRY_BUDGET: Duration = Duration::from_secs(180);
 /// How much of an error body is quoted in messages.
 const DETAIL_LIMIT: usize = 300;
@@ -95,12 +98,19 @@ impl HttpRegistry {
                 reason,
             });
         }
-        let window = self.window(self.pacing_group(&call.method, call.url.path(), call.repository));
-        let started = Instant::now();
+        let group = self.pacing_group(&call.method, call.url.path(), call.repository);
+        let window = self.window(group.clone());
+        let cancel = Cancel::current();
+        let throttle_deadline = tokio::time::Instant::now() + self.settings.throttle_budget;
+        // Bounded retries count other failures only, from the first of them.
+        let mut first_failure: Option<Instant> = None;
         let mut retries = 0;
+        let mut throttled: Option<Error> = None;
         let mut answered_challenge = false;
         loop {
-            let permit = window.acquire().await;
+            let Some(permit) = window.acquire_paced(give_up(cancel.clone(), throttle_deadline)).await else {
+                return Err(self.throttle_spent(call, &group, throttled, cancel.as_ref()));
+            };
             let (outcome, authorization) = self.send_once(call).await;
             self.count_request(outcome.as_ref().ok().map(|r| r.status().as_u16()));
             let error = match outcome {
@@ -127,14 +137,25 @@ impl HttpRegistry {
                     self.hub.observe(response.headers());
                     let error = self.status_error(call.repository, &call.action(), &call.what, response).await;
                     if matches!(error, Error::Throttled { .. }) {
-                        permit.throttled();
+                        permit.throttled(error.retry_after().map(|after| after.min(RETRY_AFTER_CAP)));
                     }
                     error
                 }
                 Err(error) => error,
             };
+            // Throttling is not failure: the request goes again at the group's pace (which
+            // honours `Retry-After`) for as long as the throttle budget and the run last.
+            if matches!(error, Error::Throttled { .. }) && call.idempotent {
+                throttled = Some(error);
+                if tokio::time::Instant::now() >= throttle_deadline || cancel.as_ref().is_some_and(Cancel::is_cancelled)
+                {
+                    return Err(self.throttle_spent(call, &group, throttled, cancel.as_ref()));
+                }
+                tracing::debug!(registry = %self.settings.name, repository = call.repository, action = %call.action(), group, "throttled; waiting for a turn");
+                continue;
+            }
             let delay = backoff(retries, error.retry_after());
-            let within_budget = started.elapsed() + delay <= RETRY_BUDGET;
+            let within_budget = first_failure.get_or_insert_with(Instant::now).elapsed() + delay <= RETRY_BUDGET;
             if !(call.idempotent && error.is_retryable() && retries < MAX_RETRIES && within_budget) {
                 return Err(error);
             }
@@ -142,6 +163,20 @@ impl HttpRegistry {
             tokio::time::sleep(delay).await;
             retries += 1;
         }
+    }
+
+    /// The error of a request that stopped waiting out throttling: its last throttle (or, if it
+    /// never got to send, one saying its group is throttled), logged with why it stopped.
+    fn throttle_spent(&self, call: &Call<'_>, group: &str, last: Option<Error>, cancel: Option<&Cancel>) -> Error {
+        let why =
+            if cancel.is_some_and(Cancel::is_cancelled) { "the run was cancelled" } else { "throttle budget spent" };
+        tracing::warn!(registry = %self.settings.name, repository = call.repository, action = %call.action(), group, budget = ?self.settings.throttle_budget, "still throttled; giving up: {why}");
+        last.unwrap_or_else(|| Error::Throttled {
+            registry: self.settings.name.clone(),
+            repository: call.repository.to_string(),
+            status: 429,
+            retry_after: None,
+        })
     }
 
     /// One attempt, and the `Authorization` value it presented (so a 401 forgets that token,
@@ -335,6 +370,20 @@ fn quoted_detail(body: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None if text.is_empty() => "(no details)".to_string(),
         None => text.to_string(),
+    }
+}
+
+/// Resolves when a throttled request should stop waiting: the run is cancelled, or `until`.
+pub(super) async fn give_up(cancel: Option<Cancel>, until: tokio::time::Instant) {
+    let cancelled = async {
+        match cancel {
+            Some(cancel) => cancel.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = cancelled => {}
+        () = tokio::time::sleep_until(until) => {}
     }
 }
 
