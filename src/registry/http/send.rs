@@ -449,4 +449,106 @@ mod tests {
         assert!(after >= Duration::from_secs(3) && after < Duration::from_secs(4), "{after:?}");
         assert!(backoff(0, Some(Duration::from_secs(3600))) <= RETRY_AFTER_CAP + BACKOFF_CAP);
     }
+
+    /// A registry on a loopback port answering each request with the next of `answers`
+    /// (`status`, `Retry-After`), the last one for ever after; counts the requests.
+    mod scripted {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        use crate::registry::http::{HttpRegistry, RegistrySettings};
+
+        pub struct Scripted {
+            pub client: HttpRegistry,
+            pub requests: Arc<AtomicUsize>,
+        }
+
+        pub async fn start(
+            answers: &'static [(u16, Option<u64>)],
+            configure: impl FnOnce(&mut RegistrySettings),
+        ) -> Scripted {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let host = listener.local_addr().unwrap().to_string();
+            let requests = Arc::new(AtomicUsize::new(0));
+            let counter = requests.clone();
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    let (status, retry_after) = answers[n.min(answers.len() - 1)];
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                            head.push(byte[0]);
+                        }
+                        let body = if status == 200 { r#"{"name":"app","tags":["v1"]}"# } else { "" };
+                        let retry = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\n{retry}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    });
+                }
+            });
+            let mut settings = RegistrySettings::new(&host);
+            settings.plain_http = true;
+            configure(&mut settings);
+            Scripted { client: HttpRegistry::new(settings).unwrap(), requests }
+        }
+    }
+
+    use std::sync::atomic::Ordering;
+
+    use crate::registry::Registry;
+
+    #[tokio::test]
+    async fn a_non_throttling_error_still_fails_after_its_bounded_retries() {
+        let registry = scripted::start(&[(500, None)], |_| {}).await;
+        let error = registry.client.list_tags("app").await.unwrap_err();
+        assert!(matches!(error, Error::Status { status: 500, .. }), "{error}");
+        assert_eq!(registry.requests.load(Ordering::SeqCst), 1 + MAX_RETRIES as usize);
+    }
+
+    #[tokio::test]
+    async fn throttled_requests_go_on_past_the_retry_count_until_they_go_through() {
+        let answers = &[(429, Some(0)), (429, Some(0)), (503, Some(0)), (429, None), (200, None)];
+        let registry = scripted::start(answers, |_| {}).await;
+        let tags = registry.client.list_tags("app").await.expect("throttling is not failure");
+        assert_eq!(tags, ["v1"]);
+        assert_eq!(registry.requests.load(Ordering::SeqCst), 5, "more tries than MAX_RETRIES allows other errors");
+        let throttling = registry.client.throttling_counts();
+        assert_eq!(throttling.len(), 1);
+        assert_eq!((throttling[0].group.as_str(), throttling[0].throttled), ("registry", 4));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_request_fails_once_the_throttle_budget_is_spent() {
+        let registry = scripted::start(&[(429, Some(1))], |s| s.throttle_budget = Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let error = registry.client.list_tags("app").await.unwrap_err();
+        assert!(matches!(error, Error::Throttled { status: 429, .. }), "{error}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(5), "{took:?}");
+        let sent = registry.requests.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&sent), "Retry-After: 1 is honoured, not hammered: {sent} requests in {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_throttle_wait_ends_promptly_when_the_run_is_cancelled() {
+        let registry = scripted::start(&[(429, Some(60))], |_| {}).await;
+        let cancel = Cancel::default();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            trigger.cancel();
+        });
+        let started = Instant::now();
+        let error = cancel.scope(registry.client.list_tags("app")).await.unwrap_err();
+        assert!(matches!(error, Error::Throttled { .. }), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} of a 60 s Retry-After", started.elapsed());
+        assert_eq!(registry.requests.load(Ordering::SeqCst), 1);
+    }
 }
