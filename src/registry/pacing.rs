@@ -318,7 +318,7 @@ mod tests {
             permit.succeeded();
         }
         assert!(sent[0] >= throttled_at + Duration::from_secs(2), "Retry-After is a floor");
-        let spread = Duration::from_secs(2).max(Duration::from_secs_f64(1.0 / rate));
+        let spread = Duration::from_secs(1).max(Duration::from_secs_f64(1.0 / rate));
         assert!(sent[0] <= throttled_at + Duration::from_secs(2) + spread, "jitter stays within one spread");
         // The next turn is one interval at the rate when this one was taken (successes since
         // raise the rate for the turns after).

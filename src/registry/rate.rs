@@ -95,8 +95,9 @@ impl RateController {
     /// a request sent before the last decrease was sent at the old rate, so its throttle
     /// teaches nothing new (as TCP halves once per window of losses). The schedule restarts
     /// after the floor: `retry_after`, or one interval when the registry gave none, plus
-    /// `jitter` (in `0..=1`) of a spread of one interval, or of the `Retry-After` if longer
-    /// (capped at [`MAX_JITTER_SPAN`]).
+    /// `jitter` (in `0..=1`) of a spread of one interval, or of half the `Retry-After` if
+    /// longer (capped at [`MAX_JITTER_SPAN`]): wide enough that processes throttled together
+    /// come back apart, narrow enough that the wait stays close to what the registry asked.
     pub fn throttled(&mut self, now: Instant, sent_at: Instant, retry_after: Option<Duration>, jitter: f64) {
         if sent_at >= self.last_decrease {
             self.rate = (self.rate * DECREASE).max(MIN_RATE);
@@ -137,7 +138,7 @@ impl RateController {
 
     fn hold(&mut self, now: Instant, retry_after: Option<Duration>, jitter: f64) {
         let wait = retry_after.unwrap_or_else(|| self.interval());
-        let span = self.interval().max(wait).min(MAX_JITTER_SPAN.max(self.interval()));
+        let span = self.interval().max(wait / 2).min(MAX_JITTER_SPAN.max(self.interval()));
         self.floor = self.floor.max(now + wait);
         self.next = self.floor + span.mul_f64(jitter.clamp(0.0, 1.0));
         self.last_throttle = now;
@@ -239,7 +240,7 @@ mod tests {
         let (earliest, interval) = resume(0.0);
         assert_eq!(earliest, SECOND, "no jitter: exactly at the floor");
         let (latest, _) = resume(1.0);
-        assert_eq!(latest, SECOND + SECOND.max(interval), "full jitter: one spread later");
+        assert_eq!(latest, SECOND + (SECOND / 2).max(interval), "full jitter: one spread later");
         let (middle, _) = resume(0.5);
         assert!(middle > earliest && middle < latest);
         // Out-of-range jitter stays within the bounds; a long Retry-After spreads at most the cap.
