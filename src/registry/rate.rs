@@ -24,7 +24,7 @@ pub const DECREASE: f64 = 0.5;
 /// (while requests keep succeeding), so a group that backed off too far recovers in seconds,
 /// and N processes sharing a quota raise their total slowly enough that few requests are
 /// wasted when they reach it.
-pub const RECOVERY: Duration = Duration::from_secs(10);
+pub const RECOVERY: Duration = Duration::from_secs(5);
 /// The smallest additive increase, in requests per second per second.
 const MIN_INCREASE: f64 = 0.05;
 /// The widest a resume point is spread after a throttle.
