@@ -186,7 +186,9 @@ mod tests {
         for _ in 0..4 {
             controller.succeeded();
         }
-        assert!((controller.rate() - (4.0 + increase)).abs() < 0.05, "{}", controller.rate());
+        // (slightly less: each success adds `increase / rate` at the rate it has grown to)
+        let rate = controller.rate();
+        assert!(rate > 4.0 + increase * 0.85 && rate <= 4.0 + increase, "{rate}");
         let mut seconds = 1;
         while controller.rate() < 8.0 {
             for _ in 0..controller.rate().ceil() as usize {
