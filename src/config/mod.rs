@@ -390,6 +390,15 @@ mod tests {
     }
 
     #[test]
+    fn the_throttle_budget_is_a_duration_with_a_default_of_five_minutes() {
+        assert_eq!(parse("registries: {}\n").unwrap().global.throttle_budget, Duration::from_secs(300));
+        let config = parse("global: { throttle_budget: 90s }\nregistries: {}\n").unwrap();
+        assert_eq!(config.global.throttle_budget, Duration::from_secs(90));
+        let error = parse("global: { throttle_budget: forever }\nregistries: {}\n").unwrap_err().to_string();
+        assert!(error.contains("global.throttle_budget: \"forever\" is not a duration"), "{error}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_a_suggestion() {
         let error = parse("registries:\n  a: { url: a.io, auth_typ: basic }\n").unwrap_err().to_string();
         assert!(error.contains("unknown field `auth_typ`"), "{error}");
