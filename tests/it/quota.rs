@@ -91,3 +91,61 @@ async fn workers_sharing_a_manifest_put_quota_all_finish_without_wasting_the_quo
     let ideal = Duration::from_secs_f64(accepted as f64 / QUOTA);
     println!("workers={WORKERS} accepted={accepted} throttled={throttled} wall={wall:?} ideal={ideal:?}");
 }
+
+#[tokio::test]
+async fn sigterm_ends_a_throttle_wait_at_once_instead_of_after_the_grace_period() {
+    let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
+    // A registry that refuses every manifest PUT for a minute at a time.
+    let proxy = FaultProxy::start(&target.host, |request| {
+        if request.method == "PUT" && request.target.contains("/manifests/") {
+            let retry_after = vec![("Retry-After".to_string(), "60".to_string())];
+            crate::support::proxy::Action::Respond { status: 429, headers: retry_after, body: String::new() }
+        } else {
+            crate::support::proxy::Action::Forward
+        }
+    });
+    let built = testdata::index(4242, &[(0, 4096)], &[("linux", "amd64")], false);
+    seed(&source, "team/app", "v1", &built).await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  down: {{ url: \"http://{}\" }}\n\
+         defaults: {{ source: up, targets: down }}\nmappings:\n  - from: team/app\n",
+        source.host, proxy.host
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ocync"))
+        .args(["sync", "--json", "--grace-period", "30", "--config", &config.path])
+        .env_remove("DOCKER_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ocync sync");
+    let waiting = Instant::now();
+    while !proxy.seen().iter().any(|r| r.method == "PUT" && r.target.contains("/manifests/")) {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "no manifest PUT was ever sent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ocync") {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(40), "ocync sync ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stopped_after = signalled.elapsed();
+    let output = child.wait_with_output().expect("ocync output");
+
+    assert_eq!(status.code(), Some(1), "{}", describe(&output));
+    // Without the cancel reaching the throttle wait, the PUT would wait out Retry-After until
+    // the 30 s grace period abandoned it.
+    assert!(stopped_after < Duration::from_secs(5), "stopped {stopped_after:?} after SIGTERM, grace 30 s");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    let image = &report["mappings"][0]["images"][0];
+    assert_eq!(image["status"], "failed", "{report}");
+    assert!(image["error"].as_str().is_some_and(|e| e.contains("throttled")), "{report}");
+    assert_eq!(report["throttling"][0]["throttled"], 1, "one PUT, one 429, no retry after the signal: {report}");
+    let puts = proxy.seen().iter().filter(|r| r.method == "PUT" && r.target.contains("/manifests/")).count();
+    assert_eq!(puts, 1, "Retry-After: 60 was honoured until the signal");
+    assert_eq!(target.anonymous_client().head_manifest("team/app", "v1").await.unwrap(), None, "nothing tagged");
+}
