@@ -2,9 +2,16 @@
 //! shutdown). Work checks it between steps: nothing new starts once it is set, and what is in
 //! flight finishes or fails on its own.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+tokio::task_local! {
+    /// The flag of the run a task works for, so waits deep in a registry client (a throttled
+    /// request waiting for its turn) can end when the run is cancelled.
+    static CURRENT: Cancel;
+}
 
 /// A cloneable cancellation flag.
 #[derive(Debug, Clone)]
@@ -29,6 +36,16 @@ impl Cancel {
     /// Whether the flag is set.
     pub fn is_cancelled(&self) -> bool {
         *self.receiver.borrow()
+    }
+
+    /// Runs `work` with this flag as [`Cancel::current`].
+    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
+        CURRENT.scope(self.clone(), work).await
+    }
+
+    /// The flag of the run the current task works for, if it runs in a [`Cancel::scope`].
+    pub fn current() -> Option<Cancel> {
+        CURRENT.try_with(Clone::clone).ok()
     }
 
     /// Resolves once the flag is set.

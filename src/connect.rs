@@ -84,6 +84,7 @@ async fn open_with(
     if let Some(config) = config {
         settings.timeout = config.global.timeout;
         settings.idle_timeout = config.global.idle_timeout;
+        settings.throttle_budget = config.global.throttle_budget;
     }
     settings.plain_http = plain_http || entry.is_some_and(|e| e.plain_http);
     if let Some(entry) = entry {

@@ -115,11 +115,18 @@ pub struct Global {
     pub timeout: Duration,
     /// How long a body transfer may make no progress.
     pub idle_timeout: Duration,
+    /// How long one request keeps waiting out a registry's throttling before it fails.
+    pub throttle_budget: Duration,
 }
 
 impl Default for Global {
     fn default() -> Self {
-        Global { max_concurrent_transfers: 32, timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60) }
+        Global {
+            max_concurrent_transfers: 32,
+            timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            throttle_budget: crate::registry::DEFAULT_THROTTLE_BUDGET,
+        }
     }
 }
 
@@ -202,6 +209,7 @@ fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
     for (key, value, slot) in [
         ("global.timeout", &raw_global.timeout, &mut global.timeout),
         ("global.idle_timeout", &raw_global.idle_timeout, &mut global.idle_timeout),
+        ("global.throttle_budget", &raw_global.throttle_budget, &mut global.throttle_budget),
     ] {
         if let Some(text) = value {
             match parse_duration(text) {
@@ -379,6 +387,15 @@ mod tests {
         ] {
             assert!(error.contains(expected), "missing {expected:?} in:\n{error}");
         }
+    }
+
+    #[test]
+    fn the_throttle_budget_is_a_duration_with_a_default_of_five_minutes() {
+        assert_eq!(parse("registries: {}\n").unwrap().global.throttle_budget, Duration::from_secs(300));
+        let config = parse("global: { throttle_budget: 90s }\nregistries: {}\n").unwrap();
+        assert_eq!(config.global.throttle_budget, Duration::from_secs(90));
+        let error = parse("global: { throttle_budget: forever }\nregistries: {}\n").unwrap_err().to_string();
+        assert!(error.contains("global.throttle_budget: \"forever\" is not a duration"), "{error}");
     }
 
     #[test]

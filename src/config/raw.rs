@@ -37,6 +37,8 @@ pub struct RawGlobal {
     pub timeout: Option<String>,
     /// Idle timeout on body transfers (`60s`).
     pub idle_timeout: Option<String>,
+    /// How long a request waits out throttling before it fails (`5m`).
+    pub throttle_budget: Option<String>,
 }
 
 /// How ocync authenticates to a registry.

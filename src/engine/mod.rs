@@ -200,6 +200,12 @@ impl Engine {
 
     /// Copies one image to every target that does not have it yet.
     pub async fn copy<R: Registry>(&self, job: &ImageJob<'_, R>) -> ImageReport {
+        // In the run's cancel scope: a throttled request waiting for its turn gives up once
+        // the run is cancelled (a signal, the Lambda deadline, a watch shutdown).
+        self.cancel.scope(self.copy_in_scope(job)).await
+    }
+
+    async fn copy_in_scope<R: Registry>(&self, job: &ImageJob<'_, R>) -> ImageReport {
         let started = Instant::now();
         let source = &job.source;
         let lives: Vec<Live<R>> = job

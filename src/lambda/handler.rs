@@ -283,7 +283,9 @@ impl Handler {
     async fn run(&self, config: &Config, indices: &[usize], scope: &Scope) -> SyncReport {
         let mappings: Vec<&Mapping> = config.mappings.iter().filter(|m| indices.contains(&m.index)).collect();
         let clients = self.clients.clients(config, &mappings).await;
-        let plan = sync::plan(&mappings, &clients, false).await;
+        // In the deadline's cancel scope, so a discovery request waiting out throttling stops
+        // at the deadline margin instead of running into the invocation's timeout.
+        let plan = scope.cancel.scope(sync::plan(&mappings, &clients, false)).await;
         let engine = scope.engine(config);
         // Abandoning in-flight images is safe: a tag is pushed only once its blobs are confirmed.
         sync::execute_until(&plan, &mappings, &clients, engine, config.global.max_concurrent_transfers, scope.stopped())

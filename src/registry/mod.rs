@@ -12,6 +12,7 @@ pub mod http;
 pub mod kind;
 pub mod memory;
 pub mod pacing;
+pub mod rate;
 mod verify;
 
 use std::collections::HashSet;
@@ -23,7 +24,7 @@ use futures_util::Stream;
 
 pub(crate) use error::chain as error_chain;
 pub use error::{Error, Result};
-pub use http::{HttpRegistry, RegistrySettings, UploadMode};
+pub use http::{DEFAULT_THROTTLE_BUDGET, HttpRegistry, RegistrySettings, UploadMode};
 pub use verify::VerifiedStream;
 
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer};
@@ -107,6 +108,12 @@ pub trait Registry: Send + Sync + 'static {
     ) -> impl Future<Output = Option<HashSet<Digest>>> + Send {
         let _ = (repository, digests);
         std::future::ready(None)
+    }
+
+    /// Throttling so far (answers and time waited), per pacing group; empty for registries
+    /// that are never throttled.
+    fn throttling(&self) -> Vec<pacing::Throttling> {
+        Vec::new()
     }
 
     /// Every tag of a repository, following pagination.

@@ -7,18 +7,47 @@ use std::time::Duration;
 
 use crate::config::{Config, Mapping, RegistryConfig};
 use crate::plan::Failure;
+use crate::registry::pacing::Throttling;
 use crate::registry::{HttpRegistry, Registry};
 
 /// Registry clients by config name; a client that could not be built holds its failure
 /// (classified: a credentials problem is an authentication failure).
 pub struct Clients<R> {
     by_name: HashMap<String, Result<Arc<R>, Failure>>,
+    /// Throttling the clients had seen when this run took them (cached clients carry counts
+    /// from earlier runs), so the report counts this run's alone.
+    throttled_before: Vec<Throttling>,
 }
 
 impl<R: Registry> Clients<R> {
     /// Clients from ready values (tests, the in-memory benchmark).
     pub fn new(clients: impl IntoIterator<Item = (String, Result<Arc<R>, Failure>)>) -> Self {
-        Clients { by_name: clients.into_iter().collect() }
+        Self::from_map(clients.into_iter().collect())
+    }
+
+    fn from_map(by_name: HashMap<String, Result<Arc<R>, Failure>>) -> Self {
+        let mut clients = Clients { by_name, throttled_before: Vec::new() };
+        clients.throttled_before = clients.throttling_total();
+        clients
+    }
+
+    fn throttling_total(&self) -> Vec<Throttling> {
+        self.all().flat_map(|(_, client)| client.throttling()).collect()
+    }
+
+    /// Throttling since these clients were taken for the run, per registry and pacing group.
+    pub fn throttling(&self) -> Vec<Throttling> {
+        let mut since: Vec<Throttling> = self
+            .throttling_total()
+            .iter()
+            .map(|now| {
+                let before = self.throttled_before.iter().find(|b| b.registry == now.registry && b.group == now.group);
+                now.since(before)
+            })
+            .filter(|t| t.throttled > 0 || t.waited_ms > 0)
+            .collect();
+        since.sort_by(|a, b| (&a.registry, &a.group).cmp(&(&b.registry, &b.group)));
+        since
     }
 
     /// Every client that could be built, by registry name.
@@ -43,7 +72,7 @@ impl Clients<HttpRegistry> {
         for name in used_registries(mappings) {
             by_name.insert(name.to_string(), open(config, name).await);
         }
-        Clients { by_name }
+        Clients::from_map(by_name)
     }
 }
 
@@ -69,6 +98,7 @@ struct BuiltFrom {
     entry: Option<RegistryConfig>,
     timeout: Duration,
     idle_timeout: Duration,
+    throttle_budget: Duration,
 }
 
 impl BuiltFrom {
@@ -77,6 +107,7 @@ impl BuiltFrom {
             entry: config.registries.get(name).cloned(),
             timeout: config.global.timeout,
             idle_timeout: config.global.idle_timeout,
+            throttle_budget: config.global.throttle_budget,
         }
     }
 }
@@ -115,7 +146,7 @@ impl ClientCache {
             };
             by_name.insert(name.to_string(), client);
         }
-        Clients { by_name }
+        Clients::from_map(by_name)
     }
 }
 

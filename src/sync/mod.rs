@@ -157,7 +157,7 @@ pub async fn execute_until<R: Registry>(
             )
         }));
     }
-    SyncReport::new(reports, started.elapsed().as_millis() as u64)
+    SyncReport::new(reports, started.elapsed().as_millis() as u64).with_throttling(clients.throttling())
 }
 
 /// The targets the engine is given for an image, with their clients: those lacking it, and

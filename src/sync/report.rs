@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::engine::{Outcome, StatsSnapshot, human_bytes};
 use crate::oci::Digest;
 use crate::plan::{Failure, Plan};
+use crate::registry::pacing::Throttling;
 
 /// One image at one target.
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +136,9 @@ pub struct SyncReport {
     pub mappings: Vec<MappingReport>,
     /// Wall time of the execution phase.
     pub duration_ms: u64,
+    /// Throttling answers and time spent waiting them out, per registry and pacing group
+    /// (only groups that were throttled).
+    pub throttling: Vec<Throttling>,
 }
 
 impl SyncReport {
@@ -164,7 +168,25 @@ impl SyncReport {
         let successes = totals.synced + totals.skipped;
         let status =
             RunStatus::from_counts(failures, successes, all_failures_auth).with_invalid_tags(totals.invalid_tags);
-        SyncReport { status, totals, mappings, duration_ms }
+        SyncReport { status, totals, mappings, duration_ms, throttling: Vec::new() }
+    }
+
+    /// The report with the run's throttling; a run that spent long waiting out throttling
+    /// says so with the figures, since the same work may soon not fit its schedule or deadline.
+    pub fn with_throttling(mut self, throttling: Vec<Throttling>) -> Self {
+        let waited: u64 = throttling.iter().map(|t| t.waited_ms).sum();
+        if waited > LONG_THROTTLING.as_millis() as u64 {
+            for t in &throttling {
+                tracing::warn!(registry = %t.registry, group = %t.group, throttled = t.throttled, waited_seconds = t.waited_ms / 1000, "finished after long throttling");
+            }
+            tracing::warn!(
+                waited_seconds = waited / 1000,
+                run_seconds = self.duration_ms / 1000,
+                "the run finished only after long throttling: lower the concurrency or spread the schedule"
+            );
+        }
+        self.throttling = throttling;
+        self
     }
 
     /// A few lines for people: one per mapping, then the totals.
@@ -210,9 +232,21 @@ impl SyncReport {
             human_bytes(t.stats.bytes),
             self.duration_ms as f64 / 1000.0
         ));
+        for t in &self.throttling {
+            lines.push(format!(
+                "throttled: {} {}: {} answers, waited {:.1}s",
+                t.registry,
+                t.group,
+                t.throttled,
+                t.waited_ms as f64 / 1000.0
+            ));
+        }
         lines.join("\n")
     }
 }
+
+/// Waiting out throttling for longer than this (summed over requests) in one run is warned of.
+pub const LONG_THROTTLING: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `, N invalid tags` when there were any.
 fn invalid_note(invalid_tags: usize) -> String {
@@ -306,5 +340,28 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["status"], "auth_failed");
         assert_eq!(json["mappings"][0]["error"], "refused");
+    }
+
+    #[test]
+    fn throttling_is_reported_per_registry_and_group_in_json_and_text() {
+        let throttling = vec![Throttling {
+            registry: "127.0.0.1:5000".into(),
+            group: "registry".into(),
+            throttled: 12,
+            waited_ms: 31_500,
+        }];
+        let report =
+            SyncReport::new(vec![mapping(None, vec![image(Outcome::Synced)])], 40_000).with_throttling(throttling);
+        assert_eq!(report.status, RunStatus::Success, "throttling that was waited out is no failure");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["throttling"][0]["registry"], "127.0.0.1:5000");
+        assert_eq!(json["throttling"][0]["group"], "registry");
+        assert_eq!(json["throttling"][0]["throttled"], 12);
+        assert_eq!(json["throttling"][0]["waited_ms"], 31_500);
+        let summary = report.summary();
+        assert!(summary.contains("throttled: 127.0.0.1:5000 registry: 12 answers, waited 31.5s"), "{summary}");
+        let quiet = SyncReport::new(vec![], 0).with_throttling(Vec::new());
+        assert_eq!(serde_json::to_value(&quiet).unwrap()["throttling"], serde_json::json!([]));
+        assert!(!quiet.summary().contains("throttled"));
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::registry::HttpRegistry;
+use crate::registry::pacing::Throttling;
 use crate::sync::{Clients, SyncReport};
 
 /// Counters since the process started, and per-mapping freshness.
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub requests: BTreeMap<(String, String), u64>,
     /// Throttling answers (429, or 503 with Retry-After) by registry.
     pub throttles: BTreeMap<String, u64>,
+    /// Throttling answers and seconds spent waiting them out, by registry and pacing group.
+    pub throttling: BTreeMap<(String, String), (u64, f64)>,
 }
 
 impl Metrics {
@@ -62,6 +65,18 @@ impl Metrics {
         self.record_registries(clients.all().map(|(_, client)| {
             (crate::registry::Registry::name(client).to_string(), client.request_counts(), client.throttles())
         }));
+        self.record_throttling(clients.all().flat_map(|(_, client)| client.throttling_counts()));
+    }
+
+    /// Takes the throttling of each pacing group of the clients this cycle used (a snapshot,
+    /// replacing the previous one like the request counts).
+    fn record_throttling(&mut self, snapshot: impl IntoIterator<Item = Throttling>) {
+        self.throttling.clear();
+        for t in snapshot {
+            let entry = self.throttling.entry((t.registry, t.group)).or_default();
+            entry.0 += t.throttled;
+            entry.1 += t.waited_ms as f64 / 1000.0;
+        }
     }
 
     /// [`Metrics::record_clients`] from plain values: `(host, requests by status, throttles)`
@@ -119,6 +134,23 @@ impl Metrics {
             "counter",
             "Throttling answers (429, 503 with Retry-After) by registry.",
             self.throttles.iter().map(|(registry, n)| labelled("registry", registry, n.to_string())),
+        );
+        let by_group = |registry: &str, group: &str, value: String| {
+            format!("{{registry=\"{}\",group=\"{}\"}} {value}", escape(registry), escape(group))
+        };
+        family(
+            &mut out,
+            "ocync_throttled_requests_total",
+            "counter",
+            "Throttling answers by registry and pacing group (registry x action).",
+            self.throttling.iter().map(|((registry, group), (n, _))| by_group(registry, group, n.to_string())),
+        );
+        family(
+            &mut out,
+            "ocync_throttle_wait_seconds_total",
+            "counter",
+            "Seconds requests spent waiting for their turn after throttling, summed over requests.",
+            self.throttling.iter().map(|((registry, group), (_, s))| by_group(registry, group, format!("{s:.3}"))),
         );
         family(
             &mut out,
@@ -190,6 +222,25 @@ mod tests {
         assert!(!text.contains("old.example"), "{text}");
         assert!(text.contains("ocync_registry_requests_total{registry=\"ghcr.io\",status=\"200\"} 9\n"), "{text}");
         assert!(text.contains("ocync_registry_throttled_total{registry=\"ghcr.io\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn throttling_is_exported_per_registry_and_pacing_group() {
+        let mut metrics = Metrics::default();
+        let throttling = |group: &str, throttled, waited_ms| Throttling {
+            registry: "1.dkr.ecr.us-east-1.amazonaws.com".into(),
+            group: group.into(),
+            throttled,
+            waited_ms,
+        };
+        metrics.record_throttling([throttling("put-image", 7, 12_500), throttling("read", 1, 0)]);
+        let text = metrics.render();
+        let put = "{registry=\"1.dkr.ecr.us-east-1.amazonaws.com\",group=\"put-image\"}";
+        assert!(text.contains(&format!("ocync_throttled_requests_total{put} 7\n")), "{text}");
+        assert!(text.contains(&format!("ocync_throttle_wait_seconds_total{put} 12.500\n")), "{text}");
+        assert!(text.contains("group=\"read\"} 1\n"), "{text}");
+        metrics.record_throttling([]);
+        assert!(!metrics.render().contains("put-image"), "a snapshot replaces the last one");
     }
 
     #[test]

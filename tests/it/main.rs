@@ -18,6 +18,7 @@ mod mirror;
 mod names;
 mod origins;
 mod pull_secret;
+mod quota;
 mod referrers;
 mod secrets;
 mod sync;

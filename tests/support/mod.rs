@@ -10,6 +10,7 @@ pub mod http;
 pub mod moto;
 pub mod oauth;
 pub mod proxy;
+pub mod quota;
 pub mod recorder;
 pub mod referrers;
 pub mod registry;

@@ -179,7 +179,20 @@ impl HttpRegistry {
             request = request.header(AUTHORIZATION, header);
         }
         let window = self.window(self.pacing_group(&Method::PUT, url_path, repository));
-        let permit = window.acquire().await;
+        // Paced like `send`; the body cannot be sent twice here, so a throttled upload is
+        // retried by the engine, which pulls the blob again.
+        let give_up = super::send::give_up(
+            crate::cancel::Cancel::current(),
+            tokio::time::Instant::now() + self.settings.throttle_budget,
+        );
+        let Some(permit) = window.acquire_paced(give_up).await else {
+            return Err(Error::Throttled {
+                registry: self.settings.name.clone(),
+                repository: repository.to_string(),
+                status: 429,
+                retry_after: None,
+            });
+        };
         let sent = tokio::select! {
             sent = request.send() => sent,
             stalled = self.stall_watch(&progress, blob.size) => return Err(self.timeout_error(repository, &action, stalled)),
@@ -195,8 +208,9 @@ impl HttpRegistry {
                 Ok(())
             }
             StatusCode::TOO_MANY_REQUESTS => {
-                permit.throttled();
-                Err(self.status_error(repository, &action, &format!("blob {}", blob.digest), response).await)
+                let error = self.status_error(repository, &action, &format!("blob {}", blob.digest), response).await;
+                permit.throttled(error.retry_after().map(|after| after.min(super::send::RETRY_AFTER_CAP)));
+                Err(error)
             }
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::NOT_IMPLEMENTED => {
                 self.switch_to_chunks();

@@ -23,7 +23,7 @@ use url::Url;
 use super::auth::{Authenticator, CredentialSource, Credentials};
 use super::ecr::{ControlError, EcrControl};
 use super::kind::RegistryKind;
-use super::pacing::Window;
+use super::pacing::{Throttling, Window};
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer, endpoint_host};
 
@@ -61,7 +61,15 @@ pub struct RegistrySettings {
     pub kind: RegistryKind,
     /// Host to connect to when it differs from `name` (ECR's FIPS endpoint).
     pub endpoint: Option<String>,
+    /// How long one request keeps waiting out throttling before it fails
+    /// (`global.throttle_budget`).
+    pub throttle_budget: Duration,
 }
+
+/// Default of [`RegistrySettings::throttle_budget`]: long enough for a quota shared by many
+/// workers to let every one through, short enough that a run against a registry that never
+/// recovers still ends.
+pub const DEFAULT_THROTTLE_BUDGET: Duration = Duration::from_secs(300);
 
 impl RegistrySettings {
     /// Defaults for `name`: HTTPS, anonymous, 30 s request timeout, 60 s idle timeout.
@@ -77,6 +85,7 @@ impl RegistrySettings {
             chunk_size: 8 * 1024 * 1024,
             kind: RegistryKind::detect(name),
             endpoint: None,
+            throttle_budget: DEFAULT_THROTTLE_BUDGET,
         }
     }
 }
@@ -161,6 +170,18 @@ impl HttpRegistry {
     /// Throttling answers seen so far, over all pacing groups.
     pub fn throttles(&self) -> u64 {
         self.windows.lock().expect("windows lock poisoned").values().map(|w| w.throttles()).sum()
+    }
+
+    /// Throttling so far, per pacing group that was throttled at least once.
+    pub fn throttling_counts(&self) -> Vec<Throttling> {
+        let windows = self.windows.lock().expect("windows lock poisoned");
+        let mut all: Vec<Throttling> = windows
+            .iter()
+            .map(|(group, window)| window.throttling(&self.settings.name, group))
+            .filter(|t| t.throttled > 0)
+            .collect();
+        all.sort_by(|a, b| a.group.cmp(&b.group));
+        all
     }
 
     /// Makes sure `repository` exists before a push (ECR with `create_repositories`).
@@ -303,6 +324,10 @@ impl Registry for HttpRegistry {
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Referrer>>> {
         self.list_referrers_impl(repository, subject, artifact_type).await
+    }
+
+    fn throttling(&self) -> Vec<Throttling> {
+        self.throttling_counts()
     }
 
     async fn blobs_present(&self, repository: &str, digests: &[Digest]) -> Option<std::collections::HashSet<Digest>> {

@@ -14,17 +14,20 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::HttpRegistry;
+use crate::cancel::Cancel;
 use crate::registry::body::{self, MAX_ERROR_BODY};
 use crate::registry::kind::RegistryKind;
 use crate::registry::{Error, Result};
 
-/// Attempts after the first for idempotent requests that fail in a retryable way.
+/// Attempts after the first for idempotent requests that fail in a retryable way other than
+/// throttling (throttled requests are bounded by time: `global.throttle_budget`).
 const MAX_RETRIES: u32 = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// A registry's `Retry-After` is honoured up to this long.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
-/// No request is retried once this much time has passed since its first attempt.
+pub(super) const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+/// No request is retried once this much time has passed since its first failure (other than
+/// a throttle).
 const RETRY_BUDGET: Duration = Duration::from_secs(180);
 /// How much of an error body is quoted in messages.
 const DETAIL_LIMIT: usize = 300;
@@ -95,12 +98,19 @@ impl HttpRegistry {
                 reason,
             });
         }
-        let window = self.window(self.pacing_group(&call.method, call.url.path(), call.repository));
-        let started = Instant::now();
+        let group = self.pacing_group(&call.method, call.url.path(), call.repository);
+        let window = self.window(group.clone());
+        let cancel = Cancel::current();
+        let throttle_deadline = tokio::time::Instant::now() + self.settings.throttle_budget;
+        // Bounded retries count other failures only, from the first of them.
+        let mut first_failure: Option<Instant> = None;
         let mut retries = 0;
+        let mut throttled: Option<Error> = None;
         let mut answered_challenge = false;
         loop {
-            let permit = window.acquire().await;
+            let Some(permit) = window.acquire_paced(give_up(cancel.clone(), throttle_deadline)).await else {
+                return Err(self.throttle_spent(call, &group, throttled, cancel.as_ref()));
+            };
             let (outcome, authorization) = self.send_once(call).await;
             self.count_request(outcome.as_ref().ok().map(|r| r.status().as_u16()));
             let error = match outcome {
@@ -127,14 +137,25 @@ impl HttpRegistry {
                     self.hub.observe(response.headers());
                     let error = self.status_error(call.repository, &call.action(), &call.what, response).await;
                     if matches!(error, Error::Throttled { .. }) {
-                        permit.throttled();
+                        permit.throttled(error.retry_after().map(|after| after.min(RETRY_AFTER_CAP)));
                     }
                     error
                 }
                 Err(error) => error,
             };
+            // Throttling is not failure: the request goes again at the group's pace (which
+            // honours `Retry-After`) for as long as the throttle budget and the run last.
+            if matches!(error, Error::Throttled { .. }) && call.idempotent {
+                throttled = Some(error);
+                if tokio::time::Instant::now() >= throttle_deadline || cancel.as_ref().is_some_and(Cancel::is_cancelled)
+                {
+                    return Err(self.throttle_spent(call, &group, throttled, cancel.as_ref()));
+                }
+                tracing::debug!(registry = %self.settings.name, repository = call.repository, action = %call.action(), group, "throttled; waiting for a turn");
+                continue;
+            }
             let delay = backoff(retries, error.retry_after());
-            let within_budget = started.elapsed() + delay <= RETRY_BUDGET;
+            let within_budget = first_failure.get_or_insert_with(Instant::now).elapsed() + delay <= RETRY_BUDGET;
             if !(call.idempotent && error.is_retryable() && retries < MAX_RETRIES && within_budget) {
                 return Err(error);
             }
@@ -142,6 +163,20 @@ impl HttpRegistry {
             tokio::time::sleep(delay).await;
             retries += 1;
         }
+    }
+
+    /// The error of a request that stopped waiting out throttling: its last throttle (or, if it
+    /// never got to send, one saying its group is throttled), logged with why it stopped.
+    fn throttle_spent(&self, call: &Call<'_>, group: &str, last: Option<Error>, cancel: Option<&Cancel>) -> Error {
+        let why =
+            if cancel.is_some_and(Cancel::is_cancelled) { "the run was cancelled" } else { "throttle budget spent" };
+        tracing::warn!(registry = %self.settings.name, repository = call.repository, action = %call.action(), group, budget = ?self.settings.throttle_budget, "still throttled; giving up: {why}");
+        last.unwrap_or_else(|| Error::Throttled {
+            registry: self.settings.name.clone(),
+            repository: call.repository.to_string(),
+            status: 429,
+            retry_after: None,
+        })
     }
 
     /// One attempt, and the `Authorization` value it presented (so a 401 forgets that token,
@@ -338,6 +373,20 @@ fn quoted_detail(body: &[u8]) -> String {
     }
 }
 
+/// Resolves when a throttled request should stop waiting: the run is cancelled, or `until`.
+pub(super) async fn give_up(cancel: Option<Cancel>, until: tokio::time::Instant) {
+    let cancelled = async {
+        match cancel {
+            Some(cancel) => cancel.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = cancelled => {}
+        () = tokio::time::sleep_until(until) => {}
+    }
+}
+
 /// Exponential backoff with full jitter; a `Retry-After` sets the floor.
 pub(super) fn backoff(retry: u32, retry_after: Option<Duration>) -> Duration {
     let ceiling = BACKOFF_BASE.saturating_mul(1 << retry.min(16)).min(BACKOFF_CAP);
@@ -399,5 +448,107 @@ mod tests {
         let after = backoff(0, Some(Duration::from_secs(3)));
         assert!(after >= Duration::from_secs(3) && after < Duration::from_secs(4), "{after:?}");
         assert!(backoff(0, Some(Duration::from_secs(3600))) <= RETRY_AFTER_CAP + BACKOFF_CAP);
+    }
+
+    /// A registry on a loopback port answering each request with the next of `answers`
+    /// (`status`, `Retry-After`), the last one for ever after; counts the requests.
+    mod scripted {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        use crate::registry::http::{HttpRegistry, RegistrySettings};
+
+        pub struct Scripted {
+            pub client: HttpRegistry,
+            pub requests: Arc<AtomicUsize>,
+        }
+
+        pub async fn start(
+            answers: &'static [(u16, Option<u64>)],
+            configure: impl FnOnce(&mut RegistrySettings),
+        ) -> Scripted {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let host = listener.local_addr().unwrap().to_string();
+            let requests = Arc::new(AtomicUsize::new(0));
+            let counter = requests.clone();
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    let (status, retry_after) = answers[n.min(answers.len() - 1)];
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                            head.push(byte[0]);
+                        }
+                        let body = if status == 200 { r#"{"name":"app","tags":["v1"]}"# } else { "" };
+                        let retry = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\n{retry}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    });
+                }
+            });
+            let mut settings = RegistrySettings::new(&host);
+            settings.plain_http = true;
+            configure(&mut settings);
+            Scripted { client: HttpRegistry::new(settings).unwrap(), requests }
+        }
+    }
+
+    use std::sync::atomic::Ordering;
+
+    use crate::registry::Registry;
+
+    #[tokio::test]
+    async fn a_non_throttling_error_still_fails_after_its_bounded_retries() {
+        let registry = scripted::start(&[(500, None)], |_| {}).await;
+        let error = registry.client.list_tags("app").await.unwrap_err();
+        assert!(matches!(error, Error::Status { status: 500, .. }), "{error}");
+        assert_eq!(registry.requests.load(Ordering::SeqCst), 1 + MAX_RETRIES as usize);
+    }
+
+    #[tokio::test]
+    async fn throttled_requests_go_on_past_the_retry_count_until_they_go_through() {
+        let answers = &[(429, Some(0)), (429, Some(0)), (503, Some(0)), (429, None), (200, None)];
+        let registry = scripted::start(answers, |_| {}).await;
+        let tags = registry.client.list_tags("app").await.expect("throttling is not failure");
+        assert_eq!(tags, ["v1"]);
+        assert_eq!(registry.requests.load(Ordering::SeqCst), 5, "more tries than MAX_RETRIES allows other errors");
+        let throttling = registry.client.throttling_counts();
+        assert_eq!(throttling.len(), 1);
+        assert_eq!((throttling[0].group.as_str(), throttling[0].throttled), ("registry", 4));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_request_fails_once_the_throttle_budget_is_spent() {
+        let registry = scripted::start(&[(429, Some(1))], |s| s.throttle_budget = Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let error = registry.client.list_tags("app").await.unwrap_err();
+        assert!(matches!(error, Error::Throttled { status: 429, .. }), "{error}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(5), "{took:?}");
+        let sent = registry.requests.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&sent), "Retry-After: 1 is honoured, not hammered: {sent} requests in {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_throttle_wait_ends_promptly_when_the_run_is_cancelled() {
+        let registry = scripted::start(&[(429, Some(60))], |_| {}).await;
+        let cancel = Cancel::default();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            trigger.cancel();
+        });
+        let started = Instant::now();
+        let error = cancel.scope(registry.client.list_tags("app")).await.unwrap_err();
+        assert!(matches!(error, Error::Throttled { .. }), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} of a 60 s Retry-After", started.elapsed());
+        assert_eq!(registry.requests.load(Ordering::SeqCst), 1);
     }
 }
