@@ -98,3 +98,18 @@ def digest(host, repository, tag):
 def tags_of(host, repository):
     _, body = http("GET", f"http://{host}/v2/{repository}/tags/list")
     return sorted(json.loads(body).get("tags") or [])
+
+
+def image_shape(host, repository, reference):
+    """(digest, manifest count, {blob digest: size}) of one image, children included."""
+    headers, body = http("GET", f"http://{host}/v2/{repository}/manifests/{reference}")
+    manifest = json.loads(body)
+    count, blobs = 1, {}
+    for child in manifest.get("manifests", []):
+        _, child_count, child_blobs = image_shape(host, repository, child["digest"])
+        count += child_count
+        blobs.update(child_blobs)
+    for blob in [manifest.get("config")] + manifest.get("layers", []):
+        if blob:
+            blobs[blob["digest"]] = blob["size"]
+    return headers.get("Docker-Content-Digest"), count, blobs

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 
-from common import digest, free_port, tags_of
+from common import digest, free_port, image_shape, tags_of
 
 VARIANTS = {
     # ECR PutImage: one per manifest (each child of an index and the index itself).
@@ -77,6 +77,8 @@ class QuotaProxy(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.admitted = 0
         self.throttled = 0
         self.forwarded = 0
+        self.connections = 0
+        self.peak_connections = 0
         self.counts = threading.Lock()
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(("127.0.0.1", free_port()), _Handler)
@@ -95,12 +97,17 @@ class QuotaProxy(socketserver.ThreadingMixIn, http.server.HTTPServer):
         if not self.slots.acquire(blocking=False):
             self.shutdown_request(request)
             return
+        with self.counts:
+            self.connections += 1
+            self.peak_connections = max(self.peak_connections, self.connections)
         super().process_request(request, client_address)
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self.counts:
+                self.connections -= 1
             self.slots.release()
 
     def stop(self):
@@ -245,7 +252,15 @@ def run(ocync, testdata, workdir, registry, run_index, options):
     subprocess.check_call([testdata, "corpus", f"http://{source.host}", "--repositories",
                            str(options.quota_repositories), "--tags", str(options.quota_tags),
                            "--base-mib", "1"], stdout=subprocess.DEVNULL)
-    expected = {(r, t): digest(source.host, r, t) for r in repositories for t in tags_of(source.host, r)}
+    shapes = {(r, t): image_shape(source.host, r, t) for r in repositories for t in tags_of(source.host, r)}
+    expected = {key: shape[0] for key, shape in shapes.items()}
+    blobs = {}
+    for (r, _), (_, _, image_blobs) in shapes.items():
+        blobs.setdefault(r, set()).update(image_blobs)
+    # What a complete mirror into an empty target cannot do without: a PUT per manifest, and
+    # an upload session (or mount) per blob and repository.
+    needed = {"manifests": sum(count for _, count, _ in shapes.values()),
+              "uploads": sum(len(b) for b in blobs.values())}
     results = []
     for variant in options.quota_on or list(VARIANTS):
         for workers in options.workers:
@@ -262,7 +277,9 @@ def run(ocync, testdata, workdir, registry, run_index, options):
                 "scenario": "quota", "variant": variant, "workers": workers, "run": run_index,
                 "quota_per_s": options.quota, "wall_s": round(wall, 2),
                 "ideal_s": round(proxy.admitted / options.quota, 2), "admitted": proxy.admitted,
-                "throttled": proxy.throttled, "forwarded": proxy.forwarded, "exits": codes,
+                "needed": needed[variant],
+                "throttled": proxy.throttled, "forwarded": proxy.forwarded,
+                "peak_connections": proxy.peak_connections, "exits": codes,
                 "rss_mib": round(rss, 1), "tags": len(expected), "landed": landed,
                 "correct": landed == len(expected) and all(code == 0 for code in codes),
             })
@@ -272,13 +289,13 @@ def run(ocync, testdata, workdir, registry, run_index, options):
 
 def table(results):
     """A markdown row per variant, N and run."""
-    lines = ["| quota on | workers | wall s | ideal s (admitted ÷ quota) | wall ÷ ideal | admitted "
+    lines = ["| quota on | workers | wall s | ideal s (admitted ÷ quota) | wall ÷ ideal | admitted (needed) "
              "| throttled | throttled ÷ admitted | exit codes | tags landed |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append("| {} ({}/s) | {} | {:.1f} | {:.1f} | {} | {} | {} | {} | {} | {}/{} |".format(
+        lines.append("| {} ({:g}/s) | {} | {:.1f} | {:.1f} | {} | {} ({}) | {} | {} | {} | {}/{} |".format(
             r["variant"], r["quota_per_s"], r["workers"], r["wall_s"], r["ideal_s"],
-            f"{r['wall_s'] / r['ideal_s']:.2f}" if r["ideal_s"] else "–", r["admitted"], r["throttled"],
+            f"{r['wall_s'] / r['ideal_s']:.2f}" if r["ideal_s"] else "–", r["admitted"], r["needed"], r["throttled"],
             f"{r['throttled'] / r['admitted']:.2f}" if r["admitted"] else "–",
             " ".join(str(c) for c in r["exits"]), r["landed"], r["tags"]))
     return "\n".join(lines)
@@ -295,7 +312,9 @@ def goals(results, workers=6):
                        f"exits {' '.join(map(str, r['exits']))}; {r['landed']}/{r['tags']}", r["correct"]))
         if r["ideal_s"]:
             ratio = r["wall_s"] / r["ideal_s"]
-            checks.append((f"{name}: wall ≤ 1.5 × ideal", f"{ratio:.2f}", ratio <= 1.5))
+            # A run that gave up early is quick, not fast: it meets no time goal.
+            checks.append((f"{name}: wall ≤ 1.5 × ideal", f"{ratio:.2f}{'' if r['correct'] else ' (incomplete)'}",
+                           r["correct"] and ratio <= 1.5))
         if r["admitted"]:
             ratio = r["throttled"] / r["admitted"]
             checks.append((f"{name}: throttled ≤ 0.5 × admitted", f"{ratio:.2f}", ratio <= 0.5))

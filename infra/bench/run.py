@@ -24,25 +24,10 @@ import tempfile
 import time
 import urllib.request
 
-from common import ROOT, Registry, digest, http, require, tags_of
+from common import ROOT, Registry, digest, image_shape, require, tags_of
 import quota
 
 SCENARIOS = ["cold", "warm", "partial", "fan-out", "big", "quota"]
-
-
-def image_shape(host, repository, reference):
-    """(digest, manifest count, {blob digest: size}) of one image, children included."""
-    headers, body = http("GET", f"http://{host}/v2/{repository}/manifests/{reference}")
-    manifest = json.loads(body)
-    count, blobs = 1, {}
-    for child in manifest.get("manifests", []):
-        _, child_count, child_blobs = image_shape(host, repository, child["digest"])
-        count += child_count
-        blobs.update(child_blobs)
-    for blob in [manifest.get("config")] + manifest.get("layers", []):
-        if blob:
-            blobs[blob["digest"]] = blob["size"]
-    return headers.get("Docker-Content-Digest"), count, blobs
 
 
 def corpus(host, repositories):
@@ -201,6 +186,8 @@ def main():
                         help="config sizes (mappings of 50 tags) for the planning benchmark")
     parser.add_argument("--profile", default="release", choices=["release", "debug"],
                         help="which build of ocync to run (debug only for the CI smoke run)")
+    parser.add_argument("--ocync", default=None,
+                        help="the ocync binary to measure (default: target/<profile>/ocync), e.g. another branch's build")
     parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[6],
                         help="quota: comma-separated counts of concurrent ocync sync processes (default 6)")
     parser.add_argument("--quota", type=float, default=5, help="quota: shared requests per second (default 5)")
@@ -219,6 +206,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="ocync-bench-")
     repositories = [f"bench/repo-{n:02}" for n in range(args.repositories)]
     tools = Tools(workdir, repositories, args.profile)
+    tools.ocync = args.ocync or tools.ocync
     registries = []
     started = iter(range(10**6))
 
