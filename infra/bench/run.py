@@ -6,7 +6,8 @@ and runs each tool per scenario: cold (empty target), warm (nothing changed), pa
 tags re-pushed with new top layers), fan-out (two targets: one ocync run, two skopeo runs) and
 big (one image with a large layer). Per tool and scenario it reports wall time, peak RSS,
 requests at the source and at the targets by method, bytes read from the source, duplicate
-blob GETs, and whether every tag landed with the source digest. Medians over --runs, with
+blob GETs, and whether every tag landed with the source digest. The quota scenario (N ocync
+processes under one shared per-second quota) is quota.py's, with its own table. Medians over --runs, with
 min/max, as a markdown table on stdout and JSON lines in --json-out.
 
 Only the standard library; tools are found on PATH or in target/.
@@ -15,9 +16,7 @@ Only the standard library; tools are found on PATH or in target/.
 import argparse
 import json
 import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,109 +24,10 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-ACCEPT = ", ".join([
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-])
-SCENARIOS = ["cold", "warm", "partial", "fan-out", "big"]
-LOG_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>/v2/[^ ?]*)[^"]*" (?P<status>\d{3}) (?P<size>\d+|-)')
+from common import ROOT, Registry, digest, image_shape, require, tags_of
+import quota
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def require(tool, hint):
-    path = shutil.which(tool)
-    if not path:
-        sys.exit(f"{tool} is not installed: {hint}")
-    return path
-
-
-class Registry:
-    """A docker-registry on a free loopback port with temp storage; stopped by PID."""
-
-    def __init__(self, workdir, name):
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir)
-        self.log = os.path.join(self.dir, "access.log")
-        config = os.path.join(self.dir, "config.yml")
-        with open(config, "w") as f:
-            f.write(
-                "version: 0.1\nlog: {level: info, formatter: text, accesslog: {disabled: false}}\n"
-                f"storage: {{filesystem: {{rootdirectory: {self.dir}/data}}, delete: {{enabled: true}}}}\n"
-                f"http: {{addr: {self.host}, secret: bench}}\n"
-            )
-        self.process = subprocess.Popen(
-            [require("docker-registry", "apt-get install -y docker-registry"), "serve", config],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.mark()
-
-    def mark(self):
-        with open(self.log, "rb") as f:
-            self.offset = len(f.read())
-
-    def requests(self):
-        """(method, path, status, size) served since the last mark."""
-        with open(self.log, "rb") as f:
-            f.seek(self.offset)
-            text = f.read().decode("utf-8", "replace")
-        out = []
-        for match in LOG_LINE.finditer(text):
-            size = match["size"]
-            out.append((match["method"], match["path"], int(match["status"]), 0 if size == "-" else int(size)))
-        return out
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
-
-
-def http(method, url):
-    request = urllib.request.Request(url, method=method, headers={"Accept": ACCEPT})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return answer.headers, answer.read()
-
-
-def digest(host, repository, tag):
-    try:
-        headers, _ = http("HEAD", f"http://{host}/v2/{repository}/manifests/{tag}")
-        return headers.get("Docker-Content-Digest")
-    except Exception:
-        return None
-
-
-def tags_of(host, repository):
-    _, body = http("GET", f"http://{host}/v2/{repository}/tags/list")
-    return sorted(json.loads(body).get("tags") or [])
-
-
-def image_shape(host, repository, reference):
-    """(digest, manifest count, {blob digest: size}) of one image, children included."""
-    headers, body = http("GET", f"http://{host}/v2/{repository}/manifests/{reference}")
-    manifest = json.loads(body)
-    count, blobs = 1, {}
-    for child in manifest.get("manifests", []):
-        _, child_count, child_blobs = image_shape(host, repository, child["digest"])
-        count += child_count
-        blobs.update(child_blobs)
-    for blob in [manifest.get("config")] + manifest.get("layers", []):
-        if blob:
-            blobs[blob["digest"]] = blob["size"]
-    return headers.get("Docker-Content-Digest"), count, blobs
+SCENARIOS = ["cold", "warm", "partial", "fan-out", "big", "quota"]
 
 
 def corpus(host, repositories):
@@ -286,6 +186,16 @@ def main():
                         help="config sizes (mappings of 50 tags) for the planning benchmark")
     parser.add_argument("--profile", default="release", choices=["release", "debug"],
                         help="which build of ocync to run (debug only for the CI smoke run)")
+    parser.add_argument("--ocync", default=None,
+                        help="the ocync binary to measure (default: target/<profile>/ocync), e.g. another branch's build")
+    parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[6],
+                        help="quota: comma-separated counts of concurrent ocync sync processes (default 6)")
+    parser.add_argument("--quota", type=float, default=5, help="quota: shared requests per second (default 5)")
+    parser.add_argument("--quota-on", action="append", choices=list(quota.VARIANTS),
+                        help="quota: which requests the quota counts (default: each in turn)")
+    parser.add_argument("--quota-repositories", type=int, default=24)
+    parser.add_argument("--quota-tags", type=int, default=2)
+    parser.add_argument("--quota-timeout", type=float, default=600, help="quota: seconds before a worker is killed")
     args = parser.parse_args()
     scenarios = args.scenario or SCENARIOS
     require("/usr/bin/time", "apt-get install -y time")
@@ -296,6 +206,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="ocync-bench-")
     repositories = [f"bench/repo-{n:02}" for n in range(args.repositories)]
     tools = Tools(workdir, repositories, args.profile)
+    tools.ocync = args.ocync or tools.ocync
     registries = []
     started = iter(range(10**6))
 
@@ -304,7 +215,7 @@ def main():
         registries.append(r)
         return r
 
-    results = []
+    results, shared = [], []
     try:
         big_source = None
         if "big" in scenarios:
@@ -312,6 +223,10 @@ def main():
             subprocess.check_call([testdata, "push", f"http://{big_source.host}/bench/big:1", "image",
                                    "--base-mib", str(args.big_mib)], stdout=subprocess.DEVNULL)
         for run in range(args.runs):
+            if "quota" in scenarios:
+                shared += quota.run(tools.ocync, testdata, workdir, registry, run, args)
+                if set(scenarios) == {"quota"}:
+                    continue
             source = registry("source")
             subprocess.check_call([testdata, "corpus", f"http://{source.host}", "--repositories", str(args.repositories),
                                    "--tags", str(args.tags), "--base-mib", str(args.base_mib)], stdout=subprocess.DEVNULL)
@@ -390,9 +305,12 @@ def main():
 
     if args.json_out:
         with open(args.json_out, "w") as f:
-            for result in results:
+            for result in results + shared:
                 f.write(json.dumps(result) + "\n")
-    print(table(results))
+    if results:
+        print(table(results))
+    if shared:
+        print("\n" + quota.table(shared))
     planning = [json.loads(subprocess.check_output([testdata, "plan-scale", "--mappings", str(m), "--tags", "50"]))
                 for m in args.plan_mappings]
     print("\n| planning: mappings × 50 tags | tags | seconds | µs per tag | peak RSS MiB |\n|---|---|---|---|---|")
@@ -402,7 +320,7 @@ def main():
         with open(args.json_out, "a") as f:
             for p in planning:
                 f.write(json.dumps({"scenario": "planning", **p}) + "\n")
-    checks = targets(results, planning)
+    checks = targets(results, planning) + quota.goals(shared)
     if args.profile == "debug":
         print("\n(smoke run: debug build on a tiny corpus; the goals are judged on the full release run)")
     print("\n| goal | measured | met |\n|---|---|---|")
@@ -412,6 +330,10 @@ def main():
         with open(args.json_out, "a") as f:
             for goal, measured, met in checks:
                 f.write(json.dumps({"goal": goal, "measured": measured, "met": met}) + "\n")
+    # The smoke run's debug build on a loaded CI machine proves the quota scenario runs; whether
+    # ocync keeps up with the quota is judged on the release run.
+    if args.profile == "release" and not all(r["correct"] for r in shared):
+        sys.exit("ocync lost tags or failed a worker under the shared quota")
     if not all(r["correct"] and r["exit"] == 0 for r in results if r["tool"] == "ocync"):
         sys.exit("ocync produced a wrong or failed mirror")
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark: ocync next to `skopeo sync --all --preserve-digests --keep-going` on the same
-# local corpus (see run.py). Builds release binaries first.
+# local corpus (see run.py), and N ocync processes under a shared quota (see quota.py). Builds
+# release binaries first.
 #
-#   infra/bench/run.sh [--runs N] [--scenario cold|warm|partial|fan-out|big]... [--json-out FILE]
+#   infra/bench/run.sh [--runs N] [--scenario cold|warm|partial|fan-out|big|quota]... [--json-out FILE]
+#                      [--workers 1,3,6,12] [--quota 5] [--quota-on manifests|uploads]...
 #   infra/bench/run.sh --tiny      # seconds; what CI runs so the benchmark cannot rot
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +12,8 @@ if [ "${1:-}" = "--tiny" ]; then
   # The debug build the tests already made: a smoke run, not a measurement.
   shift
   cargo build --quiet --bins
-  exec python3 infra/bench/run.py --profile debug --runs 1 --repositories 2 --tags 2 --base-mib 1 --changed 1 --big-mib 8 --plan-mappings 20 "$@"
+  exec python3 infra/bench/run.py --profile debug --runs 1 --repositories 2 --tags 2 --base-mib 1 --changed 1 --big-mib 8 --plan-mappings 20 \
+    --workers 2 --quota-repositories 4 --quota-on manifests "$@"
 fi
 cargo build --release --quiet --all-features --bins
 exec python3 infra/bench/run.py "$@"
