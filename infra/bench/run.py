@@ -330,9 +330,10 @@ def main():
         with open(args.json_out, "a") as f:
             for goal, measured, met in checks:
                 f.write(json.dumps({"goal": goal, "measured": measured, "met": met}) + "\n")
-    # The smoke run's debug build on a loaded CI machine proves the quota scenario runs; whether
-    # ocync keeps up with the quota is judged on the release run.
-    if args.profile == "release" and not all(r["correct"] for r in shared):
+    # Every worker must finish and every tag land under the quota, in the smoke run too: that is
+    # correctness (throttling waits out a time budget of minutes), not speed; how close ocync
+    # comes to the quota-bound ideal is judged on the release run only.
+    if not all(r["correct"] for r in shared):
         sys.exit("ocync lost tags or failed a worker under the shared quota")
     if not all(r["correct"] and r["exit"] == 0 for r in results if r["tool"] == "ocync"):
         sys.exit("ocync produced a wrong or failed mirror")
