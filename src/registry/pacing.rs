@@ -16,6 +16,10 @@ use tokio::time::Instant;
 
 use super::rate::RateController;
 
+/// A registry's `Retry-After` is honoured up to this long: a lying registry cannot park a
+/// group, or overflow the clock, with a delay of years.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
 /// Requests in flight a window starts with.
 pub const INITIAL_LIMIT: usize = 16;
 /// The most a window grows to.
@@ -231,8 +235,9 @@ impl Permit<'_> {
 
     /// The registry throttled (429, or 503 with Retry-After): halve the window once per
     /// burst, and switch the group to rate control, or lower its rate; nothing more goes to
-    /// the group before `retry_after` has passed.
+    /// the group before `retry_after` (at most [`RETRY_AFTER_CAP`]) has passed.
     pub fn throttled(self, retry_after: Option<Duration>) {
+        let retry_after = retry_after.map(|after| after.min(RETRY_AFTER_CAP));
         let mut state = self.window.lock();
         state.throttles += 1;
         let now = Instant::now();
@@ -329,6 +334,16 @@ mod tests {
         let throttling = window.throttling("r", "g");
         assert_eq!(throttling.throttled, 1);
         assert!(throttling.waited_ms >= 2000, "{throttling:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_years_holds_the_group_only_for_the_cap() {
+        let window = Window::new(4);
+        window.acquire_paced(std::future::pending()).await.unwrap().throttled(Some(Duration::MAX));
+        let started = Instant::now();
+        drop(window.acquire_paced(std::future::pending()).await.unwrap());
+        let waited = started.elapsed();
+        assert!(waited >= RETRY_AFTER_CAP && waited <= RETRY_AFTER_CAP * 2, "{waited:?}");
     }
 
     #[tokio::test(start_paused = true)]

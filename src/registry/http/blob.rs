@@ -209,7 +209,7 @@ impl HttpRegistry {
             }
             StatusCode::TOO_MANY_REQUESTS => {
                 let error = self.status_error(repository, &action, &format!("blob {}", blob.digest), response).await;
-                permit.throttled(error.retry_after().map(|after| after.min(super::send::RETRY_AFTER_CAP)));
+                permit.throttled(error.retry_after());
                 Err(error)
             }
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::NOT_IMPLEMENTED => {

@@ -17,6 +17,7 @@ use super::HttpRegistry;
 use crate::cancel::Cancel;
 use crate::registry::body::{self, MAX_ERROR_BODY};
 use crate::registry::kind::RegistryKind;
+use crate::registry::pacing::RETRY_AFTER_CAP;
 use crate::registry::{Error, Result};
 
 /// Attempts after the first for idempotent requests that fail in a retryable way other than
@@ -24,8 +25,6 @@ use crate::registry::{Error, Result};
 const MAX_RETRIES: u32 = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
-/// A registry's `Retry-After` is honoured up to this long.
-pub(super) const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 /// No request is retried once this much time has passed since its first failure (other than
 /// a throttle).
 const RETRY_BUDGET: Duration = Duration::from_secs(180);
@@ -137,7 +136,7 @@ impl HttpRegistry {
                     self.hub.observe(response.headers());
                     let error = self.status_error(call.repository, &call.action(), &call.what, response).await;
                     if matches!(error, Error::Throttled { .. }) {
-                        permit.throttled(error.retry_after().map(|after| after.min(RETRY_AFTER_CAP)));
+                        permit.throttled(error.retry_after());
                     }
                     error
                 }
