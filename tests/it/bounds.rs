@@ -13,7 +13,7 @@ use ocync::testdata::{self, Built};
 use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;
 use crate::support::hostile::{HostileRegistry, Reply};
-use crate::support::tools::{TempConfig, require};
+use crate::support::tools::{TempConfig, require, terminate};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -164,7 +164,7 @@ async fn sigterm_during_a_stalled_copy_exits_1_after_the_grace_period() {
         }
     });
     let config = TempConfig::new("global:\n  idle_timeout: 120s\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ocync"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ocync"))
         .args(["copy", "--json", "--grace-period", "1", "--config", &config.path])
         .args([hostile.reference("team/app:v1"), target.reference("app:v1")])
         .env_remove("DOCKER_CONFIG")
@@ -179,17 +179,7 @@ async fn sigterm_during_a_stalled_copy_exits_1_after_the_grace_period() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let signalled = Instant::now();
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for ocync") {
-            break status;
-        }
-        assert!(signalled.elapsed() < Duration::from_secs(30), "ocync copy ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stopped_after = signalled.elapsed();
-    let output = child.wait_with_output().expect("ocync output");
+    let (status, stopped_after, output) = terminate(child, Duration::from_secs(30));
 
     assert_eq!(status.code(), Some(1), "{}", describe(&output));
     assert!(stopped_after < Duration::from_secs(1 + 4), "grace 1 s, stopped after {stopped_after:?}");

@@ -10,7 +10,7 @@ use crate::copy::{describe, seed};
 use crate::support::TestRegistry;
 use crate::support::proxy::FaultProxy;
 use crate::support::quota::ManifestPutQuota;
-use crate::support::tools::TempConfig;
+use crate::support::tools::{TempConfig, terminate};
 use ocync::registry::Registry;
 use ocync::testdata::{self, Built};
 
@@ -111,7 +111,7 @@ async fn sigterm_ends_a_throttle_wait_at_once_instead_of_after_the_grace_period(
          defaults: {{ source: up, targets: down }}\nmappings:\n  - from: team/app\n",
         source.host, proxy.host
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ocync"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ocync"))
         .args(["sync", "--json", "--grace-period", "30", "--config", &config.path])
         .env_remove("DOCKER_CONFIG")
         .stdout(Stdio::piped())
@@ -124,17 +124,7 @@ async fn sigterm_ends_a_throttle_wait_at_once_instead_of_after_the_grace_period(
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let signalled = Instant::now();
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for ocync") {
-            break status;
-        }
-        assert!(signalled.elapsed() < Duration::from_secs(40), "ocync sync ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stopped_after = signalled.elapsed();
-    let output = child.wait_with_output().expect("ocync output");
+    let (status, stopped_after, output) = terminate(child, Duration::from_secs(40));
 
     assert_eq!(status.code(), Some(1), "{}", describe(&output));
     // Without the cancel reaching the throttle wait, the PUT would wait out Retry-After until

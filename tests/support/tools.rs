@@ -1,7 +1,8 @@
 //! Locating external tools; a missing tool fails the test with the command that installs it.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 /// The path of `name`, or a panic saying how to install it (never a silent skip).
 pub fn require(name: &str, install_hint: &str) -> PathBuf {
@@ -56,4 +57,20 @@ impl TempConfig {
         std::fs::write(&path, yaml).expect("write config");
         TempConfig { path: path.to_str().expect("UTF-8 temp path").to_string(), _dir: dir }
     }
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit, failing the test if it is still running
+/// after `limit`: its exit status, how long it took after the signal, and what it printed.
+pub fn terminate(mut child: Child, limit: Duration) -> (ExitStatus, Duration, Output) {
+    let signalled = Instant::now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        assert!(signalled.elapsed() < limit, "the child ignored SIGTERM for {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stopped_after = signalled.elapsed();
+    (status, stopped_after, child.wait_with_output().expect("child output"))
 }
