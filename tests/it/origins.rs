@@ -57,6 +57,11 @@ fn authorized(seen: &[SeenRequest]) -> Vec<String> {
     seen.iter().filter(|r| r.authorization.is_some()).map(|r| format!("{} {}", r.method, r.target)).collect()
 }
 
+/// A config whose one entry, `upstream`, is `source` over plain HTTP with the Basic credentials.
+fn upstream_config(source: &TestRegistry) -> TempConfig {
+    TempConfig::new(&format!("registries:\n  upstream: {{ url: \"http://{}\", {} }}\n", source.host, credentials()))
+}
+
 fn assert_no_panic(output: &std::process::Output) {
     assert_ne!(output.status.code(), Some(101), "ocync panicked:\n{}", describe(output));
     assert!(output.status.code().is_some(), "ocync was killed:\n{}", describe(output));
@@ -154,11 +159,7 @@ async fn a_redirect_to_another_origin_gets_no_credentials_and_teaches_no_realm()
     let source = TestRegistry::start_with(RegistryOptions { auth: basic(), ..Default::default() }, "", &middleware);
     testdata::push(&source.client(basic_credentials()), "app", "v1", &built).await.expect("seed the source");
     let target = TestRegistry::plain();
-    let config = TempConfig::new(&format!(
-        "registries:\n  upstream: {{ url: \"http://{}\", {} }}\n",
-        source.host,
-        credentials()
-    ));
+    let config = upstream_config(&source);
 
     let output = ocync(&["copy", "--config", &config.path, &source.reference("app:v1"), &target.reference("app:v1")]);
 
@@ -269,11 +270,7 @@ async fn an_endless_token_lifetime_neither_panics_nor_fails_the_run() {
     let built = image(6);
     testdata::push(&source.client(basic_credentials()), "app", "v1", &built).await.expect("seed the source");
     let target = TestRegistry::plain();
-    let config = TempConfig::new(&format!(
-        "registries:\n  upstream: {{ url: \"http://{}\", {} }}\n",
-        source.host,
-        credentials()
-    ));
+    let config = upstream_config(&source);
 
     let output = ocync(&["copy", "--config", &config.path, &source.reference("app:v1"), &target.reference("app:v1")]);
 
