@@ -3,14 +3,14 @@
 //! (generated as it is sent, never stored), a `Content-Length` it never honours, a body that
 //! drips one byte at a time.
 //!
-//! Plain threads, one per connection, so a dripping answer never holds up the others (and a
-//! test blocked on `std::process::Command` cannot starve it).
+//! The accept loop is [`http::Server`]'s; each connection then gets a plain thread of its own,
+//! so a dripping answer never holds up the others (and a test blocked on
+//! `std::process::Command` cannot starve it).
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::http::{self, Request};
@@ -39,8 +39,9 @@ pub struct HostileRegistry {
     pub host: String,
     seen: Arc<Mutex<Vec<Request>>>,
     body_bytes_sent: Arc<AtomicU64>,
+    /// Ends the generated and dripping answers still being sent when the test is done.
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: http::Server,
 }
 
 impl HostileRegistry {
@@ -51,22 +52,17 @@ impl HostileRegistry {
         let rule: Arc<Rule> = Arc::new(rule);
         let (seen, body_bytes_sent, stop) = (Arc::default(), Arc::default(), Arc::new(AtomicBool::new(false)));
         let shared = (Arc::clone(&seen), Arc::clone(&body_bytes_sent), Arc::clone(&stop), upstream.to_string());
-        let thread = std::thread::spawn(move || {
-            let (seen, sent, stop, upstream) = shared;
-            for stream in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let (rule, seen, sent, stop, upstream) =
-                    (Arc::clone(&rule), Arc::clone(&seen), Arc::clone(&sent), Arc::clone(&stop), upstream.clone());
-                std::thread::spawn(move || {
-                    // A client that hangs up mid-answer is what most tests provoke.
-                    let _ = serve(stream, &upstream, &*rule, &seen, &sent, &stop);
-                });
-            }
+        let server = http::Server::start(listener, "hostile-registry", "hostile registry", move |stream| {
+            let (seen, sent, stop, upstream) = &shared;
+            let (rule, seen, sent, stop, upstream) =
+                (Arc::clone(&rule), Arc::clone(seen), Arc::clone(sent), Arc::clone(stop), upstream.clone());
+            std::thread::spawn(move || {
+                // A client that hangs up mid-answer is what most tests provoke.
+                let _ = serve(stream, &upstream, &*rule, &seen, &sent, &stop);
+            });
+            Ok(())
         });
-        HostileRegistry { host, seen, body_bytes_sent, stop, thread: Some(thread) }
+        HostileRegistry { host, seen, body_bytes_sent, stop, _server: server }
     }
 
     /// Requests received so far.
@@ -87,11 +83,8 @@ impl HostileRegistry {
 
 impl Drop for HostileRegistry {
     fn drop(&mut self) {
+        // The server stops accepting when it is dropped, right after this.
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(&self.host);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
