@@ -8,7 +8,7 @@ use ocync::testdata::{self, Built};
 
 use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;
-use crate::support::hostile_registry::{HostileRegistry, Pages, lying_tag_list};
+use crate::support::hostile_registry::{LyingTagServer, Pages, lying_tag_list};
 use crate::support::proxy::{Action, FaultProxy};
 use crate::support::tools::{TempConfig, skopeo_digest};
 
@@ -20,7 +20,7 @@ fn client(host: &str) -> HttpRegistry {
 
 /// Lists `app`'s tags at a hostile server; the error, the requests it took, and how long.
 async fn list_hostile(pages: Pages) -> (Error, usize, Duration) {
-    let server = HostileRegistry::standalone("app", pages);
+    let server = LyingTagServer::standalone("app", pages);
     let started = Instant::now();
     let error = client(server.host()).list_tags("app").await.expect_err("a hostile listing must fail");
     (error, server.requests(), started.elapsed())

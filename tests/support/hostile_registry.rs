@@ -1,7 +1,7 @@
 //! Registries that lie, for tests that ocync contains them: rules for the fault proxy
 //! ([`super::proxy`]) that answer tag lists with names that are really paths, or with `Link`
 //! headers that never end or loop back. In front of a real registry they lie about tag lists
-//! only and forward the rest; [`HostileRegistry::standalone`] answers nothing else.
+//! only and forward the rest; [`LyingTagServer::standalone`] answers nothing else.
 
 use super::proxy::{Action, FaultProxy, SeenRequest};
 
@@ -20,13 +20,14 @@ pub enum Pages {
     },
 }
 
-/// A hostile registry: the fault proxy with a lying rule.
-pub struct HostileRegistry {
+/// A server that lies about tag lists: the fault proxy with a lying rule (the registry front
+/// that lies about sizes and bodies is [`super::hostile::HostileRegistry`]).
+pub struct LyingTagServer {
     /// The proxy clients talk to.
     pub proxy: FaultProxy,
 }
 
-impl HostileRegistry {
+impl LyingTagServer {
     /// A server with no registry behind it: the tag list of `repository` is answered as
     /// `pages` says, everything else with 404.
     pub fn standalone(repository: &str, pages: Pages) -> Self {
@@ -39,7 +40,7 @@ impl HostileRegistry {
             })
         };
         // Port 9 (discard) is never dialled: the rule answers every request itself.
-        HostileRegistry { proxy: FaultProxy::start("127.0.0.1:9", rule) }
+        LyingTagServer { proxy: FaultProxy::start("127.0.0.1:9", rule) }
     }
 
     /// `127.0.0.1:PORT`.
