@@ -1,11 +1,16 @@
-//! Planning, pure: which tags a mapping keeps, and for each kept tag which targets need the
-//! image. The plan is what `--dry-run` prints, and what execution follows.
+//! Planning: which tags a mapping keeps, and for each kept tag which targets need the image.
+//! The plan is what `--dry-run` prints, and what execution follows. This file holds the plan
+//! and its pure rules; [`discover`] (the module) asks the registries.
+
+mod discover;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Mapping;
 use crate::filter::{DropReason, Dropped, Selection};
 use crate::oci::{Digest, is_referrer_tag};
+
+pub use discover::{Shared, discover, discover_mapping};
 
 /// The plan of a whole run.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -1,30 +1,61 @@
-//! `ocync validate FILE`, `ocync expand FILE` and `ocync tags REPO`: checking a config and a
+//! `ocync validate [--config] FILE`, `ocync expand [--config] FILE` (a file or `s3://bucket/key`) and `ocync tags REPO`: checking a config and a
 //! tag filter before a real run.
 
 use serde_norway::Value;
 
 use super::{ConfigArg, Exit};
-use crate::config::{Config, interpolate, looks_secret};
+use crate::config::{Source, interpolate, looks_secret};
 use crate::filter::{Sort, TagFilter};
 use crate::oci::Reference;
 use crate::registry::Registry;
 
+/// Where `validate` and `expand` read the config: `--config FILE` as `sync` takes it, or the
+/// same positionally; a file path or `s3://bucket/key`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigFile {
+    /// The config: a file path or `s3://bucket/key`.
+    #[arg(value_name = "FILE", required_unless_present = "config", conflicts_with = "config")]
+    file: Option<String>,
+    /// The config, as `sync --config` takes it (instead of the positional FILE).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<String>,
+}
+
+impl ConfigFile {
+    /// The location given (clap requires exactly one of the two forms).
+    fn location(&self) -> &str {
+        self.config.as_deref().or(self.file.as_deref()).unwrap_or_default()
+    }
+
+    /// The source at that location; a malformed `s3://` location is printed (exit 3).
+    async fn open(&self) -> Result<Source, Exit> {
+        Source::open(self.location()).await.map_err(|error| {
+            eprintln!("error: {error}");
+            Exit::Config
+        })
+    }
+}
+
 /// Arguments of `ocync validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// The config file.
-    file: std::path::PathBuf,
+    #[command(flatten)]
+    config: ConfigFile,
 }
 
 /// Exit 0 with a one-line summary, or 3 with every problem.
-pub fn validate(args: ValidateArgs) -> Exit {
-    match Config::load(&args.file) {
-        Ok(config) => {
+pub async fn validate(args: ValidateArgs) -> Exit {
+    let source = match args.config.open().await {
+        Ok(source) => source,
+        Err(exit) => return exit,
+    };
+    match source.load().await {
+        Ok(loaded) => {
             println!(
                 "{}: valid ({} registries, {} mappings)",
-                args.file.display(),
-                config.registries.len(),
-                config.mappings.len()
+                source.location(),
+                loaded.config.registries.len(),
+                loaded.config.mappings.len()
             );
             Exit::Success
         }
@@ -38,8 +69,8 @@ pub fn validate(args: ValidateArgs) -> Exit {
 /// Arguments of `ocync expand`.
 #[derive(Debug, clap::Args)]
 pub struct ExpandArgs {
-    /// The config file.
-    file: std::path::PathBuf,
+    #[command(flatten)]
+    config: ConfigFile,
     /// Print secrets too: `credentials`, `token` and `password` values and variables whose names
     /// look secret (TOKEN, PASSWORD, KEY, …). The text is then printed exactly as expanded.
     #[arg(long)]
@@ -56,11 +87,16 @@ const SECRET_FIELDS: &[&str] = &["credentials", "token", "password"];
 /// Prints the config with variables expanded. Unless `--show-secrets`, the values of secret
 /// fields are masked whatever variable (or literal) fills them, and so are secret-looking
 /// variables anywhere else; the masked document is printed as parsed (comments dropped).
-pub fn expand(args: ExpandArgs) -> Exit {
-    let text = match std::fs::read_to_string(&args.file) {
+pub async fn expand(args: ExpandArgs) -> Exit {
+    let source = match args.config.open().await {
+        Ok(source) => source,
+        Err(exit) => return exit,
+    };
+    let location = source.location();
+    let text = match source.text().await {
         Ok(text) => text,
         Err(error) => {
-            eprintln!("error: cannot read config {}: {error}", args.file.display());
+            eprintln!("error: {error}");
             return Exit::Config;
         }
     };
@@ -73,7 +109,7 @@ pub fn expand(args: ExpandArgs) -> Exit {
         Ok(expanded) => expanded,
         Err(errors) => {
             for error in errors {
-                eprintln!("error: {}: {error}", args.file.display());
+                eprintln!("error: {location}: {error}");
             }
             return Exit::Config;
         }
@@ -88,7 +124,7 @@ pub fn expand(args: ExpandArgs) -> Exit {
             Exit::Success
         }
         Err(problem) => {
-            eprintln!("error: {}: {problem}", args.file.display());
+            eprintln!("error: {location}: {problem}");
             Exit::Config
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::progress::Progress;
 use super::{ConfigArg, Exit};
-use crate::cancel::Cancel;
+use crate::cancel::Shutdown;
 use crate::engine::{
     Engine, ImageJob, ImageReport, Limits, Outcome, Source, StatsSnapshot, Target, TargetReport, human_bytes, label,
 };
@@ -59,9 +59,8 @@ pub async fn run(args: CopyArgs) -> Exit {
         .map(usize::from)
         .or(config.as_deref().map(|c| c.global.max_concurrent_transfers))
         .unwrap_or(32);
-    let cancel = Cancel::default();
-    cancel.on_signals();
-    let engine = Engine::new(Limits::new(concurrency, []), cancel.clone(), concurrency);
+    let shutdown = Shutdown::on_signals(Duration::from_secs(args.grace_period));
+    let engine = Engine::new(Limits::new(concurrency, []), shutdown.cancel().clone(), concurrency);
     let progress = Progress::start(engine.stats(), !args.json);
     let opened = async {
         let source_registry = crate::connect::open(&source.registry, source.plain_http, config.as_deref()).await?;
@@ -92,7 +91,6 @@ pub async fn run(args: CopyArgs) -> Exit {
             };
             // A panic fails the copy like any other error, with the report printed.
             let copy = contained("copying the image", engine.copy(&job));
-            let grace_over = cancel.grace_over(Duration::from_secs(args.grace_period));
             let failed = |failure| {
                 let source_label = label(source_registry, &source.repository, &source.manifest_reference());
                 let target_label = label(target_registry, &destination.repository, &destination.manifest_reference());
@@ -100,7 +98,7 @@ pub async fn run(args: CopyArgs) -> Exit {
             };
             tokio::select! {
                 biased;
-                () = grace_over => failed(Failure::new(INTERRUPTED)),
+                () = shutdown.abandoned() => failed(Failure::new(INTERRUPTED)),
                 copied = copy => copied.unwrap_or_else(failed),
             }
         }
@@ -111,7 +109,7 @@ pub async fn run(args: CopyArgs) -> Exit {
         }
     };
     drop(progress);
-    finish(&args, report, cancel.is_cancelled())
+    finish(&args, report, shutdown.is_stopping())
 }
 
 /// The report of a copy that did not come back from the engine (abandoned, or panicked).
@@ -125,25 +123,12 @@ fn failed_report(source: String, target: String, digest: Option<Digest>, failure
 /// short is incomplete (exit 1), as a `sync` would be: the next run finishes it.
 fn finish(args: &CopyArgs, report: ImageReport, interrupted: bool) -> Exit {
     let target = report.targets.first().expect("one target per copy");
-    for warning in &report.warnings {
-        tracing::warn!(source = %report.source, %warning, "copied with a change");
-    }
+    report.log();
     let exit = match &target.outcome {
-        Outcome::Synced => {
-            tracing::info!(source = %report.source, target = %target.target, digest = report.digest.as_ref().map(ToString::to_string).unwrap_or_default(), blobs = target.stats.blobs_copied, "image copied");
-            Exit::Success
-        }
-        Outcome::Skipped { .. } => Exit::Success,
-        Outcome::Failed { error, auth } => {
-            tracing::error!(source = %report.source, target = %target.target, %error, "copy failed");
-            if interrupted {
-                Exit::Partial
-            } else if *auth {
-                Exit::Auth
-            } else {
-                Exit::Failed
-            }
-        }
+        Outcome::Synced | Outcome::Skipped { .. } => Exit::Success,
+        Outcome::Failed { .. } if interrupted => Exit::Partial,
+        Outcome::Failed { auth: true, .. } => Exit::Auth,
+        Outcome::Failed { .. } => Exit::Failed,
     };
     if args.json {
         // The target's report, with the source and digest beside it.

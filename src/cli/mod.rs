@@ -115,8 +115,8 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Sync(args) => sync::run(args).await.into(),
         Command::Plan(args) => sync::run(sync::SyncArgs { dry_run: true, ..args }).await.into(),
         Command::Watch(args) => watch::run(args).await.into(),
-        Command::Validate(args) => config_cmds::validate(args).into(),
-        Command::Expand(args) => config_cmds::expand(args).into(),
+        Command::Validate(args) => config_cmds::validate(args).await.into(),
+        Command::Expand(args) => config_cmds::expand(args).await.into(),
         Command::Tags(args) => config_cmds::tags(args).await.into(),
         Command::Auth(args) => auth::run(args).await.into(),
         Command::MirrorConfig(args) => mirror_config::run(args).await.into(),
@@ -138,15 +138,11 @@ impl ConfigArg {
     }
 }
 
-/// Loads and validates a config from a file or `s3://bucket/key`, printing every problem;
-/// `Err` carries the exit code.
+/// Loads and validates a config from a file or `s3://bucket/key` (through
+/// [`crate::config::Source`]), printing every problem; `Err` carries the exit code.
 pub(crate) async fn load_config(location: &str) -> Result<std::sync::Arc<crate::config::Config>, Exit> {
-    let loaded = match crate::config::ConfigLocation::parse(location) {
-        Ok(crate::config::ConfigLocation::File(path)) => crate::config::Config::load(&path).map(std::sync::Arc::new),
-        Ok(crate::config::ConfigLocation::S3 { bucket, key }) => {
-            let s3 = crate::config::s3_client().await;
-            crate::config::S3ConfigCache::default().load(&s3, &bucket, &key).await.map(|loaded| loaded.config)
-        }
+    let loaded = match crate::config::Source::open(location).await {
+        Ok(source) => source.load().await.map(|loaded| loaded.config),
         Err(error) => Err(error),
     };
     loaded.map_err(|error| {

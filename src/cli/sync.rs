@@ -1,11 +1,11 @@
-//! `ocync sync` (and `ocync plan`, the same with `--dry-run`).
+//! `ocync sync` (and `ocync plan`, the same with `--dry-run`): the arguments, a call to
+//! [`sync::run`], and the report or plan printed.
 
 use std::time::Duration;
 
 use super::progress::Progress;
 use super::{Exit, load_config};
-use crate::cancel::Cancel;
-use crate::config::Mapping;
+use crate::cancel::Shutdown;
 use crate::engine::human_bytes;
 use crate::plan::{Action, Plan};
 use crate::sync::{self, Clients, RunStatus};
@@ -36,35 +36,39 @@ pub async fn run(args: SyncArgs) -> Exit {
         Ok(config) => config,
         Err(exit) => return exit,
     };
-    if let Some(missing) = args.mappings.iter().find(|i| **i >= config.mappings.len()) {
-        eprintln!("error: --mapping {missing}: the config has {} mappings", config.mappings.len());
-        return Exit::Config;
-    }
-    let mappings: Vec<&Mapping> =
-        config.mappings.iter().filter(|m| args.mappings.is_empty() || args.mappings.contains(&m.index)).collect();
+    let mappings = match sync::select(&config, &args.mappings) {
+        Ok(mappings) => mappings,
+        Err(error) => {
+            eprintln!("error: --mapping: {error}");
+            return Exit::Config;
+        }
+    };
     let clients = Clients::connect(&config, &mappings).await;
-    let plan = sync::plan(&mappings, &clients, args.dry_run).await;
     if args.dry_run {
-        return print_plan(&plan, args.json);
+        return print_plan(&crate::plan::discover(&mappings, &clients, true).await, args.json);
     }
 
-    let transfers = config.global.max_concurrent_transfers;
-    let cancel = Cancel::default();
-    cancel.on_signals();
-    let engine = sync::engine(&config, cancel.clone());
-    let progress = Progress::start(engine.stats(), !args.json);
-    let grace = Duration::from_secs(args.grace_period);
     // After a signal nothing new starts; what is still in flight when the grace period runs
     // out is abandoned and reported as interrupted.
-    let report = sync::execute_until(&plan, &mappings, &clients, &engine, transfers, cancel.grace_over(grace)).await;
+    let shutdown = Shutdown::on_signals(Duration::from_secs(args.grace_period));
+    let engine = sync::engine(&config, shutdown.cancel().clone());
+    let progress = Progress::start(engine.stats(), !args.json);
+    let report = sync::run(&config, &mappings, &clients, &engine, &shutdown).await;
     drop(progress);
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Partial;
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("reports serialise"));
     } else {
         println!("{}", report.summary());
     }
     // An interrupted run is incomplete whatever else happened: the next run finishes it.
-    if cancel.is_cancelled() { Exit::Partial } else { exit_for(report.status) }
+    if report.interrupted { Exit::Partial } else { exit_for(report.status) }
 }
 
 /// The exit code of a run, or of a plan, with this status (design §4).

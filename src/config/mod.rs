@@ -18,7 +18,7 @@ pub use raw::{
     TagMutability, problem_from_serde,
 };
 pub use resolve::Mapping;
-pub use source::{ConfigLocation, S3Config, S3ConfigCache, s3_client};
+pub use source::{ConfigLocation, Loaded, S3Config, S3ConfigCache, Source, s3_client};
 
 use crate::oci::endpoint_host;
 use crate::registry::UploadMode;

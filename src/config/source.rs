@@ -1,6 +1,9 @@
-//! Where a config comes from: a file, or an S3 object (`s3://bucket/key`). S3 configs are
-//! cached per bucket and key and fetched again only when the object's ETag changes, so a warm
-//! Lambda container pays one `HeadObject` per invocation.
+//! Where a config comes from: a file, or an S3 object (`s3://bucket/key`), and the one
+//! [`Source`] every frontend loads it through (`sync`, `plan`, `validate`, `expand`, watch
+//! mode's cycles). S3 configs are cached per bucket and key and fetched again only when the
+//! object's ETag changes, so a warm Lambda container or a watch cycle pays one `HeadObject`
+//! per load; the S3 client is built once per source, so its credentials and connections are
+//! reused.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,16 +79,102 @@ impl S3ConfigCache {
                 return Ok(cached.clone());
             }
         }
-        let object =
-            s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| read(crate::aws::describe(&e)))?;
-        let etag = object.e_tag().unwrap_or_default().to_string();
-        let version_id = object.version_id().map(str::to_string);
-        let bytes = object.body.collect().await.map_err(|e| read(e.to_string()))?.into_bytes();
-        let text = String::from_utf8(bytes.to_vec()).map_err(|_| read("the object is not UTF-8 text".into()))?;
+        let (text, etag, version_id) = fetch(s3, bucket, key).await?;
         let config = Config::parse(&text, &origin, |name| std::env::var(name).ok())?;
         let loaded = S3Config { config: Arc::new(config), etag, version_id };
         entries.insert(cache_key, loaded.clone());
         Ok(loaded)
+    }
+}
+
+/// The text of `s3://bucket/key`, with the object's ETag and version id.
+async fn fetch(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(String, String, Option<String>), Error> {
+    let read = |reason: String| Error::Read { origin: format!("s3://{bucket}/{key}"), reason };
+    let object = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| read(crate::aws::describe(&e)))?;
+    let etag = object.e_tag().unwrap_or_default().to_string();
+    let version_id = object.version_id().map(str::to_string);
+    let bytes = object.body.collect().await.map_err(|e| read(e.to_string()))?.into_bytes();
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| read("the object is not UTF-8 text".into()))?;
+    Ok((text, etag, version_id))
+}
+
+/// A config location ready to be read, as often as a frontend needs: the CLI once, watch mode
+/// every cycle, a warm Lambda container every invocation.
+pub enum Source {
+    /// A local file, read afresh each time.
+    File(PathBuf),
+    /// An S3 object, through one client and an ETag cache.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The client every load uses.
+        client: aws_sdk_s3::Client,
+        /// Parsed configs by bucket and key.
+        cache: S3ConfigCache,
+    },
+}
+
+/// A loaded config and, from S3, the object version it came from (the Lambda's fan-out
+/// messages name it).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The parsed config.
+    pub config: Arc<Config>,
+    /// The S3 object's version id, when the bucket is versioned.
+    pub version_id: Option<String>,
+}
+
+impl Source {
+    /// `text` as [`ConfigLocation::parse`] reads it.
+    pub async fn open(text: &str) -> Result<Source, Error> {
+        Ok(Source::at(ConfigLocation::parse(text)?).await)
+    }
+
+    /// `location`; an S3 location gets a client on the ambient AWS chain ([`s3_client`]).
+    pub async fn at(location: ConfigLocation) -> Source {
+        match location {
+            ConfigLocation::File(path) => Source::File(path),
+            s3 @ ConfigLocation::S3 { .. } => Source::with_client(s3, s3_client().await),
+        }
+    }
+
+    /// `location`, with `client` for S3 (one the caller already holds).
+    pub fn with_client(location: ConfigLocation, client: aws_sdk_s3::Client) -> Source {
+        match location {
+            ConfigLocation::File(path) => Source::File(path),
+            ConfigLocation::S3 { bucket, key } => Source::S3 { bucket, key, client, cache: S3ConfigCache::default() },
+        }
+    }
+
+    /// Where the config is read from.
+    pub fn location(&self) -> ConfigLocation {
+        match self {
+            Source::File(path) => ConfigLocation::File(path.clone()),
+            Source::S3 { bucket, key, .. } => ConfigLocation::S3 { bucket: bucket.clone(), key: key.clone() },
+        }
+    }
+
+    /// The config, parsed and validated with variables expanded from this process's
+    /// environment; from S3 through the cache.
+    pub async fn load(&self) -> Result<Loaded, Error> {
+        match self {
+            Source::File(path) => Ok(Loaded { config: Arc::new(Config::load(path)?), version_id: None }),
+            Source::S3 { bucket, key, client, cache } => {
+                let loaded = cache.load(client, bucket, key).await?;
+                Ok(Loaded { config: loaded.config, version_id: loaded.version_id })
+            }
+        }
+    }
+
+    /// The config's text as written, before expansion (`ocync expand` prints it expanded).
+    pub async fn text(&self) -> Result<String, Error> {
+        match self {
+            Source::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| Error::Read { origin: path.display().to_string(), reason: e.to_string() }),
+            Source::S3 { bucket, key, client, .. } => Ok(fetch(client, bucket, key).await?.0),
+        }
     }
 }
 

@@ -58,6 +58,33 @@ pub struct ImageReport {
     pub targets: Vec<TargetReport>,
 }
 
+impl ImageReport {
+    /// Logs the image's outcome at each target, once and with one wording whichever command
+    /// copied it (`copy`, `sync`, watch mode, the Lambda): `image copied`, `image up to date`
+    /// (debug), `image failed`; and each warning as `copied with a change`.
+    pub fn log(&self) {
+        let source = &self.source;
+        for warning in &self.warnings {
+            tracing::warn!(%source, %warning, "copied with a change");
+        }
+        let digest = self.digest.as_ref().map(ToString::to_string).unwrap_or_default();
+        for target in &self.targets {
+            let (target_label, stats) = (&target.target, &target.stats);
+            match &target.outcome {
+                Outcome::Synced => {
+                    tracing::info!(%source, target = %target_label, %digest, blobs = stats.blobs_copied, bytes = stats.bytes, "image copied")
+                }
+                Outcome::Skipped { reason } => {
+                    tracing::debug!(%source, target = %target_label, %digest, %reason, "image up to date")
+                }
+                Outcome::Failed { error, .. } => {
+                    tracing::error!(%source, target = %target_label, %error, "image failed")
+                }
+            }
+        }
+    }
+}
+
 /// The report of one target, once its image is done.
 pub(super) fn report_target<R: Registry>(live: &Live<'_, R>, duration_ms: u64) -> TargetReport {
     let failure = live.failure.lock().expect("failure lock poisoned").clone();

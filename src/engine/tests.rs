@@ -4,6 +4,7 @@
 use super::*;
 use crate::registry::memory::{MemoryRegistry, Op};
 use crate::testdata::{self, Built};
+use std::time::Duration;
 
 const PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
 

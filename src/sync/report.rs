@@ -1,11 +1,18 @@
 //! The report of a sync: per mapping and per image and target, with totals and the run's
-//! overall status (which the CLI turns into an exit code).
+//! overall status (which the CLI turns into an exit code), and its assembly from the plan and
+//! what the engine reported.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::engine::{Outcome, StatsSnapshot, human_bytes};
+use super::Clients;
+use super::execute::{INTERRUPTED, engine_targets, goes_to_engine};
+use crate::config::Mapping;
+use crate::engine::{ImageReport, Outcome, StatsSnapshot, human_bytes, label};
 use crate::oci::Digest;
-use crate::plan::{Failure, Plan};
+use crate::plan::{Action, Failure, ImagePlan, MappingPlan, Plan};
+use crate::registry::Registry;
 use crate::registry::pacing::Throttling;
 
 /// One image at one target.
@@ -139,6 +146,11 @@ pub struct SyncReport {
     /// Throttling answers and time spent waiting them out, per registry and pacing group
     /// (only groups that were throttled).
     pub throttling: Vec<Throttling>,
+    /// A shutdown (signal, deadline, watch stop) came while the run was going: what had not
+    /// started never did, and what was still in flight when it ran out was abandoned; those
+    /// images failed in this report and the next run finishes them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 impl SyncReport {
@@ -168,7 +180,7 @@ impl SyncReport {
         let successes = totals.synced + totals.skipped;
         let status =
             RunStatus::from_counts(failures, successes, all_failures_auth).with_invalid_tags(totals.invalid_tags);
-        SyncReport { status, totals, mappings, duration_ms, throttling: Vec::new() }
+        SyncReport { status, totals, mappings, duration_ms, throttling: Vec::new(), interrupted: false }
     }
 
     /// The report with the run's throttling; a run that spent long waiting out throttling
@@ -251,6 +263,105 @@ pub const LONG_THROTTLING: std::time::Duration = std::time::Duration::from_secs(
 /// `, N invalid tags` when there were any.
 fn invalid_note(invalid_tags: usize) -> String {
     if invalid_tags == 0 { String::new() } else { format!(", {invalid_tags} invalid tags") }
+}
+
+/// The report of an executed plan: what the plan decided, then per engine job its targets'
+/// outcomes (`finished[n]` is job `n`'s; `None`: abandoned in flight, failed as
+/// [`INTERRUPTED`]; `Some(Err)`: its task panicked).
+pub(super) fn assemble<R: Registry>(
+    plan: &Plan,
+    by_index: &HashMap<usize, &Mapping>,
+    jobs: &[(&Mapping, &ImagePlan)],
+    finished: Vec<Option<Result<ImageReport, Failure>>>,
+    clients: &Clients<R>,
+    duration_ms: u64,
+) -> SyncReport {
+    let mut reports: Vec<MappingReport> =
+        plan.mappings.iter().map(|p| planned_report(p, by_index[&p.index], clients)).collect();
+    for ((mapping, image), done) in jobs.iter().zip(finished) {
+        let report =
+            reports.iter_mut().find(|r| r.index == mapping.index).expect("every job comes from a planned mapping");
+        let failure = match done {
+            Some(Ok(done)) => {
+                report.images.extend(done.targets.into_iter().map(|target| ImageResult {
+                    source: done.source.clone(),
+                    target: target.target,
+                    digest: done.digest.clone(),
+                    target_digest: done.target_digest.clone(),
+                    warnings: done.warnings.clone(),
+                    outcome: target.outcome,
+                    stats: target.stats,
+                    duration_ms: target.duration_ms,
+                }));
+                continue;
+            }
+            // The image's task panicked: every target it was going to fails with the panic.
+            Some(Err(failure)) => failure,
+            None => Failure::new(INTERRUPTED),
+        };
+        let source = clients.get(&mapping.source).expect("planned mappings have a source client");
+        report.images.extend(engine_targets(mapping, image, clients).map(|(registry, target)| {
+            decided(
+                label(source, &mapping.from, &image.tag),
+                label(registry, &target.repository, &image.tag),
+                image,
+                failed(&failure),
+            )
+        }));
+    }
+    SyncReport::new(reports, duration_ms).with_throttling(clients.throttling())
+}
+
+/// The report entries a plan already decides: up-to-date targets, failed images, targets
+/// whose client could not be built, and the mapping's own error.
+fn planned_report<R: Registry>(plan: &MappingPlan, mapping: &Mapping, clients: &Clients<R>) -> MappingReport {
+    // Labels use the registry's host, as the engine's do, falling back to the config name.
+    let host = |name: &str| clients.get(name).map_or_else(|_| name.to_string(), |r| r.name().to_string());
+    let mut images = Vec::new();
+    for image in &plan.images {
+        for target in &image.targets {
+            let entry = |outcome| {
+                let source = format!("{}/{}:{}", host(&plan.source), plan.from, image.tag);
+                let target = format!("{}/{}:{}", host(&target.registry), target.repository, image.tag);
+                decided(source, target, image, outcome)
+            };
+            if let Some(error) = &image.error {
+                images.push(entry(failed(error)));
+            } else if let Err(error) = clients.get(&target.registry) {
+                images.push(entry(failed(&error)));
+            } else if target.action == Action::UpToDate && !goes_to_engine(mapping, image) {
+                images.push(entry(Outcome::Skipped { reason: "target already has this digest".into() }));
+            }
+        }
+    }
+    MappingReport {
+        index: plan.index,
+        key: plan.key.clone(),
+        error: plan.error.clone(),
+        tags_kept: plan.kept.len(),
+        tags_dropped: plan.dropped.len(),
+        invalid_tags: plan.invalid_tags,
+        images,
+    }
+}
+
+/// A report entry decided without the engine (by the plan, or by abandoning the image).
+fn decided(source: String, target: String, image: &ImagePlan, outcome: Outcome) -> ImageResult {
+    ImageResult {
+        source,
+        target,
+        digest: image.digest.clone(),
+        target_digest: None,
+        warnings: Vec::new(),
+        outcome,
+        stats: StatsSnapshot::default(),
+        duration_ms: 0,
+    }
+}
+
+/// The outcome of a failure, keeping its classification.
+fn failed(failure: &Failure) -> Outcome {
+    Outcome::Failed { error: failure.message.clone(), auth: failure.auth }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ use super::*;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::engine::Limits;
+use crate::engine::Outcome;
+use crate::plan::{Failure, Plan};
 use crate::registry::memory::{MemoryRegistry, Op};
 use crate::testdata::{self, Built};
 

@@ -11,7 +11,6 @@ mod health;
 mod metrics;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use health::State;
 pub use metrics::Metrics;
 
-use crate::cancel::Cancel;
-use crate::config::{Config, ConfigLocation, Mapping, S3ConfigCache};
+use crate::cancel::{Cancel, Shutdown};
+use crate::config::{Config, ConfigLocation, Mapping, Source};
 use crate::registry::HttpRegistry;
 use crate::sync::{self, ClientCache, Clients};
 
@@ -47,13 +46,13 @@ pub async fn run(options: WatchOptions, cancel: Cancel) -> Result<(), String> {
     tracing::info!(address = %options.health, "health and metrics server listening");
     let state = Arc::new(State::new(options.stuck_after));
     let server = tokio::spawn(health::serve(listener, state.clone(), cancel.clone()));
-    let source = ConfigSource::new(options.config.clone()).await;
+    let source = Source::at(options.config.clone()).await;
     let mut last_good: Option<Arc<Config>> = None;
     let clients = ClientCache::default();
 
     while !cancel.is_cancelled() {
         match source.load().await {
-            Ok(config) => last_good = Some(config),
+            Ok(loaded) => last_good = Some(loaded.config),
             Err(error) => {
                 state.metrics.lock().expect("state lock poisoned").config_errors += 1;
                 match &last_good {
@@ -77,61 +76,18 @@ pub async fn run(options: WatchOptions, cancel: Cancel) -> Result<(), String> {
     Ok(())
 }
 
-/// Where each cycle reads the config from. For an `s3://` location the S3 client is built
-/// once, so its credentials and connections are reused, with an ETag cache of the object.
-enum ConfigSource {
-    File(PathBuf),
-    S3 { bucket: String, key: String, client: aws_sdk_s3::Client, cache: S3ConfigCache },
-}
-
-impl ConfigSource {
-    async fn new(location: ConfigLocation) -> Self {
-        match location {
-            ConfigLocation::File(path) => ConfigSource::File(path),
-            ConfigLocation::S3 { bucket, key } => ConfigSource::S3 {
-                bucket,
-                key,
-                client: crate::config::s3_client().await,
-                cache: S3ConfigCache::default(),
-            },
-        }
-    }
-
-    async fn load(&self) -> Result<Arc<Config>, String> {
-        match self {
-            ConfigSource::File(path) => Config::load(path).map(Arc::new).map_err(|e| e.to_string()),
-            ConfigSource::S3 { bucket, key, client, cache } => {
-                cache.load(client, bucket, key).await.map(|loaded| loaded.config).map_err(|e| e.to_string())
-            }
-        }
-    }
-}
-
-/// One sync of every mapping; after SIGTERM it gets `grace` to finish what is in flight.
-async fn cycle(config: &Config, clients: &Clients<HttpRegistry>, state: &State, cancel: &Cancel, grace: Duration) {
+/// One sync of every mapping; after SIGTERM (`stop`) it gets `grace` to finish what is in
+/// flight, and what is still in flight then is abandoned and reported as interrupted, so the
+/// cycle's report and metrics still count what did finish.
+async fn cycle(config: &Config, clients: &Clients<HttpRegistry>, state: &State, stop: &Cancel, grace: Duration) {
     let started = Instant::now();
     *state.cycle_started.lock().expect("state lock poisoned") = Some(started);
     state.ready.store(true, Ordering::Relaxed);
     let mappings: Vec<&Mapping> = config.mappings.iter().collect();
-    let transfers = config.global.max_concurrent_transfers;
-    let engine = sync::engine(config, cancel.clone());
-    // After SIGTERM nothing new starts; what is still in flight when the grace period runs out
-    // is abandoned and reported as interrupted, so the cycle's report and metrics still count
-    // what did finish.
-    let grace_over = async {
-        cancel.cancelled().await;
-        tokio::time::sleep(grace).await;
-        tracing::warn!(grace_seconds = grace.as_secs(), "transfers did not finish within the grace period; stopping");
-    };
-    tokio::pin!(grace_over);
-    let plan = tokio::select! {
-        plan = sync::plan(&mappings, clients, false) => Some(plan),
-        () = &mut grace_over => None,
-    };
-    let report = match plan {
-        Some(plan) => Some(sync::execute_until(&plan, &mappings, clients, &engine, transfers, grace_over).await),
-        None => None,
-    };
+    let shutdown = Shutdown::after(stop.clone(), grace);
+    let engine = sync::engine(config, shutdown.cancel().clone());
+    // Abandoned while still planning, the cycle has no report and the metrics keep the last.
+    let report = sync::run(config, &mappings, clients, &engine, &shutdown).await.ok();
     *state.cycle_started.lock().expect("state lock poisoned") = None;
     let mut metrics = state.metrics.lock().expect("state lock poisoned");
     if let Some(report) = report {

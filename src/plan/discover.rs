@@ -1,24 +1,46 @@
-//! Discovery for one mapping: list the source's tags, filter them, HEAD each kept tag at the
-//! source and at every target. No manifest or blob is read unless bytes are estimated.
-//! Listed names that are not valid OCI tags are dropped and counted before anything else.
+//! Discovery, the I/O half of planning: for each mapping list the source's tags, filter them,
+//! HEAD each kept tag at the source and at every target. No manifest or blob is read unless
+//! bytes are estimated. Listed names that are not valid OCI tags are dropped and counted
+//! before anything else. Mappings are discovered concurrently; a panic in one fails only its
+//! own plan.
 
 use std::collections::HashSet;
 
 use futures_util::StreamExt;
 
-use super::Clients;
+use super::{Failure, MappingPlan, Plan, PlannedReferrer};
 use crate::config::Mapping;
 use crate::engine::{Manifests, Referrers, Shape, WalkError};
 use crate::oci::{ArtifactPolicy, Digest, ManifestKind};
-use crate::plan::{self, Failure, MappingPlan, PlannedReferrer};
+use crate::plan;
 use crate::registry::Registry;
+use crate::sync::{Clients, contained};
+
+/// Mappings discovered at once (each also HEADs its tags concurrently).
+const DISCOVERY_CONCURRENCY: usize = 16;
+
+/// Plans every mapping (concurrently); `estimate_bytes` adds manifest GETs to size the work.
+pub async fn discover<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, estimate_bytes: bool) -> Plan {
+    let (referrers, manifests) = (Referrers::default(), Manifests::default());
+    let shared = Shared { referrers: &referrers, manifests: &manifests };
+    let plans = futures_util::stream::iter(mappings.iter().map(|mapping| async move {
+        // A panic fails this mapping's plan only (see `contain`).
+        contained("discovering tags", discover_mapping(mapping, clients, estimate_bytes, shared))
+            .await
+            .unwrap_or_else(|failure| plan::failed_mapping(mapping, failure))
+    }))
+    .buffered(DISCOVERY_CONCURRENCY)
+    .collect()
+    .await;
+    Plan { mappings: plans }
+}
 
 /// Tags HEADed at once within one mapping.
 const HEAD_CONCURRENCY: usize = 16;
 
 /// What the mappings of one plan share.
 #[derive(Clone, Copy)]
-pub struct Run<'a> {
+pub struct Shared<'a> {
     /// Referrer lookups (dry runs list referrers; one API probe per registry and run, and the
     /// tag list discovery made serves the fallback tag schema).
     pub referrers: &'a Referrers,
@@ -27,13 +49,13 @@ pub struct Run<'a> {
 }
 
 /// Plans one mapping; problems become the plan's error or an image's error, never a panic.
-pub async fn discover<R: Registry>(
+pub async fn discover_mapping<R: Registry>(
     mapping: &Mapping,
     clients: &Clients<R>,
     estimate_bytes: bool,
-    run: Run<'_>,
+    run: Shared<'_>,
 ) -> MappingPlan {
-    let Run { referrers, manifests } = run;
+    let Shared { referrers, manifests } = run;
     let source = match clients.get(&mapping.source) {
         Ok(source) => source,
         Err(error) => return plan::failed_mapping(mapping, error),
@@ -91,7 +113,7 @@ pub async fn discover<R: Registry>(
     .buffered(HEAD_CONCURRENCY)
     .collect()
     .await;
-    plan::MappingPlan { invalid_tags, ..plan::mapping_plan(mapping, selection, images) }
+    MappingPlan { invalid_tags, ..plan::mapping_plan(mapping, selection, images) }
 }
 
 /// The referrers a copy would bring along: of the image, of its children, and theirs.
@@ -100,7 +122,7 @@ async fn planned_referrers<R: Registry>(
     repository: &str,
     digest: &Digest,
     policy: &ArtifactPolicy,
-    run: Run<'_>,
+    run: Shared<'_>,
 ) -> Result<Vec<PlannedReferrer>, crate::registry::Error> {
     let mut subjects = vec![digest.clone()];
     if let Ok(ManifestKind::Index { children }) = run.manifests.get(source, repository, digest).await?.kind() {

@@ -1,0 +1,200 @@
+//! The per-blob pipeline of the engine: for one blob of an image and the targets that need
+//! it, settle the run's [`BlobLedger`](super::BlobLedger) claim, ask the target (or its bulk
+//! answer) whether the blob is there, mount it from another repository of the same registry,
+//! and otherwise stream it from the source to every target at once ([`tee`](super::tee)),
+//! retrying retryable failures from the source. Nothing new is uploaded once the run is
+//! cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::ledger::{self, Claim, Owner};
+use super::stats::Event;
+use super::{Engine, Error, Live, Source, tee};
+use crate::oci::BlobDescriptor;
+use crate::registry::{BlobStream, MountOutcome, Registry, UploadSession};
+
+/// Attempts per blob transfer (a failed attempt restarts from the source).
+const BLOB_ATTEMPTS: u32 = 3;
+
+/// What [`Engine::prepare_blob`] decided for one target.
+enum Preparation<'l, 'j, R> {
+    /// Nothing to send (present, mounted, or failed).
+    Done,
+    /// Upload it, in `session` if the registry opened one.
+    Upload(Owner<'l>, &'j Live<'j, R>, Option<UploadSession>),
+    /// Another image is handling this blob for this repository: ask again when it is done.
+    Busy(&'j Live<'j, R>, tokio::sync::watch::Receiver<Option<bool>>),
+}
+
+impl Engine {
+    /// Gets one blob to every target that lacks it, reading the source at most once per
+    /// attempt. Claims held by this task are settled before it waits on anyone else's, so two
+    /// images sharing blobs and targets cannot wait on each other.
+    pub(super) async fn copy_blob<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        blob: &BlobDescriptor,
+        lives: &[&Live<'_, R>],
+    ) {
+        let mut todo: Vec<&Live<R>> = lives.iter().copied().filter(|live| !live.failed()).collect();
+        while !todo.is_empty() {
+            let preparations =
+                futures_util::future::join_all(todo.iter().map(|live| self.prepare_blob(source, blob, live))).await;
+            let mut uploads = Vec::new();
+            let mut busy = Vec::new();
+            for preparation in preparations {
+                match preparation {
+                    Preparation::Done => {}
+                    Preparation::Upload(owner, live, session) => uploads.push((owner, live, session)),
+                    Preparation::Busy(live, receiver) => busy.push((live, receiver)),
+                }
+            }
+            if !uploads.is_empty() {
+                if self.cancel.is_cancelled() {
+                    uploads.iter().for_each(|(_, live, _)| live.fail(Arc::new(Error::Cancelled)));
+                } else {
+                    self.transfer(source, blob, uploads).await;
+                }
+            }
+            todo = Vec::new();
+            for (live, receiver) in busy {
+                ledger::settled(receiver).await;
+                todo.push(live);
+            }
+        }
+    }
+
+    /// Decides for one target: present (the ledger or the target says so), mounted from
+    /// another repository of the target registry, busy with another image, or to upload.
+    async fn prepare_blob<'l, 'j, R: Registry>(
+        &'l self,
+        source: &Source<'_, R>,
+        blob: &BlobDescriptor,
+        live: &'j Live<'j, R>,
+    ) -> Preparation<'l, 'j, R> {
+        let target = live.target;
+        let registry_name = target.registry.name();
+        let owner = match self.ledger.claim(registry_name, target.repository, &blob.digest) {
+            Claim::Present => {
+                self.record(live, Event::Skipped);
+                return Preparation::Done;
+            }
+            Claim::Wait(receiver) => return Preparation::Busy(live, receiver),
+            Claim::Owner(owner) => owner,
+        };
+        let known = live.known.lock().expect("known lock poisoned").get(&blob.digest).copied();
+        let exists = match known {
+            Some(present) => Ok(present),
+            None => target.registry.blob_exists(target.repository, &blob.digest).await,
+        };
+        match exists {
+            Ok(true) => {
+                owner.confirm();
+                self.record(live, Event::Skipped);
+                return Preparation::Done;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                live.fail(Arc::new(error.into()));
+                return Preparation::Done;
+            }
+        }
+        let mount_from = self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).or_else(|| {
+            (target.registry.same_registry(source.registry) && target.repository != source.repository)
+                .then(|| source.repository.to_string())
+        });
+        let mut session = None;
+        if let Some(from) = mount_from {
+            match target.registry.mount_blob(target.repository, &blob.digest, &from).await {
+                Ok(MountOutcome::Mounted) => {
+                    owner.confirm();
+                    self.record(live, Event::Mounted);
+                    return Preparation::Done;
+                }
+                Ok(MountOutcome::NotMounted(opened)) => session = Some(opened),
+                Err(error) => {
+                    tracing::warn!(digest = %blob.digest, %from, %error, "mount failed; uploading instead")
+                }
+            }
+        }
+        Preparation::Upload(owner, live, session)
+    }
+
+    /// Streams the blob from the source to every upload at once; retryable failures go again.
+    async fn transfer<R: Registry>(
+        &self,
+        source: &Source<'_, R>,
+        blob: &BlobDescriptor,
+        mut pending: Vec<(Owner<'_>, &Live<'_, R>, Option<UploadSession>)>,
+    ) {
+        let registries = pending.iter().map(|(_, live, _)| live.target.registry.name());
+        let _permits = self.limits.acquire(std::iter::once(source.registry.name()).chain(registries)).await;
+        let mut attempt = 1;
+        loop {
+            let body = match source.registry.get_blob(source.repository, blob).await {
+                Ok(body) => body,
+                Err(error) if error.is_retryable() && attempt < BLOB_ATTEMPTS => {
+                    tracing::warn!(digest = %blob.digest, attempt, %error, "blob download failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(retry_delay(attempt)).await;
+                    continue;
+                }
+                Err(error) => {
+                    let error = Arc::new(error.into());
+                    pending.iter().for_each(|(_, live, _)| live.fail(Arc::clone(&error)));
+                    return;
+                }
+            };
+            let results = if let [(_, live, session)] = pending.as_mut_slice() {
+                let body = self.counted(body, live);
+                vec![live.target.registry.push_blob(live.target.repository, blob, body, session.take()).await]
+            } else {
+                let (branches, driver) = tee::tee(body, pending.len());
+                let uploads = pending.iter_mut().zip(branches).map(|((_, live, session), branch)| {
+                    let body = self.counted(branch, live);
+                    live.target.registry.push_blob(live.target.repository, blob, body, session.take())
+                });
+                let (results, ()) = futures_util::future::join(futures_util::future::join_all(uploads), driver).await;
+                results
+            };
+            let mut again = Vec::new();
+            for ((owner, live, _), result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        owner.confirm();
+                        self.record(live, Event::Copied);
+                    }
+                    Err(error) if error.is_retryable() && attempt < BLOB_ATTEMPTS && !self.cancel.is_cancelled() => {
+                        tracing::warn!(digest = %blob.digest, target = live.target.registry.name(), attempt, %error, "blob upload failed; retrying");
+                        again.push((owner, live, None));
+                    }
+                    Err(error) => live.fail(Arc::new(error.into())),
+                }
+            }
+            if again.is_empty() {
+                return;
+            }
+            pending = again;
+            attempt += 1;
+            tokio::time::sleep(retry_delay(attempt)).await;
+        }
+    }
+
+    /// Counts bytes as they go to a target, for the target's report and the run's progress.
+    fn counted<R>(&self, body: BlobStream, live: &Live<'_, R>) -> BlobStream {
+        let (target_stats, run_stats) = (live.stats.clone(), self.stats.clone());
+        body.inspect_ok(move |chunk| {
+            let n = chunk.len() as u64;
+            target_stats.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            run_stats.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        })
+        .boxed()
+    }
+}
+
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(250 * u64::from(attempt))
+}

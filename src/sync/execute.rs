@@ -1,0 +1,141 @@
+//! Execution: every image of a plan that some target lacks goes through the [`Engine`],
+//! which copies it to all those targets at once; a stop abandons what is still in flight.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+
+use super::report::{self, SyncReport};
+use super::{Clients, contained};
+use crate::config::Mapping;
+use crate::engine::{Engine, ImageJob, ImageReport, Source, Target};
+use crate::plan::{Action, Failure, ImagePlan, Plan, TargetPlan};
+use crate::registry::Registry;
+
+/// Runs a plan: every image some target lacks goes through the engine.
+pub async fn execute<R: Registry>(
+    plan: &Plan,
+    mappings: &[&Mapping],
+    clients: &Clients<R>,
+    engine: &Engine,
+    images_at_once: usize,
+) -> SyncReport {
+    execute_until(plan, mappings, clients, engine, images_at_once, std::future::pending()).await
+}
+
+/// What an image abandoned in flight reports at each of its targets.
+pub const INTERRUPTED: &str =
+    "interrupted: still in flight when the shutdown grace period ran out; nothing incomplete was tagged";
+
+/// [`execute`], abandoned when `stop` resolves (a shutdown grace period running out): the
+/// report still covers every image, those still in flight failed as [`INTERRUPTED`].
+/// Abandoning is safe because a tag is pushed only once everything it refers to is confirmed
+/// at the target, so an abandoned image leaves blobs behind but never a tag on missing blobs.
+pub async fn execute_until<R: Registry>(
+    plan: &Plan,
+    mappings: &[&Mapping],
+    clients: &Clients<R>,
+    engine: &Engine,
+    images_at_once: usize,
+    stop: impl Future<Output = ()>,
+) -> SyncReport {
+    let started = Instant::now();
+    let by_index: HashMap<usize, &Mapping> = mappings.iter().map(|m| (m.index, *m)).collect();
+    // Discovery listed every source tag; the fallback tag schema needs the same list.
+    for mapping_plan in plan.mappings.iter().filter(|p| p.error.is_none() && by_index[&p.index].artifacts.is_some()) {
+        if let Ok(source) = clients.get(&mapping_plan.source) {
+            let listed = mapping_plan.kept.iter().cloned().chain(mapping_plan.dropped.iter().map(|d| d.tag.clone()));
+            engine.referrers().known_tags(source, &mapping_plan.from, listed);
+        }
+    }
+    let jobs: Vec<(&Mapping, &ImagePlan)> = plan
+        .mappings
+        .iter()
+        .flat_map(|mapping_plan| {
+            let mapping = by_index[&mapping_plan.index];
+            mapping_plan
+                .images
+                .iter()
+                .filter(|image| {
+                    goes_to_engine(mapping, image) && engine_targets(mapping, image, clients).next().is_some()
+                })
+                .map(move |image| (mapping, image))
+        })
+        .collect();
+    let mut finished: Vec<Option<Result<ImageReport, Failure>>> = vec![None; jobs.len()];
+    {
+        let mut copies = futures_util::stream::iter(jobs.iter().enumerate().map(|(n, (mapping, image))| async move {
+            (n, contained("copying the image", copy_image(mapping, image, clients, engine)).await)
+        }))
+        .buffer_unordered(images_at_once.max(1));
+        let drain = async {
+            while let Some((n, report)) = copies.next().await {
+                finished[n] = Some(report);
+            }
+        };
+        // `stop` first: once it has fired, nothing more is driven, even work that is ready.
+        tokio::select! {
+            biased;
+            () = stop => {}
+            () = drain => {}
+        }
+        // Leaving this block drops the copies still in flight.
+    }
+
+    report::assemble(plan, &by_index, &jobs, finished, clients, started.elapsed().as_millis() as u64)
+}
+
+/// The targets the engine is given for an image, with their clients: those lacking it, and
+/// when referrers are on the up-to-date ones too (theirs may be missing). A target without a
+/// client is left out; [`planned_report`] reports it.
+pub(super) fn engine_targets<'a, R: Registry>(
+    mapping: &'a Mapping,
+    image: &'a ImagePlan,
+    clients: &'a Clients<R>,
+) -> impl Iterator<Item = (&'a R, &'a TargetPlan)> {
+    image
+        .targets
+        .iter()
+        .filter(|t| t.action == Action::Copy || mapping.artifacts.is_some())
+        .filter_map(|t| clients.get(&t.registry).ok().map(|registry| (registry, t)))
+}
+
+async fn copy_image<R: Registry>(
+    mapping: &Mapping,
+    image: &ImagePlan,
+    clients: &Clients<R>,
+    engine: &Engine,
+) -> ImageReport {
+    let source = clients.get(&mapping.source).expect("planned mappings have a source client");
+    let targets = engine_targets(mapping, image, clients)
+        .map(|(registry, t)| Target {
+            registry,
+            repository: &t.repository,
+            reference: image.tag.clone(),
+            current: t.current.clone(),
+        })
+        .collect();
+    let job = ImageJob {
+        source: Source {
+            registry: source,
+            repository: &mapping.from,
+            reference: image.tag.clone(),
+            digest: image.digest.clone(),
+            media_type: image.media_type.clone(),
+        },
+        targets,
+        artifacts: mapping.artifacts.as_ref(),
+        platforms: &mapping.platforms,
+    };
+    let report = engine.copy(&job).await;
+    report.log();
+    report
+}
+
+/// Whether the engine sees an image: some target lacks it, or referrers are to be checked
+/// (new signatures appear upstream after an image was mirrored).
+pub(super) fn goes_to_engine(mapping: &Mapping, image: &ImagePlan) -> bool {
+    image.needs_copy() || (mapping.artifacts.is_some() && image.error.is_none() && image.digest.is_some())
+}
