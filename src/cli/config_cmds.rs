@@ -12,9 +12,10 @@ use crate::registry::Registry;
 /// Where `validate` and `expand` read the config: `--config FILE` as `sync` takes it, or the
 /// same positionally; a file path or `s3://bucket/key`.
 #[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
 pub struct ConfigFile {
     /// The config: a file path or `s3://bucket/key`.
-    #[arg(value_name = "FILE", required_unless_present = "config", conflicts_with = "config")]
+    #[arg(value_name = "FILE")]
     file: Option<String>,
     /// The config, as `sync --config` takes it (instead of the positional FILE).
     #[arg(long, short = 'c', value_name = "FILE")]

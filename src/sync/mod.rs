@@ -76,9 +76,11 @@ pub async fn run<R: Registry>(
     shutdown: &Shutdown,
 ) -> Result<SyncReport, Error> {
     let discovery = shutdown.cancel().scope(crate::plan::discover(mappings, clients, false));
+    // The stop first: once it has fired, planning is not driven any further.
     let plan = tokio::select! {
-        plan = discovery => plan,
+        biased;
         () = shutdown.abandoned() => return Err(Error::Abandoned),
+        plan = discovery => plan,
     };
     let transfers = config.global.max_concurrent_transfers;
     let mut report = execute_until(&plan, mappings, clients, engine, transfers, shutdown.abandoned()).await;

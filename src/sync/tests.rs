@@ -366,3 +366,4 @@ mod examples {
 mod graphs;
 mod panics;
 mod referrers;
+mod run;
