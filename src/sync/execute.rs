@@ -89,7 +89,7 @@ pub async fn execute_until<R: Registry>(
 
 /// The targets the engine is given for an image, with their clients: those lacking it, and
 /// when referrers are on the up-to-date ones too (theirs may be missing). A target without a
-/// client is left out; [`planned_report`] reports it.
+/// client is left out; the report's planned entries (`report::planned_report`) cover it.
 pub(super) fn engine_targets<'a, R: Registry>(
     mapping: &'a Mapping,
     image: &'a ImagePlan,
