@@ -10,7 +10,6 @@ pub mod ecr;
 mod error;
 pub mod http;
 pub mod kind;
-pub mod memory;
 pub mod pacing;
 pub mod rate;
 mod verify;

@@ -6,8 +6,8 @@ use super::*;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::engine::Limits;
-use crate::registry::memory::{MemoryRegistry, Op};
-use crate::testdata::{self, Built};
+use crate::testing::memory::{MemoryRegistry, Op};
+use crate::testing::testdata::{self, Built};
 
 const PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
 

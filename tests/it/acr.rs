@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ocync::registry::auth::{AcrProvider, AcrSettings, CredentialProvider, CredentialSource, Credentials};
 use ocync::registry::{HttpRegistry, Registry, RegistrySettings};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 use serde_json::json;
 
 use crate::support::aad::FakeAad;

@@ -1,4 +1,9 @@
 //! Integration tests: one binary, modules by subject. Real registries, real tools.
+//! They use `ocync::testing` and `ocync::lambda`: run them with `cargo test --all-features`.
+
+// Loud rather than a silently smaller suite when a feature is missing.
+#[cfg(not(all(feature = "testing", feature = "lambda")))]
+compile_error!("the integration tests need the `testing` and `lambda` features: cargo test --all-features");
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -10,6 +15,7 @@ mod chart;
 mod copy;
 mod ecr;
 mod faults;
+mod features;
 mod gar;
 mod harness;
 mod image;
