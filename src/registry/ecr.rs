@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
 use base64::Engine as _;
 
-use super::auth::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
+use super::auth::{self, CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
 
 /// `GetAuthorizationToken` as a credential provider.
 pub struct EcrTokenProvider {
@@ -36,14 +36,24 @@ impl CredentialProvider for EcrTokenProvider {
     fn fetch(&self) -> ProviderFuture<'_> {
         Box::pin(async move {
             // No registry id: the token works for every registry the principal may use.
-            let answer = self.client.get_authorization_token().send().await.map_err(|e| crate::aws::describe(&e))?;
-            let data = answer.authorization_data().first().ok_or("the answer holds no authorization data")?;
-            let token = data.authorization_token().ok_or("the answer holds no token")?;
+            let answer = self
+                .client
+                .get_authorization_token()
+                .send()
+                .await
+                .map_err(|e| auth::Error::platform(crate::aws::describe(&e)))?;
+            let unusable = |problem: &str| auth::Error::platform(problem);
+            let data = answer
+                .authorization_data()
+                .first()
+                .ok_or_else(|| unusable("the answer holds no authorization data"))?;
+            let token = data.authorization_token().ok_or_else(|| unusable("the answer holds no token"))?;
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(token)
-                .map_err(|_| "the token is not base64".to_string())?;
-            let decoded = String::from_utf8(decoded).map_err(|_| "the token is not UTF-8".to_string())?;
-            let (username, password) = decoded.split_once(':').ok_or("the token is not user:password")?;
+                .map_err(|_| unusable("the token is not base64"))?;
+            let decoded = String::from_utf8(decoded).map_err(|_| unusable("the token is not UTF-8"))?;
+            let (username, password) =
+                decoded.split_once(':').ok_or_else(|| unusable("the token is not user:password"))?;
             let expires_at = data.expires_at().and_then(|at| SystemTime::try_from(*at).ok());
             Ok(Expiring {
                 credentials: Credentials::Basic { username: username.to_string(), password: Secret::new(password) },
