@@ -7,6 +7,9 @@
 //! ocync-testdata plan-scale --mappings 2000 --tags 50
 //! ```
 
+// A command-line tool: its results go to stdout, its errors to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};

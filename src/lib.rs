@@ -31,6 +31,8 @@
 
 pub mod aws;
 pub mod cancel;
+// The command line owns the terminal: its output is what the user asked for.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub mod cli;
 pub mod config;
 pub mod connect;

@@ -100,11 +100,7 @@ impl EcrControl {
 
     /// Which of `digests` are in `repository`, by `BatchCheckLayerAvailability` (100 per call)
     /// instead of one HEAD per blob. A repository that does not exist yet has none of them.
-    pub async fn layers_available(
-        &self,
-        repository: &str,
-        digests: &[String],
-    ) -> Result<HashSet<String>, ControlError> {
+    pub async fn layers_available(&self, repository: &str, digests: &[String]) -> Result<HashSet<String>, Error> {
         let mut available = HashSet::new();
         for chunk in digests.chunks(BATCH_CHECK_LIMIT) {
             let mut request = self
@@ -126,7 +122,7 @@ impl EcrControl {
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
                     return Ok(available);
                 }
-                Err(error) => return Err(ControlError::new("BatchCheckLayerAvailability", repository, &error)),
+                Err(error) => return Err(Error::new("BatchCheckLayerAvailability", repository, &error)),
             }
         }
         Ok(available)
@@ -134,7 +130,7 @@ impl EcrControl {
 
     /// Whether `repository` exists, by `DescribeRepositories` alone: changes nothing, so
     /// `ocync auth check` can use it.
-    pub async fn repository_exists(&self, repository: &str) -> Result<bool, ControlError> {
+    pub async fn repository_exists(&self, repository: &str) -> Result<bool, Error> {
         let mut describe = self.client.describe_repositories().repository_names(repository);
         if let Some(id) = &self.registry_id {
             describe = describe.registry_id(id);
@@ -142,13 +138,13 @@ impl EcrControl {
         match describe.send().await {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => Ok(false),
-            Err(error) => Err(ControlError::new("DescribeRepositories", repository, &error)),
+            Err(error) => Err(Error::new("DescribeRepositories", repository, &error)),
         }
     }
 
     /// Creates `repository` unless it exists (when creating is enabled); idempotent, and asks
     /// once per run.
-    pub async fn ensure_repository(&self, repository: &str) -> Result<(), ControlError> {
+    pub async fn ensure_repository(&self, repository: &str) -> Result<(), Error> {
         let Some(create) = &self.create else { return Ok(()) };
         let mut ensured = self.ensured.lock().await;
         if ensured.contains(repository) {
@@ -171,7 +167,7 @@ impl EcrControl {
             match request.send().await {
                 Ok(_) => tracing::info!(repository, "ECR repository created"),
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
-                Err(error) => return Err(ControlError::new("CreateRepository", repository, &error)),
+                Err(error) => return Err(Error::new("CreateRepository", repository, &error)),
             }
         }
         ensured.insert(repository.to_string());
@@ -183,7 +179,7 @@ impl EcrControl {
 /// permissions (so it can be reported as an authentication failure, exit code 4).
 #[derive(Debug, thiserror::Error)]
 #[error("{call} {repository}: {detail}")]
-pub struct ControlError {
+pub struct Error {
     /// The API call (`CreateRepository`).
     pub call: &'static str,
     /// The repository it was about.
@@ -194,14 +190,14 @@ pub struct ControlError {
     pub denied: bool,
 }
 
-impl ControlError {
+impl Error {
     fn new<E, R>(call: &'static str, repository: &str, error: &aws_sdk_ecr::error::SdkError<E, R>) -> Self
     where
         E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
         use aws_sdk_ecr::error::ProvideErrorMetadata as _;
-        ControlError {
+        Error {
             call,
             repository: repository.to_string(),
             detail: crate::aws::describe(error),

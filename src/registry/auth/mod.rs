@@ -10,7 +10,7 @@
 
 mod acr;
 mod challenge;
-mod docker_config;
+pub mod docker_config;
 mod error;
 mod gcp;
 mod oauth;
@@ -19,7 +19,7 @@ mod token;
 
 pub use acr::{AcrProvider, AcrSettings};
 pub use challenge::Challenge;
-pub use docker_config::{DockerConfigError, lookup as docker_config_lookup};
+pub use docker_config::lookup as docker_config_lookup;
 pub use error::Error;
 pub use gcp::GcpProvider;
 pub use provider::{CredentialProvider, CredentialSource, Expiring, ProviderFuture};
