@@ -7,12 +7,15 @@
 //! ocync-testdata plan-scale --mappings 2000 --tags 50
 //! ```
 
+// A command-line tool: its results go to stdout, its errors to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ocync::oci::Reference;
 use ocync::registry::{HttpRegistry, RegistrySettings};
-use ocync::testdata;
+use ocync::testing::testdata;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Kind {
@@ -108,11 +111,10 @@ async fn main() -> ExitCode {
             .map(|pushed| println!("{pushed} images pushed to {registry}"))
             .map_err(|e| e.to_string())
         }
-        Command::PlanScale { mappings, tags } => {
-            let measured = ocync::bench::plan_scale(mappings, tags).await;
-            println!("{}", serde_json::to_string(&measured).expect("measurements serialise"));
-            Ok(())
-        }
+        Command::PlanScale { mappings, tags } => ocync::testing::bench::plan_scale(mappings, tags)
+            .await
+            .map(|measured| println!("{}", serde_json::to_string(&measured).expect("measurements serialise")))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

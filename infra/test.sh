@@ -8,7 +8,7 @@ cargo fmt --check
 # Advisories, licences, bans and sources of the dependency tree (deny.toml); seconds.
 infra/deny/check.sh
 cargo clippy --all-targets --all-features --locked -- -D warnings
-cargo test --locked
+cargo test --locked --all-features
 
 # The benchmark on a tiny corpus with the debug build, so it cannot rot (seconds).
 infra/bench/run.sh --tiny

@@ -25,7 +25,7 @@ where
 {
     match error.code() {
         Some(code) => format!("{code}: {}", error.message().unwrap_or("")),
-        None => crate::registry::error_chain(error),
+        None => crate::text::error_chain(error),
     }
 }
 

@@ -108,7 +108,7 @@ async fn open_with(
         AuthMethod::Google => {
             settings.credentials = CredentialSource::provided(
                 GcpProvider::from_environment()
-                    .map_err(|detail| Error::Credentials { registry: host.to_string(), detail })?,
+                    .map_err(|e| Error::Credentials { registry: host.to_string(), detail: e.to_string() })?,
             );
         }
         AuthMethod::Azure => {

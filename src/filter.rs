@@ -46,7 +46,7 @@ pub struct TagFilter {
 /// Why a filter cannot be compiled; `field` names the key (`glob`, `semver`, …).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
-pub struct FilterError {
+pub struct Error {
     /// The offending key.
     pub field: &'static str,
     /// What is wrong.
@@ -125,10 +125,10 @@ pub struct CompiledFilter {
 
 impl TagFilter {
     /// Checks patterns and the range; the error names the key at fault.
-    pub fn compile(&self) -> Result<CompiledFilter, FilterError> {
+    pub fn compile(&self) -> Result<CompiledFilter, Error> {
         let glob = |field: &'static str, pattern: &str| {
             Glob::new(pattern)
-                .map_err(|e| FilterError { field, message: format!("invalid pattern {pattern:?}: {}", e.kind()) })
+                .map_err(|e| Error { field, message: format!("invalid pattern {pattern:?}: {}", e.kind()) })
         };
         let globs = if self.globs.is_empty() {
             None
@@ -137,23 +137,23 @@ impl TagFilter {
             for pattern in &self.globs {
                 builder.add(glob("glob", pattern)?);
             }
-            Some(builder.build().map_err(|e| FilterError { field: "glob", message: e.to_string() })?)
+            Some(builder.build().map_err(|e| Error { field: "glob", message: e.to_string() })?)
         };
         let exclude = self
             .exclude
             .iter()
             .map(|pattern| Ok((pattern.clone(), glob("exclude", pattern)?.compile_matcher())))
-            .collect::<Result<_, FilterError>>()?;
+            .collect::<Result<_, Error>>()?;
         let range = self
             .semver
             .as_deref()
             .map(|text| {
                 semver::VersionReq::parse(text)
-                    .map_err(|e| FilterError { field: "semver", message: format!("invalid range {text:?}: {e}") })
+                    .map_err(|e| Error { field: "semver", message: format!("invalid range {text:?}: {e}") })
             })
             .transpose()?;
         if self.latest == Some(0) {
-            return Err(FilterError { field: "latest", message: "must be at least 1".into() });
+            return Err(Error { field: "latest", message: "must be at least 1".into() });
         }
         let sort = self.sort.or(self.latest.map(|_| Sort::Semver));
         Ok(CompiledFilter {

@@ -1,7 +1,8 @@
-//! Text received from registries, made safe to print.
+//! Text received from registries, made safe to print, and errors told as one line.
 //!
-//! Registries are untrusted (design §5.9), and what they say ends up in error messages, report
-//! lines and logs that a person reads on a terminal. A terminal obeys control characters: ESC
+//! Registries are untrusted: a registry, a token server or a proxy in front of them may be
+//! hostile, so their answers are bounded in size and time where they are read, and what they
+//! say ends up in error messages, report lines and logs that a person reads on a terminal. A terminal obeys control characters: ESC
 //! starts CSI/OSC sequences that clear the screen, retitle the window or rewrite earlier lines,
 //! a CR or backspace overwrites what was printed, a newline forges a log line of its own. So
 //! every such character is shown escaped (`\x1b`, `\u{9b}`) instead of being passed on: the
@@ -40,9 +41,61 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// An error and its causes, `outer: inner: innermost`, so "error sending request" says why.
+/// A cause whose text an outer level already quotes is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    error_chain_tidied(error, |message| message.to_string())
+}
+
+/// [`error_chain`] with each level's message passed through `tidy` first (to strip a library's
+/// boilerplate); a level that `tidy` empties is left out.
+pub fn error_chain_tidied(error: &dyn std::error::Error, tidy: impl Fn(&str) -> String) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let part = tidy(&current.to_string());
+        // A wrapper often repeats its cause's text; keep each piece once.
+        if !part.is_empty() && !parts.iter().any(|seen| seen.contains(&part)) {
+            parts.push(part);
+        }
+        next = current.source();
+    }
+    if parts.is_empty() { error.to_string() } else { parts.join(": ") }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::{error_chain, error_chain_tidied, sanitize};
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_every_cause_once() {
+        let error = Layer(
+            "error sending request",
+            Some(Box::new(Layer(
+                "connect failed: connection refused",
+                Some(Box::new(Layer("connection refused", None))),
+            ))),
+        );
+        assert_eq!(error_chain(&error), "error sending request: connect failed: connection refused");
+        let generic = Layer("generic wrapper", Some(Box::new(Layer("the cause", None))));
+        let tidied = error_chain_tidied(&generic, |m| if m.starts_with("generic") { String::new() } else { m.into() });
+        assert_eq!(tidied, "the cause");
+    }
 
     /// Whether `text` holds anything a terminal would act on.
     fn has_control(text: &str) -> bool {

@@ -12,7 +12,7 @@ source_port=${SOURCE_PORT:-5201}
 target_port=${TARGET_PORT:-5202}
 command -v /usr/bin/time >/dev/null || { echo "GNU time is missing: apt-get install -y time" >&2; exit 1; }
 
-cargo build --release --quiet --bins
+cargo build --release --quiet --features testing --bins
 bin=target/release
 
 eval "$(infra/dev/registries.sh start "$source_port" "$target_port")"

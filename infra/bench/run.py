@@ -201,7 +201,7 @@ def main():
     require("/usr/bin/time", "apt-get install -y time")
     testdata = os.path.join(ROOT, "target", args.profile, "ocync-testdata")
     if not os.path.exists(testdata):
-        sys.exit(f"build first: cargo build {'--release ' if args.profile == 'release' else ''}--bins")
+        sys.exit(f"build first: cargo build {'--release ' if args.profile == 'release' else ''}--features testing --bins")
 
     workdir = tempfile.mkdtemp(prefix="ocync-bench-")
     repositories = [f"bench/repo-{n:02}" for n in range(args.repositories)]

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 if [ "${1:-}" = "--tiny" ]; then
   # The debug build the tests already made: a smoke run, not a measurement.
   shift
-  cargo build --quiet --bins
+  cargo build --quiet --features testing --bins
   exec python3 infra/bench/run.py --profile debug --runs 1 --repositories 2 --tags 2 --base-mib 1 --changed 1 --big-mib 8 --plan-mappings 20 \
     --workers 2 --quota-repositories 4 --quota-on manifests "$@"
 fi

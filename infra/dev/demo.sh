@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 source_port=${SOURCE_PORT:-5001}
 read -r -a mirror_ports <<<"${MIRROR_PORTS:-5002 5003}"
 
-cargo build --quiet --bins
+cargo build --quiet --features testing --bins
 bin=target/debug
 
 eval "$(infra/dev/registries.sh start "$source_port" "${mirror_ports[@]}")"

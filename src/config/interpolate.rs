@@ -9,7 +9,7 @@
 /// A variable that could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
-pub struct InterpolationError {
+pub struct Error {
     /// 1-based line of the `${…}`.
     pub line: usize,
     /// What is wrong.
@@ -18,7 +18,7 @@ pub struct InterpolationError {
 
 /// Expands variables in `text` using `lookup` (the environment, in production). Every problem
 /// is reported, not just the first.
-pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<InterpolationError>> {
+pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<Error>> {
     let mut output = String::with_capacity(text.len());
     let mut errors = Vec::new();
     let mut rest = text;
@@ -37,13 +37,13 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
             continue;
         };
         let Some(close) = body_and_rest.find('}') else {
-            errors.push(InterpolationError { line, message: "unclosed ${".to_string() });
+            errors.push(Error { line, message: "unclosed ${".to_string() });
             rest = "";
             break;
         };
         match expand(&body_and_rest[..close], &lookup) {
             Ok(value) => output.push_str(&value),
-            Err(message) => errors.push(InterpolationError { line, message }),
+            Err(message) => errors.push(Error { line, message }),
         }
         rest = &body_and_rest[close + 1..];
     }

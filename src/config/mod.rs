@@ -2,7 +2,7 @@
 //! then validation that reports every problem with its path) and registry lookup by host.
 
 mod artifacts;
-mod interpolate;
+pub mod interpolate;
 mod raw;
 mod resolve;
 mod source;
@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use interpolate::{InterpolationError, interpolate, is_platform_credential, looks_secret};
+pub use interpolate::{interpolate, is_platform_credential, looks_secret};
 pub use raw::{
     AuthType, OneOrMany, RawArtifacts, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
     TagMutability, problem_from_serde,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::raw::{OneOrMany, RawConfig, RawTags, closest};
 use super::{Problem, RegistryConfig};
-use crate::filter::{FilterError, Sort, TagFilter};
+use crate::filter::{self, Sort, TagFilter};
 use crate::oci::{ArtifactPolicy, Platform, validate_repository};
 
 /// One mapping, ready for planning.
@@ -207,10 +207,10 @@ fn merge_tags(defaults: &RawTags, mapping: Option<&RawTags>) -> RawTags {
 }
 
 /// Problems a tag filter has beyond what [`TagFilter::compile`] checks.
-fn check_sort(tags: &RawTags) -> Option<FilterError> {
+fn check_sort(tags: &RawTags) -> Option<filter::Error> {
     match tags.sort.as_deref() {
         None | Some("semver" | "alpha") => None,
-        Some(other) => Some(FilterError {
+        Some(other) => Some(filter::Error {
             field: "sort",
             message: format!("unknown sort `{other}`, expected `semver` or `alpha`"),
         }),
@@ -218,7 +218,7 @@ fn check_sort(tags: &RawTags) -> Option<FilterError> {
 }
 
 /// Checks a tag block: the sort name, then patterns and the range.
-fn check_tags(tags: &RawTags) -> Result<(), FilterError> {
+fn check_tags(tags: &RawTags) -> Result<(), filter::Error> {
     match check_sort(tags) {
         Some(error) => Err(error),
         None => to_filter(tags).compile().map(drop),

@@ -2,8 +2,8 @@
 //! manifest read once whatever the shape, and nesting past the cap refused before any push.
 
 use super::*;
-use crate::registry::memory::{MemoryRegistry, Op};
-use crate::testdata::{Nested, nested};
+use crate::testing::memory::{MemoryRegistry, Op};
+use crate::testing::testdata::{Nested, nested};
 
 fn engine() -> Engine {
     Engine::new(Limits::new(8, []), Cancel::default(), 4)

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::oci::{Referrer, fallback_tag, index_of, parse_index};
-use crate::registry::memory::{MemoryRegistry, Op};
-use crate::testdata::{self, Built, Image};
+use crate::testing::memory::{MemoryRegistry, Op};
+use crate::testing::testdata::{self, Built, Image};
 
 const PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
 

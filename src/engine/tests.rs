@@ -2,8 +2,8 @@
 //! a negative count.
 
 use super::*;
-use crate::registry::memory::{MemoryRegistry, Op};
-use crate::testdata::{self, Built};
+use crate::testing::memory::{MemoryRegistry, Op};
+use crate::testing::testdata::{self, Built};
 use std::time::Duration;
 
 const PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];

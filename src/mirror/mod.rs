@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub use render::{Format, Options, Rendered, Unrepresentable, render};
 
 use crate::config::{Config, Mapping, RegistryConfig};
-use crate::oci::DOCKER_HUB;
+use crate::oci::{DOCKER_HUB, is_docker_hub};
 
 /// One upstream location and where the mirror holds its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +57,7 @@ pub enum Origin {
 
 /// `docker.io` for Docker Hub's spellings, otherwise the host as written.
 fn client_host(host: &str) -> &str {
-    match host {
-        "registry-1.docker.io" | "index.docker.io" => DOCKER_HUB,
-        other => other,
-    }
+    if is_docker_hub(host) { DOCKER_HUB } else { host }
 }
 
 /// The repository path clients name: Docker Hub's single-component names live under `library/`.

@@ -16,7 +16,8 @@ pub use digest::{Digest, DigestError, Verifier};
 pub use manifest::{BlobDescriptor, Manifest, ManifestError, ManifestHead, ManifestKind};
 pub use platform::{Narrowed, Platform, narrow};
 pub use reference::{
-    DOCKER_HUB, DOCKER_HUB_ENDPOINT, Reference, ReferenceError, endpoint_host, validate_repository, validate_tag,
+    DOCKER_HUB, DOCKER_HUB_ENDPOINT, Reference, ReferenceError, endpoint_host, is_docker_hub, validate_repository,
+    validate_tag,
 };
 pub use referrers::{
     ArtifactPolicy, COSIGN_TAGS, Referrer, cosign_tag, fallback_tag, index_of, is_referrer_tag, merge, parse_index,

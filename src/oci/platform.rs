@@ -138,7 +138,7 @@ pub fn narrow(index: &Manifest, wanted: &[Platform]) -> Result<Narrowed, String>
 mod tests {
     use super::*;
     use crate::oci::ManifestKind;
-    use crate::testdata::{self, Built};
+    use crate::testing::testdata::{self, Built};
 
     const SEVEN: [(&str, &str); 7] = testdata::SEVEN_PLATFORMS;
 

@@ -59,9 +59,18 @@ impl Reference {
     }
 }
 
+/// Docker Hub's legacy index name, which docker's `config.json` still keys Hub credentials by.
+const DOCKER_HUB_INDEX: &str = "index.docker.io";
+
+/// Whether `host` (lowercase, without a port) is one of Docker Hub's names: the name
+/// references use, its legacy index name, or the host serving its API.
+pub fn is_docker_hub(host: &str) -> bool {
+    matches!(host, DOCKER_HUB | DOCKER_HUB_INDEX | DOCKER_HUB_ENDPOINT)
+}
+
 /// Maps a registry name to the host serving its API.
 pub fn endpoint_host(registry: &str) -> &str {
-    if registry == DOCKER_HUB || registry == "index.docker.io" { DOCKER_HUB_ENDPOINT } else { registry }
+    if is_docker_hub(registry) { DOCKER_HUB_ENDPOINT } else { registry }
 }
 
 impl FromStr for Reference {
@@ -240,6 +249,18 @@ impl fmt::Debug for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_is_known_by_its_three_names_and_no_look_alike() {
+        for hub in ["docker.io", "index.docker.io", "registry-1.docker.io"] {
+            assert!(is_docker_hub(hub), "{hub}");
+            assert_eq!(endpoint_host(hub), DOCKER_HUB_ENDPOINT, "{hub}");
+        }
+        for other in ["docker.io.example", "mirror.docker.io", "ghcr.io", "docker.io:5000", ""] {
+            assert!(!is_docker_hub(other), "{other}");
+            assert_eq!(endpoint_host(other), other);
+        }
+    }
 
     const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

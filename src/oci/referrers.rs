@@ -230,7 +230,7 @@ impl ArtifactPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdata;
+    use crate::testing::testdata;
 
     fn signature(payload: &[u8], subject: &Manifest) -> Manifest {
         testdata::artifact("application/vnd.dev.sigstore.bundle.v0.3+json", payload, Some(subject)).manifest

@@ -77,7 +77,7 @@ pub enum WriteOutcome {
 fn api_error(action: &'static str, secret: &SecretRef, error: kube::Error) -> Error {
     let (status, detail) = match &error {
         kube::Error::Api(response) => (Some(response.code), format!("{} ({})", response.message, response.reason)),
-        other => (None, crate::registry::error_chain(other)),
+        other => (None, crate::text::error_chain(other)),
     };
     Error::Api { action, secret: secret.to_string(), status, detail }
 }
@@ -89,7 +89,7 @@ fn is_conflict(error: &kube::Error) -> bool {
 /// Writes `entries` (`(registry host, entry JSON)`) into the Secret, creating it if absent.
 pub async fn write(secret: &SecretRef, entries: &[(String, String)]) -> Result<WriteOutcome, Error> {
     let client =
-        kube::Client::try_default().await.map_err(|e| Error::Client { detail: crate::registry::error_chain(&e) })?;
+        kube::Client::try_default().await.map_err(|e| Error::Client { detail: crate::text::error_chain(&e) })?;
     let api: Api<Secret> = Api::namespaced(client, &secret.namespace);
     let unmergeable = |detail: String| Error::Unmergeable { secret: secret.to_string(), detail };
     for attempt in 1..=MAX_ATTEMPTS {

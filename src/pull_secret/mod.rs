@@ -136,8 +136,10 @@ pub async fn entries(registries: &[EcrRegistry]) -> Result<Vec<(String, String)>
     for registry in registries {
         let token_error = |detail: String| Error::Token { registry: registry.host.clone(), detail };
         let (sdk, _) = ecr_sdk_config(&registry.host, registry.profile.as_deref()).await;
-        let credentials =
-            CredentialSource::provided(EcrTokenProvider::new(&sdk)).current().await.map_err(token_error)?;
+        let credentials = CredentialSource::provided(EcrTokenProvider::new(&sdk))
+            .current()
+            .await
+            .map_err(|e| token_error(e.to_string()))?;
         let Credentials::Basic { username, password } = credentials else {
             return Err(token_error("the token is not user:password".into()));
         };

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
 use base64::Engine as _;
 
-use super::auth::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
+use super::auth::{self, CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
 
 /// `GetAuthorizationToken` as a credential provider.
 pub struct EcrTokenProvider {
@@ -36,14 +36,24 @@ impl CredentialProvider for EcrTokenProvider {
     fn fetch(&self) -> ProviderFuture<'_> {
         Box::pin(async move {
             // No registry id: the token works for every registry the principal may use.
-            let answer = self.client.get_authorization_token().send().await.map_err(|e| crate::aws::describe(&e))?;
-            let data = answer.authorization_data().first().ok_or("the answer holds no authorization data")?;
-            let token = data.authorization_token().ok_or("the answer holds no token")?;
+            let answer = self
+                .client
+                .get_authorization_token()
+                .send()
+                .await
+                .map_err(|e| auth::Error::platform(crate::aws::describe(&e)))?;
+            let unusable = |problem: &str| auth::Error::platform(problem);
+            let data = answer
+                .authorization_data()
+                .first()
+                .ok_or_else(|| unusable("the answer holds no authorization data"))?;
+            let token = data.authorization_token().ok_or_else(|| unusable("the answer holds no token"))?;
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(token)
-                .map_err(|_| "the token is not base64".to_string())?;
-            let decoded = String::from_utf8(decoded).map_err(|_| "the token is not UTF-8".to_string())?;
-            let (username, password) = decoded.split_once(':').ok_or("the token is not user:password")?;
+                .map_err(|_| unusable("the token is not base64"))?;
+            let decoded = String::from_utf8(decoded).map_err(|_| unusable("the token is not UTF-8"))?;
+            let (username, password) =
+                decoded.split_once(':').ok_or_else(|| unusable("the token is not user:password"))?;
             let expires_at = data.expires_at().and_then(|at| SystemTime::try_from(*at).ok());
             Ok(Expiring {
                 credentials: Credentials::Basic { username: username.to_string(), password: Secret::new(password) },
@@ -90,11 +100,7 @@ impl EcrControl {
 
     /// Which of `digests` are in `repository`, by `BatchCheckLayerAvailability` (100 per call)
     /// instead of one HEAD per blob. A repository that does not exist yet has none of them.
-    pub async fn layers_available(
-        &self,
-        repository: &str,
-        digests: &[String],
-    ) -> Result<HashSet<String>, ControlError> {
+    pub async fn layers_available(&self, repository: &str, digests: &[String]) -> Result<HashSet<String>, Error> {
         let mut available = HashSet::new();
         for chunk in digests.chunks(BATCH_CHECK_LIMIT) {
             let mut request = self
@@ -116,7 +122,7 @@ impl EcrControl {
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => {
                     return Ok(available);
                 }
-                Err(error) => return Err(ControlError::new("BatchCheckLayerAvailability", repository, &error)),
+                Err(error) => return Err(Error::new("BatchCheckLayerAvailability", repository, &error)),
             }
         }
         Ok(available)
@@ -124,7 +130,7 @@ impl EcrControl {
 
     /// Whether `repository` exists, by `DescribeRepositories` alone: changes nothing, so
     /// `ocync auth check` can use it.
-    pub async fn repository_exists(&self, repository: &str) -> Result<bool, ControlError> {
+    pub async fn repository_exists(&self, repository: &str) -> Result<bool, Error> {
         let mut describe = self.client.describe_repositories().repository_names(repository);
         if let Some(id) = &self.registry_id {
             describe = describe.registry_id(id);
@@ -132,13 +138,13 @@ impl EcrControl {
         match describe.send().await {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => Ok(false),
-            Err(error) => Err(ControlError::new("DescribeRepositories", repository, &error)),
+            Err(error) => Err(Error::new("DescribeRepositories", repository, &error)),
         }
     }
 
     /// Creates `repository` unless it exists (when creating is enabled); idempotent, and asks
     /// once per run.
-    pub async fn ensure_repository(&self, repository: &str) -> Result<(), ControlError> {
+    pub async fn ensure_repository(&self, repository: &str) -> Result<(), Error> {
         let Some(create) = &self.create else { return Ok(()) };
         let mut ensured = self.ensured.lock().await;
         if ensured.contains(repository) {
@@ -161,7 +167,7 @@ impl EcrControl {
             match request.send().await {
                 Ok(_) => tracing::info!(repository, "ECR repository created"),
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_repository_already_exists_exception()) => {}
-                Err(error) => return Err(ControlError::new("CreateRepository", repository, &error)),
+                Err(error) => return Err(Error::new("CreateRepository", repository, &error)),
             }
         }
         ensured.insert(repository.to_string());
@@ -173,7 +179,7 @@ impl EcrControl {
 /// permissions (so it can be reported as an authentication failure, exit code 4).
 #[derive(Debug, thiserror::Error)]
 #[error("{call} {repository}: {detail}")]
-pub struct ControlError {
+pub struct Error {
     /// The API call (`CreateRepository`).
     pub call: &'static str,
     /// The repository it was about.
@@ -184,14 +190,14 @@ pub struct ControlError {
     pub denied: bool,
 }
 
-impl ControlError {
+impl Error {
     fn new<E, R>(call: &'static str, repository: &str, error: &aws_sdk_ecr::error::SdkError<E, R>) -> Self
     where
         E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
         use aws_sdk_ecr::error::ProvideErrorMetadata as _;
-        ControlError {
+        Error {
             call,
             repository: repository.to_string(),
             detail: crate::aws::describe(error),

@@ -75,7 +75,7 @@ pub enum Error {
         detail: String,
     },
     /// Connection refused or reset, DNS, TLS, or a body that broke off.
-    #[error("network error talking to {registry} ({action} in {repository}): {}", chain(source))]
+    #[error("network error talking to {registry} ({action} in {repository}): {}", crate::text::error_chain(source))]
     Network {
         /// Registry host.
         registry: String,
@@ -217,20 +217,6 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
-}
-
-/// An error and its causes, `outer: inner: innermost`, so "error sending request" says why.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 impl Error {

@@ -43,7 +43,7 @@ impl RegistryKind {
             RegistryKind::Gcr
         } else if name.ends_with(".azurecr.io") {
             RegistryKind::Acr
-        } else if matches!(name.as_str(), "docker.io" | "index.docker.io" | "registry-1.docker.io") {
+        } else if crate::oci::is_docker_hub(&name) {
             RegistryKind::DockerHub
         } else {
             RegistryKind::Generic

@@ -10,7 +10,6 @@ pub mod ecr;
 mod error;
 pub mod http;
 pub mod kind;
-pub mod memory;
 pub mod pacing;
 pub mod rate;
 mod verify;
@@ -22,7 +21,6 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures_util::Stream;
 
-pub(crate) use error::chain as error_chain;
 pub use error::{Error, Result};
 pub use http::{DEFAULT_THROTTLE_BUDGET, HttpRegistry, RegistrySettings, UploadMode};
 pub use verify::VerifiedStream;

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::engine::Limits;
 use crate::engine::Outcome;
 use crate::plan::{Failure, Plan};
-use crate::registry::memory::{MemoryRegistry, Op};
-use crate::testdata::{self, Built};
+use crate::testing::memory::{MemoryRegistry, Op};
+use crate::testing::testdata::{self, Built};
 
 const PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
 

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ocync::registry::auth::{AcrProvider, AcrSettings, CredentialProvider, CredentialSource, Credentials};
 use ocync::registry::{HttpRegistry, Registry, RegistrySettings};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 use serde_json::json;
 
 use crate::support::aad::FakeAad;
@@ -240,7 +240,7 @@ async fn an_exchange_the_registry_refuses_names_the_exchange_step_without_tokens
     let mut settings = acr.settings(&token_file);
     settings.registry = acr.proxy.host.replace("127.0.0.1", "localhost");
 
-    let error = AcrProvider::new(settings).fetch().await.expect_err("the exchange is refused");
+    let error = AcrProvider::new(settings).fetch().await.expect_err("the exchange is refused").to_string();
     assert!(error.contains("ACR token exchange") && error.contains("/oauth2/exchange"), "names the step: {error}");
     assert!(error.contains("401") && error.contains("service is not this registry"), "{error}");
     for secret in [&federated, &acr.aad.access_token, &acr.refresh_token] {

@@ -9,7 +9,7 @@ use crate::support::registry::RegistryAuth;
 use crate::support::tools::{TempConfig, skopeo_digest};
 use crate::support::{RegistryOptions, TestRegistry};
 use ocync::registry::auth::{Credentials, Secret};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 const USER: &str = "robot";
 const PASSWORD: &str = "s3cret-passw0rd";

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ocync::oci::media_type::OCI_MANIFEST;
 use ocync::registry::Registry as _;
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;

@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 
 use ocync::registry::Registry;
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 use crate::support::TestRegistry;
 use crate::support::tools::{TempConfig, skopeo_digest, skopeo_raw};

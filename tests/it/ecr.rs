@@ -7,7 +7,7 @@ use crate::support::moto::MotoServer;
 use crate::support::registry::RegistryAuth;
 use crate::support::tools::{TempConfig, skopeo_digest};
 use crate::support::{RegistryOptions, TestRegistry};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 /// The password moto's GetAuthorizationToken hands out (its token is `AWS:<this>`).
 const MOTO_PASSWORD: &str = "123456789012-auth-token";

@@ -8,7 +8,7 @@ use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;
 use crate::support::proxy::{Action, FaultProxy};
 use crate::support::tools::{TempConfig, skopeo_digest};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 fn image(seed: u64) -> Built {
     Built::Image(testdata::image(&[(seed, 300_000), (seed + 1, 1000)], ("linux", "amd64"), false))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ocync::registry::auth::{CredentialSource, GcpProvider};
 use ocync::registry::{HttpRegistry, Registry, RegistrySettings};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 use serde_json::Value;
 
 use crate::support::oauth::{JWT_BEARER, OAuthServer};

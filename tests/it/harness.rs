@@ -4,7 +4,7 @@
 
 use ocync::registry::auth::{Credentials, Secret};
 use ocync::registry::{Error, HttpRegistry, Registry, RegistrySettings};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 use crate::support::registry::RegistryAuth;
 use crate::support::token::TokenServer;

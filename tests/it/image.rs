@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use ocync::testdata;
+use ocync::testing::testdata;
 
 use crate::copy::{describe, seed};
 use crate::support::tools::{require, skopeo, skopeo_digest};

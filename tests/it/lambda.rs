@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use ocync::config::ConfigLocation;
 use ocync::lambda::{Handler, SyncMessage};
 use ocync::registry::Registry as _;
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 use serde_json::{Value, json};
 
 use crate::copy::seed;

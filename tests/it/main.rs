@@ -1,4 +1,12 @@
 //! Integration tests: one binary, modules by subject. Real registries, real tools.
+//! They use `ocync::testing` and `ocync::lambda`: run them with `cargo test --all-features`.
+
+// Tests unwrap what must hold and print what helps diagnose a failure.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+// Loud rather than a silently smaller suite when a feature is missing.
+#[cfg(not(all(feature = "testing", feature = "lambda")))]
+compile_error!("the integration tests need the `testing` and `lambda` features: cargo test --all-features");
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -11,6 +19,7 @@ mod config_cmds;
 mod copy;
 mod ecr;
 mod faults;
+mod features;
 mod gar;
 mod harness;
 mod image;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ocync::testdata;
+use ocync::testing::testdata;
 
 use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;

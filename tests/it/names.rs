@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use ocync::registry::{Error, HttpRegistry, Registry, RegistrySettings};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;

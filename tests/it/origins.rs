@@ -6,7 +6,7 @@
 
 use ocync::registry::auth::{Credentials, Secret};
 use ocync::registry::{HttpRegistry, RegistrySettings};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 use crate::copy::{describe, ocync};
 use crate::support::proxy::{Action, FaultProxy, SeenRequest};

@@ -12,7 +12,7 @@ use crate::support::proxy::FaultProxy;
 use crate::support::quota::ManifestPutQuota;
 use crate::support::tools::{TempConfig, terminate};
 use ocync::registry::Registry;
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 const WORKERS: usize = 3;
 const REPOSITORIES_PER_WORKER: usize = 3;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ocync::oci::{Digest, Manifest, Referrer, cosign_tag, fallback_tag, index_of, merge, parse_index};
 use ocync::registry::{HttpRegistry, Registry, RegistrySettings};
-use ocync::testdata::{self, Built, Image};
+use ocync::testing::testdata::{self, Built, Image};
 
 use crate::copy::{describe, ocync};
 use crate::support::TestRegistry;

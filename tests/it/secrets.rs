@@ -6,7 +6,7 @@ use std::process::Output;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 use crate::copy::{describe, ocync_with_env, seed};
 use crate::support::moto::MotoServer;

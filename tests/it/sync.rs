@@ -8,7 +8,7 @@ use crate::copy::{describe, ocync, ocync_with_env, seed};
 use crate::support::TestRegistry;
 use crate::support::proxy::{Action, FaultProxy};
 use crate::support::tools::{TempConfig, skopeo, skopeo_digest};
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 const PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
 

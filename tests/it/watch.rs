@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ocync::registry::Registry as _;
-use ocync::testdata::{self, Built};
+use ocync::testing::testdata::{self, Built};
 
 use crate::copy::seed;
 use crate::support::TestRegistry;

@@ -24,8 +24,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use url::Url;
 
-use super::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
-use crate::registry::body;
+use super::oauth::TokenRequest;
+use super::{CredentialProvider, Credentials, Error, Expiring, ProviderFuture, Secret};
 
 /// The user name ACR expects with a refresh token as password (docker's `az acr login` entry).
 pub const ACR_REFRESH_TOKEN_USERNAME: &str = "00000000-0000-0000-0000-000000000000";
@@ -42,6 +42,9 @@ pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
 /// access, so it is the one to ask for.
 pub const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
 
+/// The federated token file, as messages name it (with the variable that points at it).
+const FEDERATED_TOKEN_FILE: &str = "federated token file (AZURE_FEDERATED_TOKEN_FILE)";
+
 /// The OAuth client assertion type for a JWT (RFC 7523), as Entra ID expects it.
 const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -53,9 +56,6 @@ const ASSUMED_REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(3 * 3600);
 /// Total time allowed for each of the two requests.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How much of an error answer is quoted in messages.
-const DETAIL_LIMIT: usize = 300;
 
 /// Where the provider gets its identity and whom it asks.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ impl AcrProvider {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(settings.timeout)
             .build()
-            .map_err(|e| format!("cannot build an HTTP client: {}", crate::registry::error_chain(&e)));
+            .map_err(|e| format!("cannot build an HTTP client: {}", crate::text::error_chain(&e)));
         AcrProvider { settings, client }
     }
 
@@ -157,8 +157,8 @@ impl AcrProvider {
         &self.settings
     }
 
-    async fn fetch_credentials(&self) -> Result<Expiring, String> {
-        let client = self.client.as_ref().map_err(Clone::clone)?;
+    async fn fetch_credentials(&self) -> Result<Expiring, Error> {
+        let client = self.client.as_ref().map_err(Error::platform)?;
         let assertion = self.read_federated_token().await?;
         let access_token = self.entra_token(client, &assertion).await?;
         let refresh_token = self.exchange(client, &access_token, &assertion).await?;
@@ -175,39 +175,45 @@ impl AcrProvider {
 
     /// The current projected token. Surrounding whitespace is dropped: a JWT has none, and a
     /// hand-written file often ends with a newline.
-    async fn read_federated_token(&self) -> Result<String, String> {
+    async fn read_federated_token(&self) -> Result<String, Error> {
         let path = &self.settings.federated_token_file;
-        let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-            format!("cannot read the federated token file {} (AZURE_FEDERATED_TOKEN_FILE): {e}", path.display())
-        })?;
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| Error::file(FEDERATED_TOKEN_FILE, path, format!("cannot be read: {e}")))?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(format!("the federated token file {} (AZURE_FEDERATED_TOKEN_FILE) is empty", path.display()));
+            return Err(Error::file(FEDERATED_TOKEN_FILE, path, "is empty"));
         }
         Ok(token.to_string())
     }
 
     /// Hop 2: the federated token for an Entra ID access token.
-    async fn entra_token(&self, client: &reqwest::Client, assertion: &str) -> Result<String, String> {
+    async fn entra_token(&self, client: &reqwest::Client, assertion: &str) -> Result<String, Error> {
         let url = entra_token_url(&self.settings.authority_host, &self.settings.tenant_id)?;
         let step = format!("Entra ID token request (POST {url})");
-        let body = entra_form(&self.settings.client_id, assertion, &self.settings.scope);
-        let answer = post_form(client, &url, body, &step, &[assertion], self.settings.timeout).await?;
+        let request =
+            TokenRequest { url: url.as_str(), step: &step, secrets: &[assertion], timeout: self.settings.timeout };
+        let answer =
+            request.post(client, &entra_form(&self.settings.client_id, assertion, &self.settings.scope)).await?;
         let token: EntraTokenAnswer = serde_json::from_slice(&answer)
-            .map_err(|_| format!("{step}: the answer is not JSON with an access_token"))?;
+            .map_err(|_| request.answer_error("the answer is not JSON with an access_token"))?;
         Ok(token.access_token)
     }
 
     /// Hop 3: the Entra ID access token for an ACR refresh token.
-    async fn exchange(&self, client: &reqwest::Client, access_token: &str, assertion: &str) -> Result<String, String> {
+    async fn exchange(&self, client: &reqwest::Client, access_token: &str, assertion: &str) -> Result<String, Error> {
         let url = exchange_url(&self.settings.registry, self.settings.plain_http)?;
         let step = format!("ACR token exchange (POST {url})");
-        let body = exchange_form(&self.settings.registry, &self.settings.tenant_id, access_token);
-        let answer = post_form(client, &url, body, &step, &[assertion, access_token], self.settings.timeout).await?;
+        let secrets = [assertion, access_token];
+        let request =
+            TokenRequest { url: url.as_str(), step: &step, secrets: &secrets, timeout: self.settings.timeout };
+        let answer = request
+            .post(client, &exchange_form(&self.settings.registry, &self.settings.tenant_id, access_token))
+            .await?;
         let exchanged: ExchangeAnswer = serde_json::from_slice(&answer)
-            .map_err(|_| format!("{step}: the answer is not JSON with a refresh_token"))?;
+            .map_err(|_| request.answer_error("the answer is not JSON with a refresh_token"))?;
         if exchanged.refresh_token.is_empty() {
-            return Err(format!("{step}: the answer holds an empty refresh_token"));
+            return Err(request.answer_error("the answer holds an empty refresh_token"));
         }
         Ok(exchanged.refresh_token)
     }
@@ -238,8 +244,8 @@ struct ExchangeAnswer {
 
 /// `{authority}/{tenant}/oauth2/v2.0/token`. The tenant is added as an encoded path segment,
 /// so an odd value cannot turn into a query or another path.
-fn entra_token_url(authority_host: &str, tenant_id: &str) -> Result<Url, String> {
-    let invalid = |why: &str| format!("invalid AZURE_AUTHORITY_HOST {authority_host:?}: {why}");
+fn entra_token_url(authority_host: &str, tenant_id: &str) -> Result<Url, Error> {
+    let invalid = |why: &str| Error::platform(format!("invalid AZURE_AUTHORITY_HOST {authority_host:?}: {why}"));
     let mut url = Url::parse(authority_host).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(invalid("not an http(s) URL"));
@@ -254,134 +260,26 @@ fn entra_token_url(authority_host: &str, tenant_id: &str) -> Result<Url, String>
 }
 
 /// `{scheme}://{registry}/oauth2/exchange`.
-fn exchange_url(registry: &str, plain_http: bool) -> Result<Url, String> {
+fn exchange_url(registry: &str, plain_http: bool) -> Result<Url, Error> {
     let scheme = if plain_http { "http" } else { "https" };
     Url::parse(&format!("{scheme}://{registry}/oauth2/exchange"))
-        .map_err(|e| format!("invalid registry address {registry:?}: {e}"))
+        .map_err(|e| Error::platform(format!("invalid registry address {registry:?}: {e}")))
 }
 
 /// The client-credentials request with the federated token as client assertion.
-fn entra_form(client_id: &str, assertion: &str, scope: &str) -> String {
-    encode_form(&[
+fn entra_form<'a>(client_id: &'a str, assertion: &'a str, scope: &'a str) -> [(&'static str, &'a str); 5] {
+    [
         ("grant_type", "client_credentials"),
         ("client_id", client_id),
         ("client_assertion_type", JWT_BEARER_ASSERTION),
         ("client_assertion", assertion),
         ("scope", scope),
-    ])
+    ]
 }
 
 /// ACR's exchange of an Entra ID access token for a refresh token.
-fn exchange_form(registry: &str, tenant_id: &str, access_token: &str) -> String {
-    encode_form(&[
-        ("grant_type", "access_token"),
-        ("service", registry),
-        ("tenant", tenant_id),
-        ("access_token", access_token),
-    ])
-}
-
-/// `application/x-www-form-urlencoded`, done by hand: reqwest's `form` feature is not enabled
-/// and `url` already has the encoder.
-fn encode_form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
-}
-
-/// Sends one form POST and returns the body of a 2xx answer, read within `timeout`. Errors
-/// name `step` and the status, quote the server's error text with every `secret` (and
-/// anything shaped like a JWT) masked, and never include the request.
-async fn post_form(
-    client: &reqwest::Client,
-    url: &Url,
-    body: String,
-    step: &str,
-    secrets: &[&str],
-    timeout: Duration,
-) -> Result<bytes::Bytes, String> {
-    let response = client
-        .post(url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(reqwest::header::ACCEPT, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| request_failure(step, e))?;
-    let status = response.status();
-    // The client's timeout covers the body as well; the cap keeps a hostile answer small.
-    let limits = body::Limits { max_bytes: body::MAX_TOKEN_ANSWER, idle: timeout, total: timeout };
-    let answer = body::read(response, limits).await.map_err(|error| match error {
-        body::Error::Network(e) => request_failure(step, e),
-        other => format!("{step} answer unusable: {other}"),
-    })?;
-    if !status.is_success() {
-        let detail = error_detail(&answer, secrets);
-        return Err(if detail.is_empty() {
-            format!("{step} answered {status}")
-        } else {
-            format!("{step} answered {status}: {detail}")
-        });
-    }
-    Ok(answer)
-}
-
-fn request_failure(step: &str, error: reqwest::Error) -> String {
-    if error.is_timeout() {
-        format!("{step} timed out")
-    } else {
-        format!("{step} failed: {}", crate::registry::error_chain(&error.without_url()))
-    }
-}
-
-/// The useful part of an error answer: Entra ID's `error: error_description`, ACR's
-/// `errors[].message`, or the text itself; secrets masked, one line, truncated.
-fn error_detail(answer: &[u8], secrets: &[&str]) -> String {
-    let text = String::from_utf8_lossy(answer);
-    let detail = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(json) => json_error_detail(&json).unwrap_or_else(|| text.to_string()),
-        Err(_) => text.to_string(),
-    };
-    let mut detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        detail = detail.replace(secret, "***");
-    }
-    // Anything else that looks like a JWT (base64url of `{"`) is masked too: an error
-    // answer has no business carrying one.
-    let detail = detail
-        .split(' ')
-        .map(|word| if word.contains("eyJ") && word.matches('.').count() >= 2 { "***" } else { word })
-        .collect::<Vec<_>>()
-        .join(" ");
-    // The server's text goes to terminals and logs: no control sequence gets through.
-    let mut detail = crate::text::sanitize(&detail).into_owned();
-    if detail.len() > DETAIL_LIMIT {
-        let mut cut = DETAIL_LIMIT;
-        while !detail.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        detail.truncate(cut);
-        detail.push('…');
-    }
-    detail
-}
-
-fn json_error_detail(json: &serde_json::Value) -> Option<String> {
-    let text = |value: &serde_json::Value, key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
-    if let Some(error) = text(json, "error") {
-        return Some(match text(json, "error_description") {
-            Some(description) => format!("{error}: {description}"),
-            None => error,
-        });
-    }
-    let messages: Vec<String> = json
-        .get("errors")?
-        .as_array()?
-        .iter()
-        .filter_map(|e| match (text(e, "code"), text(e, "message")) {
-            (Some(code), Some(message)) => Some(format!("{code}: {message}")),
-            (code, message) => code.or(message),
-        })
-        .collect();
-    (!messages.is_empty()).then(|| messages.join("; "))
+fn exchange_form<'a>(registry: &'a str, tenant_id: &'a str, access_token: &'a str) -> [(&'static str, &'a str); 4] {
+    [("grant_type", "access_token"), ("service", registry), ("tenant", tenant_id), ("access_token", access_token)]
 }
 
 /// The `exp` claim of a JWT, without checking its signature (it is only used to decide when to
@@ -403,6 +301,7 @@ fn jwt_expiry(token: &str) -> Option<SystemTime> {
 mod tests {
     use std::collections::HashMap;
 
+    use super::super::oauth::encode_form;
     use super::*;
 
     fn decode(form: &str) -> Vec<(String, String)> {
@@ -418,7 +317,7 @@ mod tests {
     fn entra_form_carries_the_federated_token_as_a_jwt_bearer_assertion() {
         // `+`, `/`, `=` and `&` must survive: a raw `+` would decode as a space.
         let assertion = "eyJh.b+c/d=e&f";
-        let form = entra_form("client-1", assertion, ACR_SCOPE);
+        let form = encode_form(&entra_form("client-1", assertion, ACR_SCOPE));
         assert!(!form.contains('/') && !form.contains("+c"), "reserved characters are encoded: {form}");
         assert_eq!(
             decode(&form),
@@ -435,7 +334,7 @@ mod tests {
 
     #[test]
     fn exchange_form_names_the_registry_as_service() {
-        let form = exchange_form("myreg.azurecr.io", "tenant-1", "access token+/=");
+        let form = encode_form(&exchange_form("myreg.azurecr.io", "tenant-1", "access token+/="));
         assert_eq!(
             decode(&form),
             [
@@ -464,7 +363,7 @@ mod tests {
         let odd = entra_token_url("https://login.example/", "a/b?c").unwrap();
         assert_eq!(odd.path(), "/a%2Fb%3Fc/oauth2/v2.0/token");
         assert_eq!(odd.query(), None);
-        let error = entra_token_url("login.microsoftonline.com", "t").unwrap_err();
+        let error = entra_token_url("login.microsoftonline.com", "t").unwrap_err().to_string();
         assert!(error.contains("AZURE_AUTHORITY_HOST"), "{error}");
         assert!(entra_token_url("ftp://login.example/", "t").is_err());
     }
@@ -528,22 +427,6 @@ mod tests {
         assert_eq!(from(&sovereign).unwrap().authority_host, "https://login.microsoftonline.us/");
     }
 
-    #[test]
-    fn error_details_quote_the_server_but_mask_tokens() {
-        let entra = br#"{"error":"invalid_client","error_description":"AADSTS700211: No matching federated identity record found for presented assertion issuer.\r\nTrace ID: 1","error_codes":[700211]}"#;
-        assert_eq!(
-            error_detail(entra, &[]),
-            "invalid_client: AADSTS700211: No matching federated identity record found for presented assertion issuer. Trace ID: 1"
-        );
-        let acr = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
-        assert_eq!(error_detail(acr, &[]), "UNAUTHORIZED: authentication required");
-        let echo = b"bad assertion s3cret-value and eyJhbGciOi.eyJzdWIi.c2ln here";
-        assert_eq!(error_detail(echo, &["s3cret-value"]), "bad assertion *** and *** here");
-        let long = "x".repeat(1000);
-        assert!(error_detail(long.as_bytes(), &[]).chars().count() <= DETAIL_LIMIT + 1);
-        assert_eq!(error_detail(b"", &[]), "");
-    }
-
     #[tokio::test]
     async fn a_missing_token_file_is_reported_with_its_variable_before_any_request() {
         let dir = tempfile::tempdir().unwrap();
@@ -551,13 +434,13 @@ mod tests {
         let mut settings = AcrSettings::new("127.0.0.1:9", "tenant-1", "client-1", &path);
         // Port 9 (discard) is never asked: the file is read first.
         settings.authority_host = "http://127.0.0.1:9/".into();
-        let error = AcrProvider::new(settings).fetch().await.unwrap_err();
+        let error = AcrProvider::new(settings).fetch().await.unwrap_err().to_string();
         assert!(error.contains("AZURE_FEDERATED_TOKEN_FILE") && error.contains("absent"), "{error}");
 
         std::fs::write(&path, "\n").unwrap();
         let mut settings = AcrSettings::new("127.0.0.1:9", "tenant-1", "client-1", &path);
         settings.authority_host = "http://127.0.0.1:9/".into();
-        let error = AcrProvider::new(settings).fetch().await.unwrap_err();
+        let error = AcrProvider::new(settings).fetch().await.unwrap_err().to_string();
         assert!(error.contains("is empty"), "{error}");
     }
 

@@ -11,13 +11,14 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::{Credentials, Secret};
+use crate::oci::{DOCKER_HUB, is_docker_hub};
 
 /// The key Docker uses for Docker Hub in `config.json` and with credential helpers.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
 /// Why docker's credentials could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum DockerConfigError {
+pub enum Error {
     /// The file exists but cannot be read or parsed.
     #[error("cannot read docker config {path}: {reason}")]
     File {
@@ -73,7 +74,7 @@ pub fn config_path() -> Option<PathBuf> {
 
 /// Credentials for `host` (as written in a reference, e.g. `docker.io`, `ghcr.io`,
 /// `127.0.0.1:5000`), or `None` when docker has none for it.
-pub async fn lookup(host: &str) -> Result<Option<Credentials>, DockerConfigError> {
+pub async fn lookup(host: &str) -> Result<Option<Credentials>, Error> {
     let Some(path) = config_path() else {
         return Ok(None);
     };
@@ -81,11 +82,11 @@ pub async fn lookup(host: &str) -> Result<Option<Credentials>, DockerConfigError
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(DockerConfigError::File { path, reason: e.to_string() });
+            return Err(Error::File { path, reason: e.to_string() });
         }
     };
-    let config: DockerConfig = serde_json::from_str(&text)
-        .map_err(|e| DockerConfigError::File { path: path.clone(), reason: e.to_string() })?;
+    let config: DockerConfig =
+        serde_json::from_str(&text).map_err(|e| Error::File { path: path.clone(), reason: e.to_string() })?;
 
     let server = if is_docker_hub(host) { DOCKER_HUB_KEY } else { host };
     let helper = config.cred_helpers.iter().find(|(key, _)| normalise(key) == normalise(server)).map(|(_, h)| h);
@@ -98,25 +99,21 @@ pub async fn lookup(host: &str) -> Result<Option<Credentials>, DockerConfigError
     entry.map(|(_, entry)| decode_entry(entry, host)).transpose()
 }
 
-fn is_docker_hub(host: &str) -> bool {
-    matches!(host, "docker.io" | "index.docker.io" | "registry-1.docker.io")
-}
-
 /// `https://ghcr.io/v2/` → `ghcr.io`; Docker Hub spellings all become one key.
 fn normalise(key: &str) -> String {
     let without_scheme = key.split_once("://").map_or(key, |(_, rest)| rest);
     let host = without_scheme.split('/').next().unwrap_or(without_scheme);
-    if is_docker_hub(host) { "docker.io".to_string() } else { host.to_string() }
+    if is_docker_hub(host) { DOCKER_HUB.to_string() } else { host.to_string() }
 }
 
-fn decode_entry(entry: &AuthEntry, host: &str) -> Result<Credentials, DockerConfigError> {
+fn decode_entry(entry: &AuthEntry, host: &str) -> Result<Credentials, Error> {
     if let Some(token) = &entry.registrytoken {
         return Ok(Credentials::Bearer(Secret::new(token.clone())));
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
         return Ok(Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) });
     }
-    let invalid = |reason: &str| DockerConfigError::File {
+    let invalid = |reason: &str| Error::File {
         path: config_path().unwrap_or_default(),
         reason: format!("auths entry for {host}: {reason}"),
     };
@@ -130,9 +127,8 @@ fn decode_entry(entry: &AuthEntry, host: &str) -> Result<Credentials, DockerConf
 }
 
 /// Runs `docker-credential-<helper> get`; "not found" answers are `None`, not errors.
-async fn run_helper(helper: &str, server: &str) -> Result<Option<Credentials>, DockerConfigError> {
-    let fail =
-        |reason: String| DockerConfigError::Helper { helper: helper.to_string(), host: server.to_string(), reason };
+async fn run_helper(helper: &str, server: &str) -> Result<Option<Credentials>, Error> {
+    let fail = |reason: String| Error::Helper { helper: helper.to_string(), host: server.to_string(), reason };
     let mut child = tokio::process::Command::new(format!("docker-credential-{helper}"))
         .arg("get")
         .stdin(std::process::Stdio::piped())

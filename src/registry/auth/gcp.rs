@@ -35,8 +35,8 @@ use google_cloud_auth::credentials::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CredentialProvider, Credentials, Expiring, ProviderFuture, Secret};
-use crate::registry::body;
+use super::oauth::TokenRequest;
+use super::{CredentialProvider, Credentials, Error, Expiring, ProviderFuture, Secret};
 
 /// The OAuth scope requested: Artifact Registry and Container Registry accept it for pull and
 /// push (the narrower `devstorage` scopes only work for the old GCR storage buckets).
@@ -44,6 +44,11 @@ pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-pl
 
 /// The user name Google's registries expect with an access token as password.
 pub const ACCESS_TOKEN_USERNAME: &str = "oauth2accesstoken";
+
+/// A credentials file, as messages name it.
+const CREDENTIALS_FILE: &str = "Google credentials file";
+/// A service account key file, as messages name it.
+const SERVICE_ACCOUNT_KEY: &str = "service account key";
 
 /// The environment variable naming a credentials file (ADC step 1).
 const CREDENTIALS_VAR: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -120,32 +125,25 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
-/// A token endpoint's error (RFC 6749 section 5.2).
-#[derive(Deserialize)]
-struct TokenError {
-    error: String,
-    error_description: Option<String>,
-}
-
 impl GcpProvider {
     /// Application Default Credentials, found the way gcloud and Google's client libraries
     /// find them: `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's ADC file, then the metadata
     /// server. A file that is named but unreadable, not JSON or of an unknown type is an
     /// error naming the file; whether the metadata server answers is only known when a token
     /// is first needed.
-    pub fn from_environment() -> Result<GcpProvider, String> {
+    pub fn from_environment() -> Result<GcpProvider, Error> {
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
 
     /// Credentials from the JSON file at `path` (any type ADC accepts), regardless of the
     /// environment.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<GcpProvider, String> {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<GcpProvider, Error> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the Google credentials file {}: {e}", path.display()))?;
+            .map_err(|e| Error::file(CREDENTIALS_FILE, path, format!("cannot be read: {e}")))?;
         // serde_json's syntax errors give a line and column, never the text around them.
         let json: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("the Google credentials file {} is not valid JSON: {e}", path.display()))?;
+            .map_err(|e| Error::file(CREDENTIALS_FILE, path, format!("is not valid JSON: {e}")))?;
         Self::from_json(json, path)
     }
 
@@ -159,9 +157,10 @@ impl GcpProvider {
     }
 
     /// ADC with `env` standing in for the process environment.
-    fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<GcpProvider, String> {
+    fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<GcpProvider, Error> {
         if let Some(named) = env(CREDENTIALS_VAR).filter(|value| !value.is_empty()) {
-            return Self::from_file(&named).map_err(|e| format!("{CREDENTIALS_VAR} is set: {e}"));
+            return Self::from_file(&named)
+                .map_err(|e| Error::Variable { variable: CREDENTIALS_VAR, source: Box::new(e) });
         }
         match gcloud_adc_file(env) {
             Some(path) if path.exists() => Self::from_file(&path),
@@ -170,12 +169,12 @@ impl GcpProvider {
     }
 
     /// Credentials from a parsed credentials file; `path` only names it in messages.
-    fn from_json(json: Value, path: &Path) -> Result<GcpProvider, String> {
+    fn from_json(json: Value, path: &Path) -> Result<GcpProvider, Error> {
         let file = path.display();
         let kind = json
             .get("type")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("the Google credentials file {file} has no \"type\""))?
+            .ok_or_else(|| Error::file(CREDENTIALS_FILE, path, "has no \"type\""))?
             .to_string();
         let source = match kind.as_str() {
             "service_account" => Source::ServiceAccount(Box::new(ServiceAccount::new(json, path)?)),
@@ -183,9 +182,13 @@ impl GcpProvider {
                 Source::Library { json: Some(json), credentials: tokio::sync::OnceCell::new() }
             }
             other => {
-                return Err(format!(
-                    "the Google credentials file {file} has type \"{other}\"; expected service_account, \
-                     authorized_user, impersonated_service_account or external_account"
+                return Err(Error::file(
+                    CREDENTIALS_FILE,
+                    path,
+                    format!(
+                        "has type \"{other}\"; expected service_account, authorized_user, \
+                         impersonated_service_account or external_account"
+                    ),
                 ));
             }
         };
@@ -216,7 +219,7 @@ impl CredentialProvider for GcpProvider {
                     let credentials = credentials.get_or_try_init(|| async { build_library(json.clone()) }).await?;
                     let token = credentials.access_token().await.map_err(|e| {
                         let hint = if json.is_none() { metadata_server_hint() } else { String::new() };
-                        format!("{}{hint}", error_chain(&e))
+                        Error::platform(format!("{}{hint}", error_chain(&e)))
                     })?;
                     (token.token, Some(SystemTime::now() + LIBRARY_TOKEN_CLAIMED_LIFETIME))
                 }
@@ -234,22 +237,21 @@ impl CredentialProvider for GcpProvider {
 
 impl ServiceAccount {
     /// Reads what the assertion needs from a key file's JSON; `path` names it in messages.
-    fn new(json: Value, path: &Path) -> Result<ServiceAccount, String> {
-        let file = path.display();
+    fn new(json: Value, path: &Path) -> Result<ServiceAccount, Error> {
         let key: ServiceAccountKey = serde_json::from_value(json.clone())
-            .map_err(|e| format!("the service account key {file} is malformed: {e}"))?;
+            .map_err(|e| Error::file(SERVICE_ACCOUNT_KEY, path, format!("is malformed: {e}")))?;
         let client_email =
-            key.client_email.ok_or_else(|| format!("the service account key {file} has no client_email"))?;
+            key.client_email.ok_or_else(|| Error::file(SERVICE_ACCOUNT_KEY, path, "has no client_email"))?;
         if key.private_key.is_none_or(|k| k.trim().is_empty()) {
-            return Err(format!("the service account key {file} has no private_key"));
+            return Err(Error::file(SERVICE_ACCOUNT_KEY, path, "has no private_key"));
         }
         let signer = service_account::Builder::new(json)
             .build_signer()
-            .map_err(|e| format!("the service account key {file} is not usable: {}", error_chain(&e)))?;
+            .map_err(|e| Error::file(SERVICE_ACCOUNT_KEY, path, format!("is not usable: {}", error_chain(&e))))?;
         let http = reqwest::Client::builder()
             .timeout(TOKEN_REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| format!("cannot set up an HTTP client: {}", error_chain(&e)))?;
+            .map_err(|e| Error::platform(format!("cannot set up an HTTP client: {}", error_chain(&e))))?;
         Ok(ServiceAccount {
             client_email,
             private_key_id: key.private_key_id,
@@ -260,41 +262,16 @@ impl ServiceAccount {
     }
 
     /// A fresh access token and its expiry, from the token endpoint.
-    async fn access_token(&self) -> Result<(String, Option<SystemTime>), String> {
+    async fn access_token(&self) -> Result<(String, Option<SystemTime>), Error> {
         let assertion = self.assertion().await?;
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", JWT_BEARER_GRANT)
-            .append_pair("assertion", &assertion)
-            .finish();
         // Expiry is counted from before the request, so it errs early rather than late.
         let asked_at = SystemTime::now();
-        let token_uri = &self.token_uri;
-        let response = self
-            .http
-            .post(token_uri)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("token request to {token_uri} failed: {}", error_chain(&e)))?;
-        let status = response.status();
-        // Capped, and timed besides the client's own timeout: the answer is a few hundred bytes.
-        let limits = body::Limits {
-            max_bytes: body::MAX_TOKEN_ANSWER,
-            idle: TOKEN_REQUEST_TIMEOUT,
-            total: TOKEN_REQUEST_TIMEOUT,
-        };
-        let raw = body::read(response, limits).await.map_err(|error| match error {
-            body::Error::Network(e) => format!("token request to {token_uri} failed: {}", error_chain(&e)),
-            other => format!("token request to {token_uri}: answer unusable: {other}"),
-        })?;
-        let text = String::from_utf8_lossy(&raw);
-        if !status.is_success() {
-            return Err(format!("{token_uri} refused the token request ({status}){}", oauth_error(&text)));
-        }
-        let answer: TokenAnswer = serde_json::from_str(&text)
-            .map_err(|_| format!("{token_uri} answered {status} without an access token"))?;
+        let step = format!("token request to {}", self.token_uri);
+        let request =
+            TokenRequest { url: &self.token_uri, step: &step, secrets: &[&assertion], timeout: TOKEN_REQUEST_TIMEOUT };
+        let answer = request.post(&self.http, &[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)]).await?;
+        let answer: TokenAnswer =
+            serde_json::from_slice(&answer).map_err(|_| request.answer_error("the answer holds no access token"))?;
         Ok((
             answer.access_token,
             answer.expires_in.map(|secs| super::expiry_after(asked_at, Duration::from_secs(secs))),
@@ -302,10 +279,10 @@ impl ServiceAccount {
     }
 
     /// The signed JWT (RS256) asking for a token with the cloud-platform scope.
-    async fn assertion(&self) -> Result<String, String> {
+    async fn assertion(&self) -> Result<String, Error> {
         let issued_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_err(|_| "the system clock is before 1970".to_string())?
+            .map_err(|_| Error::platform("the system clock is before 1970"))?
             .saturating_sub(CLOCK_SKEW)
             .as_secs();
         let mut header = json!({ "alg": "RS256", "typ": "JWT" });
@@ -322,16 +299,15 @@ impl ServiceAccount {
         });
         let signing_input =
             format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature =
-            self.signer.sign(signing_input.as_bytes()).await.map_err(|e| {
-                format!("cannot sign the token request with the service account key: {}", error_chain(&e))
-            })?;
+        let signature = self.signer.sign(signing_input.as_bytes()).await.map_err(|e| {
+            Error::platform(format!("cannot sign the token request with the service account key: {}", error_chain(&e)))
+        })?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
 
 /// `google-cloud-auth` credentials for a credentials file's JSON, or the metadata server.
-fn build_library(json: Option<Value>) -> Result<AccessTokenCredentials, String> {
+fn build_library(json: Option<Value>) -> Result<AccessTokenCredentials, Error> {
     let scope = [CLOUD_PLATFORM_SCOPE];
     let built = match json {
         // No scopes for the metadata server: the VM's or pod's token carries the scopes its
@@ -347,10 +323,10 @@ fn build_library(json: Option<Value>) -> Result<AccessTokenCredentials, String> 
             Some("external_account") => {
                 external_account::Builder::new(json).with_scopes(scope).build_access_token_credentials()
             }
-            other => return Err(format!("unsupported credentials type {other:?}")),
+            other => return Err(Error::platform(format!("unsupported credentials type {other:?}"))),
         },
     };
-    built.map_err(|e| format!("the credentials are not usable: {}", error_chain(&e)))
+    built.map_err(|e| Error::platform(format!("the credentials are not usable: {}", error_chain(&e))))
 }
 
 /// gcloud's ADC file (ADC step 2), per AIP-4113.
@@ -370,33 +346,10 @@ fn metadata_server_hint() -> String {
     )
 }
 
-/// `: error (description)` from an OAuth error body, or nothing: the body is echoed only
-/// through these two standard fields, never as is.
-fn oauth_error(body: &str) -> String {
-    match serde_json::from_str::<TokenError>(body) {
-        // The server's words go to terminals and logs: no control sequence gets through.
-        Ok(TokenError { error, error_description: Some(description) }) => {
-            crate::text::sanitize(&format!(": {error} ({description})")).into_owned()
-        }
-        Ok(TokenError { error, error_description: None }) => crate::text::sanitize(&format!(": {error}")).into_owned(),
-        Err(_) => String::new(),
-    }
-}
-
 /// An error and its causes, `a: b: c` (the crates' top-level messages alone say too little),
 /// without google-cloud-auth's boilerplate (see [`tidy`]).
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(current) = next {
-        let part = tidy(&current.to_string());
-        // A wrapper often repeats its cause's text; keep each piece once.
-        if !part.is_empty() && !parts.iter().any(|seen| seen.contains(&part)) {
-            parts.push(part);
-        }
-        next = current.source();
-    }
-    if parts.is_empty() { error.to_string() } else { parts.join(": ") }
+    crate::text::error_chain_tidied(error, tidy)
 }
 
 /// One error message without google-cloud-auth's generic wrappers: every level of its chain
@@ -455,16 +408,16 @@ mod tests {
     fn a_missing_credentials_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.json");
-        let error = GcpProvider::from_file(&missing).unwrap_err();
+        let error = GcpProvider::from_file(&missing).unwrap_err().to_string();
         assert!(error.contains(&missing.display().to_string()), "{error}");
-        assert!(error.contains("cannot read"), "{error}");
+        assert!(error.contains("cannot be read"), "{error}");
     }
 
     #[test]
     fn a_credentials_file_that_is_not_json_is_an_error_naming_it_without_its_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "key.json", "private_key = super-secret-material");
-        let error = GcpProvider::from_file(&path).unwrap_err();
+        let error = GcpProvider::from_file(&path).unwrap_err().to_string();
         assert!(error.contains(&path.display().to_string()) && error.contains("not valid JSON"), "{error}");
         assert!(!error.contains("super-secret-material"), "{error}");
     }
@@ -473,10 +426,10 @@ mod tests {
     fn unknown_or_missing_types_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "odd.json", r#"{"type": "gdch_service_account"}"#);
-        let error = GcpProvider::from_file(&path).unwrap_err();
+        let error = GcpProvider::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("gdch_service_account") && error.contains(&path.display().to_string()), "{error}");
         let path = write(dir.path(), "untyped.json", r#"{"client_email": "x"}"#);
-        assert!(GcpProvider::from_file(&path).unwrap_err().contains("no \"type\""));
+        assert!(GcpProvider::from_file(&path).unwrap_err().to_string().contains("no \"type\""));
     }
 
     #[test]
@@ -485,13 +438,13 @@ mod tests {
         let mut key = service_account_json(None);
         key.as_object_mut().unwrap().remove("client_email");
         let path = write(dir.path(), "key.json", &key.to_string());
-        let error = GcpProvider::from_file(&path).unwrap_err();
+        let error = GcpProvider::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("client_email") && error.contains(&path.display().to_string()), "{error}");
 
         let mut key = service_account_json(None);
         key["private_key"] = json!("");
         let path = write(dir.path(), "key2.json", &key.to_string());
-        assert!(GcpProvider::from_file(&path).unwrap_err().contains("no private_key"));
+        assert!(GcpProvider::from_file(&path).unwrap_err().to_string().contains("no private_key"));
     }
 
     #[test]
@@ -548,18 +501,9 @@ mod tests {
     fn a_credentials_variable_naming_a_missing_file_is_an_error_not_a_fallback() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("gone.json");
-        let error = GcpProvider::from_lookup(&env(&[(CREDENTIALS_VAR, missing.to_str().unwrap())])).unwrap_err();
+        let error =
+            GcpProvider::from_lookup(&env(&[(CREDENTIALS_VAR, missing.to_str().unwrap())])).unwrap_err().to_string();
         assert!(error.contains(CREDENTIALS_VAR) && error.contains(&missing.display().to_string()), "{error}");
-    }
-
-    #[test]
-    fn oauth_errors_are_reported_by_their_standard_fields_only() {
-        assert_eq!(
-            oauth_error(r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#),
-            ": invalid_grant (Invalid JWT Signature.)"
-        );
-        assert_eq!(oauth_error(r#"{"error":"invalid_scope"}"#), ": invalid_scope");
-        assert_eq!(oauth_error("<html>assertion=eyJhbGciOi…</html>"), "");
     }
 
     #[test]

@@ -10,14 +10,17 @@
 
 mod acr;
 mod challenge;
-mod docker_config;
+pub mod docker_config;
+mod error;
 mod gcp;
+mod oauth;
 mod provider;
 mod token;
 
 pub use acr::{AcrProvider, AcrSettings};
 pub use challenge::Challenge;
-pub use docker_config::{DockerConfigError, lookup as docker_config_lookup};
+pub use docker_config::lookup as docker_config_lookup;
+pub use error::Error;
 pub use gcp::GcpProvider;
 pub use provider::{CredentialProvider, CredentialSource, Expiring, ProviderFuture};
 pub use token::Authenticator;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Credentials, instant_after};
+use super::{Credentials, Error, instant_after};
 
 /// Refresh this long before a credential's stated expiry.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -23,7 +23,7 @@ pub struct Expiring {
 }
 
 /// A boxed future, so providers can be trait objects.
-pub type ProviderFuture<'a> = Pin<Box<dyn Future<Output = Result<Expiring, String>> + Send + 'a>>;
+pub type ProviderFuture<'a> = Pin<Box<dyn Future<Output = Result<Expiring, Error>> + Send + 'a>>;
 
 /// Obtains credentials from a platform (AWS, Google, Azure).
 pub trait CredentialProvider: Send + Sync + 'static {
@@ -71,7 +71,7 @@ impl CredentialSource {
     }
 
     /// The credentials to present now.
-    pub async fn current(&self) -> Result<Credentials, String> {
+    pub async fn current(&self) -> Result<Credentials, Error> {
         match self {
             CredentialSource::Static(credentials) => Ok(credentials.clone()),
             CredentialSource::Provided(provided) => provided.current().await,
@@ -94,7 +94,7 @@ pub struct ProvidedCredentials {
 }
 
 impl ProvidedCredentials {
-    async fn current(&self) -> Result<Credentials, String> {
+    async fn current(&self) -> Result<Credentials, Error> {
         let mut cached = self.cached.lock().await;
         let stale = self.stale.swap(false, Ordering::Relaxed);
         if let Some((credentials, refresh_at)) = cached.as_ref()
@@ -103,7 +103,11 @@ impl ProvidedCredentials {
         {
             return Ok(credentials.clone());
         }
-        let fresh = self.provider.fetch().await.map_err(|e| format!("{}: {e}", self.provider.describe()))?;
+        let fresh = self
+            .provider
+            .fetch()
+            .await
+            .map_err(|e| Error::Provider { provider: self.provider.describe(), source: Box::new(e) })?;
         *cached = Some((fresh.credentials.clone(), refresh_at(fresh.expires_at, SystemTime::now())));
         Ok(fresh.credentials)
     }

@@ -95,7 +95,7 @@ impl Authenticator {
             .credentials
             .current()
             .await
-            .map_err(|detail| Error::Credentials { registry: self.registry.clone(), detail })?;
+            .map_err(|e| Error::Credentials { registry: self.registry.clone(), detail: e.to_string() })?;
         if let Credentials::Bearer(token) = &credentials {
             return Ok(Some(format!("Bearer {}", token.expose())));
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::auth::{Authenticator, CredentialSource, Credentials};
-use super::ecr::{ControlError, EcrControl};
+use super::ecr::{self, EcrControl};
 use super::kind::RegistryKind;
 use super::pacing::{Throttling, Window};
 use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
@@ -194,7 +194,7 @@ impl HttpRegistry {
 
     /// A failed control-plane call as a registry error: an auth failure when AWS refused the
     /// identity or its permissions, else a setup failure.
-    pub(super) fn control_error(&self, error: ControlError) -> Error {
+    pub(super) fn control_error(&self, error: ecr::Error) -> Error {
         let registry = self.settings.name.clone();
         if error.denied {
             Error::Denied { registry, repository: error.repository, call: error.call.to_string(), detail: error.detail }
@@ -352,8 +352,8 @@ mod tests {
         HttpRegistry::new(RegistrySettings::new("123456789012.dkr.ecr.us-east-1.amazonaws.com")).unwrap()
     }
 
-    fn control_error(denied: bool) -> ControlError {
-        ControlError {
+    fn control_error(denied: bool) -> ecr::Error {
+        ecr::Error {
             call: "CreateRepository",
             repository: "mirror/app".into(),
             detail: "AccessDeniedException: not authorized to perform ecr:CreateRepository".into(),

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::engine::MAX_INDEX_DEPTH;
-use crate::testdata::nested;
+use crate::testing::testdata::nested;
 
 const DIAMOND_AND_DEEP: &str = "
 registries:

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession, VerifiedStream};
+use super::testdata::{Built, Nested};
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer};
-use crate::testdata::{Built, Nested};
+use crate::registry::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession, VerifiedStream};
 
 /// Operations counted by [`MemoryRegistry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

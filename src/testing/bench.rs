@@ -6,9 +6,27 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, Mapping};
-use crate::registry::memory::MemoryRegistry;
 use crate::sync::{self, Clients};
-use crate::testdata::{self, Built};
+use crate::testing::memory::MemoryRegistry;
+use crate::testing::testdata::{self, Built};
+
+/// Why a planning benchmark run produced no figure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config the benchmark writes did not parse: a bug in the benchmark, reported rather than panicking.
+    #[error("the generated plan-scale config is not valid: {0}")]
+    Config(#[from] crate::config::Error),
+    /// Fewer (or more) tags were planned than the config asks for, so the timing would measure the wrong work.
+    #[error("planned {planned} tags where {mappings} mappings × {tags} tags were expected")]
+    Incomplete {
+        /// Tags the plan holds.
+        planned: usize,
+        /// Mappings in the config.
+        mappings: usize,
+        /// Tags per mapping.
+        tags: usize,
+    },
+}
 
 /// One measured planning run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -26,7 +44,7 @@ pub struct PlanScale {
 }
 
 /// Plans `mappings` × `tags` against in-memory registries and measures it.
-pub async fn plan_scale(mappings: usize, tags: usize) -> PlanScale {
+pub async fn plan_scale(mappings: usize, tags: usize) -> Result<PlanScale, Error> {
     let source = Arc::new(MemoryRegistry::new("source.test"));
     let target = Arc::new(MemoryRegistry::new("target.test"));
     // Every tag points at one small image: the benchmark measures planning, not storage.
@@ -44,13 +62,15 @@ pub async fn plan_scale(mappings: usize, tags: usize) -> PlanScale {
     }
     let clients = Clients::new([("src".to_string(), Ok(source)), ("dst".to_string(), Ok(target))]);
     let started = Instant::now();
-    let config = Config::parse(&yaml, "plan-scale.yaml", |_| None).expect("the generated config is valid");
+    let config = Config::parse(&yaml, "plan-scale.yaml", |_| None)?;
     let selected: Vec<&Mapping> = config.mappings.iter().collect();
     let plan = sync::plan(&selected, &clients, false).await;
     let seconds = started.elapsed().as_secs_f64();
     let planned: usize = plan.mappings.iter().map(|m| m.images.len()).sum();
-    assert_eq!(planned, mappings * tags, "every tag is planned");
-    PlanScale { mappings, tags_per_mapping: tags, tags: planned, seconds, peak_rss_mib: peak_rss_mib() }
+    if planned != mappings * tags {
+        return Err(Error::Incomplete { planned, mappings, tags });
+    }
+    Ok(PlanScale { mappings, tags_per_mapping: tags, tags: planned, seconds, peak_rss_mib: peak_rss_mib() })
 }
 
 /// Linux's high-water mark of resident memory, in MiB; 0 elsewhere.
@@ -61,4 +81,15 @@ fn peak_rss_mib() -> f64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn plan_scale_plans_every_tag_of_every_mapping() {
+        let measured = plan_scale(3, 4).await.unwrap();
+        assert_eq!((measured.mappings, measured.tags_per_mapping, measured.tags), (3, 4, 12));
+    }
 }
