@@ -10,6 +10,7 @@ mod chart;
 mod copy;
 mod ecr;
 mod faults;
+mod fidelity;
 mod gar;
 mod harness;
 mod image;
