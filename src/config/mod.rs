@@ -289,6 +289,12 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
             "image_tag_mutability and scan_on_push need create_repositories: true",
         ));
     }
+    if entry.upload == Some(UploadMode::Chunked) && !RegistryKind::detect(host).accepts_chunked_uploads() {
+        problems.push(problem(
+            &path("upload"),
+            "chunked uploads are not supported by GAR or GCR; remove `upload: chunked`",
+        ));
+    }
     if entry.max_concurrent == Some(0) {
         problems.push(problem(&path("max_concurrent"), "must be at least 1"));
     }
@@ -418,6 +424,18 @@ mod tests {
         assert!(error.contains("unknown field `auth_typ`"), "{error}");
         assert!(error.contains("did you mean `auth_type`?"), "{error}");
         assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn chunked_uploads_are_refused_for_gar_and_gcr_only() {
+        let error = parse(
+            "registries:\n  gar: { url: us-docker.pkg.dev, upload: chunked }\n  gcr: { url: eu.gcr.io, upload: chunked }\n  corp: { url: registry.corp, upload: chunked }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("registries.gar.upload (line 2): chunked uploads are not supported by GAR"), "{error}");
+        assert!(error.contains("registries.gcr.upload (line 3): chunked uploads are not supported"), "{error}");
+        assert!(!error.contains("registries.corp"), "{error}");
     }
 
     #[test]
