@@ -48,7 +48,7 @@ pub async fn plan<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, esti
     .buffered(DISCOVERY_CONCURRENCY)
     .collect()
     .await;
-    Plan { mappings: plans }
+    Plan::new(plans)
 }
 
 /// Mappings discovered at once (each also HEADs its tags concurrently).

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::engine::{Outcome, StatsSnapshot, human_bytes};
 use crate::oci::Digest;
-use crate::plan::{Failure, Plan};
+use crate::plan::{Failure, ImagePlan, Plan};
 use crate::registry::pacing::Throttling;
 
 /// One image at one target.
@@ -104,13 +104,13 @@ impl RunStatus {
         let failures = plan
             .mappings
             .iter()
-            .flat_map(|mapping| mapping.error.iter().chain(mapping.images.iter().filter_map(|i| i.error.as_ref())));
+            .flat_map(|mapping| mapping.error.iter().chain(mapping.images.iter().flat_map(ImagePlan::failures)));
         let (mut count, mut all_auth) = (0, true);
         for failure in failures {
             count += 1;
             all_auth &= failure.auth;
         }
-        let successes = plan.mappings.iter().flat_map(|m| &m.images).filter(|i| i.error.is_none()).count();
+        let successes = plan.mappings.iter().flat_map(|m| &m.images).filter(|i| i.can_succeed()).count();
         let invalid_tags = plan.mappings.iter().map(|m| m.invalid_tags).sum();
         RunStatus::from_counts(count, successes, all_auth).with_invalid_tags(invalid_tags)
     }

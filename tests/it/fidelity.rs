@@ -5,7 +5,7 @@ use ocync::registry::kind::RegistryKind;
 use ocync::registry::{HttpRegistry, RegistrySettings};
 use ocync::testdata::{self, Built};
 
-use crate::copy::{describe, ocync};
+use crate::copy::{describe, ocync, seed};
 use crate::support::TestRegistry;
 use crate::support::proxy::{Action, FaultProxy};
 use crate::support::tools::TempConfig;
@@ -86,4 +86,72 @@ async fn a_gar_registry_refusing_a_monolithic_upload_fails_naming_the_quirk_and_
         .await
         .expect_err("the first refusal is reported as the switch");
     assert!(matches!(error, ocync::registry::Error::ChunkedUploadRequired { .. }), "{error:?}");
+}
+
+/// Two images sharing a 300 kB base layer in one repository; `v1` is already at `up`.
+async fn shared_layer_corpus() -> (TestRegistry, TestRegistry, TestRegistry, [Built; 2]) {
+    let (source, up, down) = (TestRegistry::plain(), TestRegistry::plain(), TestRegistry::plain());
+    let image =
+        |own| Built::Image(testdata::image(&[(80, 300_000), (own, 20_000 + own * 1000)], ("linux", "amd64"), false));
+    let images = [image(81), image(82)];
+    seed(&source, "team/app", "v1", &images[0]).await;
+    seed(&source, "team/app", "v2", &images[1]).await;
+    seed(&up, "team/app", "v1", &images[0]).await;
+    (source, up, down, images)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_totals_count_a_shared_layer_once_per_target_repository_next_to_the_naive_sum() {
+    let (source, up, down, images) = shared_layer_corpus().await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  src: {{ url: \"http://{}\" }}\n  up: {{ url: \"http://{}\" }}\n  down: {{ url: \"http://{}\" }}\ndefaults:\n  source: src\n  targets: [up, down]\nmappings:\n  - from: team/app\n",
+        source.host, up.host, down.host
+    ));
+    let output = ocync(&["plan", "--config", &config.path, "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON plan");
+
+    let size = |built: &Built| built.blobs().iter().map(|b| b.descriptor.size).sum::<u64>();
+    let (v1, v2) = (size(&images[0]), size(&images[1]));
+    let base = 300_000;
+    // Copies: v1 to down, v2 to up and down. v1 and v2 share the base, which `down` gets once;
+    // `up` has it already with v1, but a plan does not look at blobs, so it counts it again.
+    let expected = serde_json::json!({
+        "images_to_copy": 3,
+        "images_up_to_date": 1,
+        "images_failing": 0,
+        "referrers_to_copy": 0,
+        "bytes_to_move": (v1 + v2 - base) + v2,
+        "bytes_per_image_sum": v1 + 2 * v2,
+    });
+    assert_eq!(plan["totals"], expected, "{plan}");
+
+    let text = ocync(&["plan", "--config", &config.path]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("totals: ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.starts_with("totals: 3 image(s) to copy, 1 up to date, 0 failing, 0 referrer(s) to copy; "), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_a_target_whose_client_cannot_be_built_as_failing_with_the_reason() {
+    let (source, up, _down, _) = shared_layer_corpus().await;
+    let config = TempConfig::new(&format!(
+        "registries:\n  src: {{ url: \"http://{}\" }}\n  up: {{ url: \"http://{}\" }}\n  broken: {{ url: registry.invalid, ca_file: /nonexistent/ocync-ca.pem }}\ndefaults:\n  source: src\n  targets: [up, broken]\nmappings:\n  - from: team/app\n",
+        source.host, up.host
+    ));
+    let output = ocync(&["plan", "--config", &config.path, "--json"]);
+    assert_eq!(output.status.code(), Some(1), "v2 to up can copy, broken cannot: {}", describe(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON plan");
+    for image in plan["mappings"][0]["images"].as_array().unwrap() {
+        let broken = &image["targets"][1];
+        assert_eq!((broken["registry"].as_str(), broken["action"].as_str()), (Some("broken"), Some("fail")), "{image}");
+        assert!(broken["error"].as_str().unwrap().contains("/nonexistent/ocync-ca.pem"), "{broken}");
+    }
+    assert_eq!(plan["totals"]["images_failing"], 2);
+    assert_eq!(plan["totals"]["images_to_copy"], 1, "only v2 to up");
+
+    let text = ocync(&["plan", "--config", &config.path]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("  FAIL v1 -> broken (team/app): "), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.starts_with("  copy v1") && l.contains("broken")), "not a copy: {stdout}");
 }
