@@ -232,6 +232,12 @@ impl SyncReport {
             human_bytes(t.stats.bytes),
             self.duration_ms as f64 / 1000.0
         ));
+        if t.stats.blobs_mount_declined > 0 {
+            lines.push(format!(
+                "mounts declined: {} (uploaded instead; on ECR enable the BLOB_MOUNTING account setting)",
+                t.stats.blobs_mount_declined
+            ));
+        }
         for t in &self.throttling {
             lines.push(format!(
                 "throttled: {} {}: {} answers, waited {:.1}s",

@@ -155,3 +155,48 @@ async fn plan_shows_a_target_whose_client_cannot_be_built_as_failing_with_the_re
     assert!(stdout.contains("  FAIL v1 -> broken (team/app): "), "{stdout}");
     assert!(!stdout.lines().any(|l| l.starts_with("  copy v1") && l.contains("broken")), "not a copy: {stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mount_answered_with_202_is_counted_as_declined_with_one_warning_per_registry() {
+    let (source, declining, mounting) = (TestRegistry::plain(), TestRegistry::plain(), TestRegistry::plain());
+    // Two repositories whose images share two base layers.
+    let image =
+        |own| Built::Image(testdata::image(&[(60, 200_000), (61, 150_000), (own, 5000)], ("linux", "amd64"), false));
+    seed(&source, "team/one", "v1", &image(62)).await;
+    seed(&source, "team/two", "v1", &image(63)).await;
+    // As ECR without BLOB_MOUNTING: a mount request opens a plain upload session (202).
+    let proxy = FaultProxy::start(&declining.host, |request| match request.target.split_once("?mount=") {
+        Some((path, _)) if request.method == "POST" => Action::ForwardTo(path.to_string()),
+        _ => Action::Forward,
+    });
+    let config = TempConfig::new(&format!(
+        "registries:\n  src: {{ url: \"http://{}\" }}\n  ecr: {{ url: \"http://{}\" }}\n  plain: {{ url: \"http://{}\" }}\ndefaults:\n  source: src\n  targets: [ecr, plain]\nmappings:\n  - from: team/one\n  - from: team/two\n",
+        source.host, proxy.host, mounting.host
+    ));
+    let output = ocync(&["sync", "--config", &config.path, "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+
+    let at = |registry: &str| {
+        let mut sum = (0, 0, 0);
+        for image in report["mappings"].as_array().unwrap().iter().flat_map(|m| m["images"].as_array().unwrap()) {
+            if image["target"].as_str().unwrap().starts_with(registry) {
+                let stats = &image["stats"];
+                let count = |key: &str| stats[key].as_u64().unwrap();
+                sum.0 += count("blobs_mounted");
+                sum.1 += count("blobs_mount_declined");
+                sum.2 += count("blobs_copied");
+            }
+        }
+        sum
+    };
+    // Per target: 2 configs + 2 own layers + the 2 shared layers once, then mounted or not.
+    assert_eq!(at(&proxy.host), (0, 2, 8), "declined mounts are uploads: {report}");
+    assert_eq!(at(&mounting.host), (2, 0, 6), "the negative case mounts: {report}");
+    assert_eq!(report["totals"]["blobs_mount_declined"], 2);
+    let posts = proxy.seen().iter().filter(|r| r.method == "POST" && r.target.contains("?mount=")).count();
+    assert_eq!(posts, 2, "each shared layer was offered as a mount");
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("BLOB_MOUNTING --value ENABLED").count(), 1, "one warning for the registry: {stderr}");
+}
