@@ -4,19 +4,96 @@
 
 mod discover;
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Mapping;
 use crate::filter::{DropReason, Dropped, Selection};
-use crate::oci::{Digest, is_referrer_tag};
+use crate::oci::{BlobDescriptor, Digest, is_referrer_tag};
 
 pub use discover::{Shared, discover, discover_mapping};
 
 /// The plan of a whole run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
+    /// What the whole run would do, summed over the mappings.
+    pub totals: PlanTotals,
     /// One entry per mapping, in config order.
     pub mappings: Vec<MappingPlan>,
+}
+
+impl Plan {
+    /// A plan of these mappings, with their totals.
+    pub fn new(mappings: Vec<MappingPlan>) -> Plan {
+        Plan { totals: PlanTotals::of(&mappings), mappings }
+    }
+}
+
+/// What a run would do, summed. Images count once per target (an image going to two targets
+/// is two copies); bytes count only images whose size the plan knows (dry runs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanTotals {
+    /// Image copies to targets that lack the image.
+    pub images_to_copy: usize,
+    /// Targets that already have the image under its tag.
+    pub images_up_to_date: usize,
+    /// Images that would fail: at every target for an image error, else per failing target.
+    pub images_failing: usize,
+    /// Referrers found upstream that travel with the images to copy, per target.
+    pub referrers_to_copy: usize,
+    /// Blob bytes the run would send: each blob once per target repository, however many of
+    /// the images copied there share it.
+    pub bytes_to_move: u64,
+    /// The naive figure: each image's own size, summed per image and target.
+    pub bytes_per_image_sum: u64,
+}
+
+impl PlanTotals {
+    /// Sums `mappings`.
+    pub fn of(mappings: &[MappingPlan]) -> PlanTotals {
+        let mut totals = PlanTotals::default();
+        let mut sent: HashSet<(&str, &str, &Digest)> = HashSet::new();
+        for image in mappings.iter().flat_map(|m| &m.images) {
+            if image.error.is_some() {
+                totals.images_failing += image.targets.len().max(1);
+                continue;
+            }
+            for target in &image.targets {
+                match target.action {
+                    Action::UpToDate => totals.images_up_to_date += 1,
+                    Action::Fail => totals.images_failing += 1,
+                    Action::Copy => {
+                        totals.images_to_copy += 1;
+                        totals.referrers_to_copy += image.referrers.len();
+                        totals.bytes_per_image_sum += image.bytes.unwrap_or(0);
+                        let at = (target.registry.as_str(), target.repository.as_str());
+                        for blob in image.blobs.iter().filter(|blob| sent.insert((at.0, at.1, &blob.digest))) {
+                            totals.bytes_to_move += blob.size;
+                        }
+                    }
+                }
+            }
+        }
+        totals
+    }
+}
+
+impl std::fmt::Display for PlanTotals {
+    /// The totals line of the text plan.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::engine::human_bytes;
+        write!(
+            f,
+            "totals: {} image(s) to copy, {} up to date, {} failing, {} referrer(s) to copy; {} to move ({} summed per image)",
+            self.images_to_copy,
+            self.images_up_to_date,
+            self.images_failing,
+            self.referrers_to_copy,
+            human_bytes(self.bytes_to_move),
+            human_bytes(self.bytes_per_image_sum),
+        )
+    }
 }
 
 /// What to do for one mapping.
@@ -64,6 +141,10 @@ pub struct ImagePlan {
     /// Bytes of the image's distinct blobs (dry runs only: it costs manifest GETs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// The image's distinct blobs, children included, when `bytes` is known: what
+    /// [`PlanTotals`] counts once per target repository.
+    #[serde(skip)]
+    pub blobs: Vec<BlobDescriptor>,
     /// Referrers upstream that would come along (dry runs only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub referrers: Vec<PlannedReferrer>,
@@ -130,8 +211,11 @@ pub struct TargetPlan {
     /// What the target has under the tag: `Some(None)` nothing, `None` unknown (its HEAD failed;
     /// the copy will ask again).
     pub current: Option<Option<Digest>>,
-    /// Copy or leave alone.
+    /// Copy, leave alone, or cannot.
     pub action: Action,
+    /// Why the target cannot be written (its client could not be built), with [`Action::Fail`].
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub error: Option<Failure>,
 }
 
 /// The decision for one target.
@@ -142,12 +226,33 @@ pub enum Action {
     Copy,
     /// The target already has it.
     UpToDate,
+    /// The target cannot be written: its client could not be built (the reason is the
+    /// target's `error`), so a run reports the image failed there.
+    Fail,
 }
 
 impl ImagePlan {
     /// Whether any target needs the image.
     pub fn needs_copy(&self) -> bool {
         self.error.is_none() && self.targets.iter().any(|t| t.action == Action::Copy)
+    }
+
+    /// What the plan already knows will fail for this image: the image itself, or else each
+    /// target that cannot be written.
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        let targets = self.targets.iter().filter(|_| self.error.is_none()).filter_map(|t| t.error.as_ref());
+        self.error.iter().chain(targets)
+    }
+
+    /// Records the image's distinct blobs, and so its size.
+    pub fn set_blobs(&mut self, blobs: Vec<BlobDescriptor>) {
+        self.bytes = Some(blobs.iter().map(|blob| blob.size).sum());
+        self.blobs = blobs;
+    }
+
+    /// Whether some target can end up with the image (copied or already there).
+    pub fn can_succeed(&self) -> bool {
+        self.error.is_none() && (self.targets.is_empty() || self.targets.iter().any(|t| t.action != Action::Fail))
     }
 }
 
@@ -204,10 +309,29 @@ pub fn plan_image(
         .map(|(registry, repository, current)| {
             let up_to_date = digest.is_some() && current.as_ref().is_some_and(|c| c.as_ref() == digest.as_ref());
             let action = if up_to_date { Action::UpToDate } else { Action::Copy };
-            TargetPlan { registry, repository, current, action }
+            TargetPlan { registry, repository, current, action, error: None }
         })
         .collect();
-    ImagePlan { tag: tag.to_string(), digest, error, targets, bytes: None, media_type: None, referrers: Vec::new() }
+    ImagePlan {
+        tag: tag.to_string(),
+        digest,
+        error,
+        targets,
+        bytes: None,
+        blobs: Vec::new(),
+        media_type: None,
+        referrers: Vec::new(),
+    }
+}
+
+/// Marks the targets whose client could not be built (`client_error` says why) as
+/// [`Action::Fail`]: a plan shows what the run will do, and the run cannot copy there.
+pub fn fail_unreachable_targets(image: &mut ImagePlan, client_error: impl Fn(&str) -> Option<Failure>) {
+    for target in &mut image.targets {
+        if let Some(error) = client_error(&target.registry) {
+            (target.action, target.error) = (Action::Fail, Some(error));
+        }
+    }
 }
 
 /// A plan for a mapping that could not list or select its tags.
@@ -276,6 +400,51 @@ mod tests {
         let actions: Vec<Action> = plan.targets.iter().map(|t| t.action).collect();
         assert_eq!(actions, [Action::UpToDate, Action::Copy, Action::Copy, Action::Copy]);
         assert!(plan.needs_copy());
+    }
+
+    #[test]
+    fn a_target_without_a_client_fails_with_the_reason_and_is_not_a_copy() {
+        let targets = vec![("good".into(), "b".into(), Some(None)), ("broken".into(), "b".into(), None)];
+        let mut plan = plan_image("v1", Ok(Some(digest('a'))), targets);
+        let refused = Failure { message: "cannot read CA file /nowhere/ca.pem".into(), auth: false };
+        fail_unreachable_targets(&mut plan, |name| (name == "broken").then(|| refused.clone()));
+        let actions: Vec<Action> = plan.targets.iter().map(|t| t.action).collect();
+        assert_eq!(actions, [Action::Copy, Action::Fail]);
+        assert_eq!(plan.targets[1].error, Some(refused));
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["targets"][1]["action"], "fail");
+        assert_eq!(json["targets"][1]["error"], "cannot read CA file /nowhere/ca.pem");
+        assert!(json["targets"][0].get("error").is_none(), "{json}");
+    }
+
+    fn blob(fill: char, size: u64) -> BlobDescriptor {
+        BlobDescriptor { digest: digest(fill), size }
+    }
+
+    #[test]
+    fn totals_count_a_shared_blob_once_per_target_repository() {
+        let image = |tag: &str, own: BlobDescriptor, targets: &[(&str, Action)]| {
+            let targets = targets.iter().map(|(t, _)| (t.to_string(), "r".to_string(), Some(None))).collect();
+            let mut plan = plan_image(tag, Ok(Some(digest('f'))), targets);
+            plan.set_blobs(vec![blob('a', 1000), own]);
+            plan
+        };
+        let mut both = image("v1", blob('b', 100), &[("t", Action::Copy), ("u", Action::Copy)]);
+        let only_t = image("v2", blob('c', 200), &[("t", Action::Copy)]);
+        let mut up_to_date = image("v3", blob('d', 300), &[("t", Action::Copy)]);
+        up_to_date.targets[0].action = Action::UpToDate;
+        both.referrers.push(PlannedReferrer { subject: digest('f'), digest: digest('e'), kind: "sig".into() });
+        let plan = |images| MappingPlan { images, ..failed_mapping(&mapping(TagFilter::default()), Failure::new("")) };
+        let totals = PlanTotals::of(&[plan(vec![both, only_t]), plan(vec![up_to_date])]);
+        let expected = PlanTotals {
+            images_to_copy: 3,
+            images_up_to_date: 1,
+            images_failing: 0,
+            referrers_to_copy: 2,
+            bytes_to_move: (1000 + 100 + 200) + (1000 + 100),
+            bytes_per_image_sum: 1100 * 2 + 1200,
+        };
+        assert_eq!(totals, expected);
     }
 
     #[test]

@@ -93,7 +93,6 @@ fn print_plan(plan: &Plan, json: bool) -> Exit {
 /// The plan for people: per mapping the tags kept and dropped, then one line per image.
 fn render_plan(plan: &Plan) -> String {
     let mut lines = Vec::new();
-    let (mut copies, mut bytes) = (0, 0);
     for mapping in &plan.mappings {
         lines.push(format!("{} (mappings[{}], from {})", mapping.key, mapping.index, mapping.source));
         if let Some(error) = &mapping.error {
@@ -113,24 +112,29 @@ fn render_plan(plan: &Plan) -> String {
                 lines.push(format!("  error {}: {error}", image.tag));
                 continue;
             }
-            let (to_copy, up_to_date): (Vec<_>, Vec<_>) = image.targets.iter().partition(|t| t.action == Action::Copy);
+            let with = |action| image.targets.iter().filter(move |t| t.action == action);
+            let (to_copy, up_to_date): (Vec<_>, Vec<_>) =
+                (with(Action::Copy).collect(), with(Action::UpToDate).collect());
             let names = |targets: &[&crate::plan::TargetPlan]| {
                 targets.iter().map(|t| format!("{} ({})", t.registry, t.repository)).collect::<Vec<_>>().join(", ")
             };
             if !to_copy.is_empty() {
-                copies += to_copy.len();
-                bytes += image.bytes.unwrap_or(0) * to_copy.len() as u64;
                 let size = image.bytes.map(|b| format!(" ({})", human_bytes(b))).unwrap_or_default();
                 lines.push(format!("  copy {} {digest} -> {}{size}", image.tag, names(&to_copy)));
             }
             if !up_to_date.is_empty() {
                 lines.push(format!("  skip {} {digest}: up to date at {}", image.tag, names(&up_to_date)));
             }
+            for target in with(Action::Fail) {
+                let reason = target.error.as_ref().map(ToString::to_string).unwrap_or_default();
+                lines.push(format!("  FAIL {} -> {} ({}): {reason}", image.tag, target.registry, target.repository));
+            }
             for referrer in &image.referrers {
                 lines.push(format!("    referrer {} {} (of {})", referrer.kind, referrer.digest, referrer.subject));
             }
         }
     }
-    lines.push(format!("would copy {copies} image(s) to targets, at most {} of blobs", human_bytes(bytes)));
+    // Bytes to move count a blob shared by several images once per target repository.
+    lines.push(plan.totals.to_string());
     lines.join("\n")
 }

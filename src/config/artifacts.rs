@@ -136,9 +136,9 @@ mod tests {
         };
         let found: Vec<String> = problems.iter().map(ToString::to_string).collect();
         for want in [
-            "defaults.artifacts.exclude: invalid pattern \"[\"",
-            "mappings[0].platforms[1]: invalid platform \"linux\"",
-            "mappings[1].artifacts.require: requires referrers, but artifacts.enabled is false",
+            "defaults.artifacts.exclude (line 7): invalid pattern \"[\"",
+            "mappings[0].platforms[1] (line 10): invalid platform \"linux\"",
+            "mappings[1].artifacts.require (line 12): requires referrers, but artifacts.enabled is false",
         ] {
             assert!(found.iter().any(|p| p.starts_with(want)), "missing {want:?} in {found:#?}");
         }

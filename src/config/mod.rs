@@ -2,10 +2,12 @@
 //! then validation that reports every problem with its path) and registry lookup by host.
 
 mod artifacts;
+mod collect;
 pub mod interpolate;
 mod raw;
 mod resolve;
 mod source;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -163,17 +165,26 @@ impl Config {
                     .collect(),
             )
         })?;
-        let raw: RawConfig =
-            serde_norway::from_str(&expanded).map_err(|e| invalid(vec![raw::problem_from_serde(&e)]))?;
         let mut problems = Vec::new();
+        let Some((document, raw, unparsed)) = collect::collect(&expanded, &mut problems) else {
+            return Err(invalid(problems));
+        };
         let global = validate_global(&raw, &mut problems);
         let registries = raw
             .registries
             .iter()
             .filter_map(|(name, entry)| validate_registry(name, entry, &mut problems).map(|r| (name.clone(), r)))
             .collect();
-        let mappings = resolve::resolve(&raw, &registries, &mut problems);
-        if problems.is_empty() { Ok(Config { global, registries, mappings, raw }) } else { Err(invalid(problems)) }
+        let mappings = resolve::resolve(&raw, &registries, &unparsed, &mut problems);
+        if problems.is_empty() {
+            return Ok(Config { global, registries, mappings, raw });
+        }
+        // Each lookup reads the document again, so a config with thousands of problems gets
+        // lines for the first ones only; the paths still say where every one is.
+        for problem in problems.iter_mut().filter(|p| p.line.is_none() && !p.path.is_empty()).take(LINES_LOOKED_UP) {
+            problem.line = tree::line_of(&expanded, &document, &problem.path);
+        }
+        Err(invalid(problems))
     }
 
     /// The registry entry whose host matches `host` (Docker Hub's spellings are one host).
@@ -194,6 +205,9 @@ impl Config {
         if plain_http { http } else { https.or(http) }
     }
 }
+
+/// Problems without a line from the parser that get one looked up.
+const LINES_LOOKED_UP: usize = 100;
 
 fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
     let mut global = Global::default();
@@ -275,6 +289,12 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
             "image_tag_mutability and scan_on_push need create_repositories: true",
         ));
     }
+    if entry.upload == Some(UploadMode::Chunked) && !RegistryKind::detect(host).accepts_chunked_uploads() {
+        problems.push(problem(
+            &path("upload"),
+            "chunked uploads are not supported by GAR or GCR; remove `upload: chunked`",
+        ));
+    }
     if entry.max_concurrent == Some(0) {
         problems.push(problem(&path("max_concurrent"), "must be at least 1"));
     }
@@ -346,7 +366,7 @@ mod tests {
         let error = parse("registries:\n  corp: { url: \"https://bot:${CORP_TOKEN}@registry.corp/v2\" }\n")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("registries.corp.url: must not hold user info"), "{error}");
+        assert!(error.contains("registries.corp.url (line 2): must not hold user info"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }
 
@@ -380,10 +400,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         for expected in [
-            "global.timeout: \"5 parsecs\" has an unknown unit",
-            "registries.a.url: scheme ftp:// is not supported",
-            "registries.b.credentials: auth_type basic needs credentials",
-            "registries.c.aws_profile: aws_profile requires auth_type: ecr",
+            "global.timeout (line 1): \"5 parsecs\" has an unknown unit",
+            "registries.a.url (line 3): scheme ftp:// is not supported",
+            "registries.b.credentials (line 4): auth_type basic needs credentials",
+            "registries.c.aws_profile (line 5): aws_profile requires auth_type: ecr",
         ] {
             assert!(error.contains(expected), "missing {expected:?} in:\n{error}");
         }
@@ -395,7 +415,7 @@ mod tests {
         let config = parse("global: { throttle_budget: 90s }\nregistries: {}\n").unwrap();
         assert_eq!(config.global.throttle_budget, Duration::from_secs(90));
         let error = parse("global: { throttle_budget: forever }\nregistries: {}\n").unwrap_err().to_string();
-        assert!(error.contains("global.throttle_budget: \"forever\" is not a duration"), "{error}");
+        assert!(error.contains("global.throttle_budget (line 1): \"forever\" is not a duration"), "{error}");
     }
 
     #[test]
@@ -404,6 +424,18 @@ mod tests {
         assert!(error.contains("unknown field `auth_typ`"), "{error}");
         assert!(error.contains("did you mean `auth_type`?"), "{error}");
         assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn chunked_uploads_are_refused_for_gar_and_gcr_only() {
+        let error = parse(
+            "registries:\n  gar: { url: us-docker.pkg.dev, upload: chunked }\n  gcr: { url: eu.gcr.io, upload: chunked }\n  corp: { url: registry.corp, upload: chunked }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("registries.gar.upload (line 2): chunked uploads are not supported by GAR"), "{error}");
+        assert!(error.contains("registries.gcr.upload (line 3): chunked uploads are not supported"), "{error}");
+        assert!(!error.contains("registries.corp"), "{error}");
     }
 
     #[test]

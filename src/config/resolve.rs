@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::collect::Unparsed;
 use super::raw::{OneOrMany, RawConfig, RawTags, closest};
 use super::{Problem, RegistryConfig};
 use crate::filter::{self, Sort, TagFilter};
@@ -51,12 +52,14 @@ impl Mapping {
 pub(super) fn resolve(
     raw: &RawConfig,
     registries: &BTreeMap<String, RegistryConfig>,
+    unparsed: &Unparsed,
     problems: &mut Vec<Problem>,
 ) -> Vec<Mapping> {
     let problem = |problems: &mut Vec<Problem>, path: String, message: String| {
         problems.push(Problem { path, line: None, message });
     };
-    let known = |name: &str| raw.registries.contains_key(name);
+    // A registry whose entry did not parse exists: its problem is reported already.
+    let known = |name: &str| raw.registries.contains_key(name) || unparsed.registries.contains(name);
     let unknown_registry = |name: &str| {
         let hint = closest(name, raw.registries.keys().map(String::as_str))
             .map(|n| format!("; did you mean `{n}`?"))
@@ -84,9 +87,13 @@ pub(super) fn resolve(
         problem(problems, format!("defaults.tags.{}", error.field), error.message);
     }
     super::artifacts::check_defaults(&defaults, problems);
+    if unparsed.defaults {
+        // What every mapping inherits is unknown; checking them now would only report its absence.
+        return Vec::new();
+    }
 
     let mut mappings = Vec::new();
-    for (index, entry) in raw.mappings.iter().enumerate() {
+    for (index, entry) in raw.mappings.iter().enumerate().filter(|(index, _)| !unparsed.mappings.contains(index)) {
         let path = |key: &str| format!("mappings[{index}].{key}");
         let before = problems.len();
         let to = entry.to.clone().unwrap_or_else(|| entry.from.clone());
@@ -116,7 +123,7 @@ pub(super) fn resolve(
             Some(targets) => {
                 let reported_at =
                     if entry.targets.is_some() { path("targets") } else { "defaults.targets".to_string() };
-                expand_targets(targets, raw, &reported_at, problems, &unknown_registry)
+                expand_targets(targets, raw, unparsed, &reported_at, problems, &unknown_registry)
             }
         };
         let prefixed: BTreeMap<String, String> = targets
@@ -153,6 +160,7 @@ pub(super) fn resolve(
 fn expand_targets(
     targets: &OneOrMany,
     raw: &RawConfig,
+    unparsed: &Unparsed,
     path: &str,
     problems: &mut Vec<Problem>,
     unknown_registry: &dyn Fn(&str) -> String,
@@ -162,10 +170,15 @@ fn expand_targets(
         OneOrMany::Many(names) => names.iter().collect(),
     };
     let mut resolved: Vec<String> = Vec::new();
+    let mut skipped = false;
     for name in names {
         let members: Vec<String> = match raw.target_groups.get(name) {
             Some(group) => group.clone(),
             None if raw.registries.contains_key(name) => vec![name.clone()],
+            None if unparsed.names(name) => {
+                skipped = true;
+                continue;
+            }
             None => {
                 let candidates = raw.registries.keys().chain(raw.target_groups.keys()).map(String::as_str);
                 let message = match closest(name, candidates) {
@@ -184,7 +197,7 @@ fn expand_targets(
             }
         }
     }
-    if resolved.is_empty() && !problems.iter().any(|p| p.path == path) {
+    if resolved.is_empty() && !skipped && !problems.iter().any(|p| p.path == path) {
         problems.push(Problem { path: path.to_string(), line: None, message: "names no target registry".into() });
     }
     resolved
@@ -293,13 +306,13 @@ mod tests {
             "target_groups:\n  eu: [ecr, gcr]\ndefaults:\n  targets: eu\nmappings:\n  - from: a\n    source: srcs\n  - from: b\n  - from: Bad/Repo\n    source: src\n    targets: [nowhere]\n    tags: { latest: 0, semver: \">=x\" }\n  - from: c\n    source: src\n    tags: { sort: newest }\n",
         );
         let expected = [
-            "target_groups.eu[1]: unknown registry `gcr`",
-            "mappings[0].source: unknown registry `srcs`; did you mean `src`?",
-            "mappings[1].source: no source registry: set it here or in defaults.source",
-            "mappings[2].from: repository \"Bad/Repo\" must be lowercase",
-            "mappings[2].targets: unknown target group or registry `nowhere`",
-            "mappings[2].tags.semver: invalid range \">=x\"",
-            "mappings[3].tags.sort: unknown sort `newest`, expected `semver` or `alpha`",
+            "target_groups.eu[1] (line 6): unknown registry `gcr`",
+            "mappings[0].source (line 11): unknown registry `srcs`; did you mean `src`?",
+            "mappings[1].source (line 12): no source registry: set it here or in defaults.source",
+            "mappings[2].from (line 13): repository \"Bad/Repo\" must be lowercase",
+            "mappings[2].targets (line 15): unknown target group or registry `nowhere`",
+            "mappings[2].tags.semver (line 16): invalid range \">=x\"",
+            "mappings[3].tags.sort (line 19): unknown sort `newest`, expected `semver` or `alpha`",
         ];
         for want in expected {
             assert!(found.iter().any(|p| p.starts_with(want)), "missing {want:?} in {found:#?}");
@@ -337,8 +350,8 @@ mod tests {
             "  bad: { url: bad.io, prefix: Mirror/ }\n  slash: { url: slash.io, prefix: /mirror }\n  long: { url: long.io, prefix: x }\n",
         );
         let expected = [
-            "registries.bad.prefix: \"Mirror/\" is not a repository path: it must be lowercase",
-            "registries.slash.prefix: \"/mirror\" is not a repository path: it has an empty path component",
+            "registries.bad.prefix (line 5): \"Mirror/\" is not a repository path: it must be lowercase",
+            "registries.slash.prefix (line 6): \"/mirror\" is not a repository path: it has an empty path component",
         ];
         for want in expected {
             assert!(found.iter().any(|p| p.starts_with(want)), "missing {want:?} in {found:#?}");
@@ -353,7 +366,7 @@ mod tests {
             "  long: {{ url: long.io, prefix: {long} }}\nmappings:\n  - from: nginx\n    source: src\n    targets: long\n"
         ));
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert!(found[0].starts_with("mappings[0].to: repository \"aaaa"), "{found:#?}");
+        assert!(found[0].starts_with("mappings[0].to (line 7): repository \"aaaa"), "{found:#?}");
         assert!(found[0].ends_with("at `long` is longer than 255 characters"), "{found:#?}");
     }
 
@@ -369,6 +382,6 @@ mod tests {
     #[test]
     fn a_mapping_onto_itself_is_refused() {
         let found = problems("mappings:\n  - from: a\n    source: src\n    targets: [src]\n");
-        assert_eq!(found, ["mappings[0].targets: `src` is both source and target of a"]);
+        assert_eq!(found, ["mappings[0].targets (line 8): `src` is both source and target of a"]);
     }
 }

@@ -114,7 +114,10 @@ impl Engine {
                     self.record(live, Event::Mounted);
                     return Preparation::Done;
                 }
-                Ok(MountOutcome::NotMounted(opened)) => session = Some(opened),
+                Ok(MountOutcome::NotMounted(opened)) => {
+                    self.mount_declined(live, &blob.digest, &from);
+                    session = Some(opened);
+                }
                 Err(error) => {
                     tracing::warn!(digest = %blob.digest, %from, %error, "mount failed; uploading instead")
                 }

@@ -1,7 +1,7 @@
 //! What this run knows about blobs at its targets, so each blob is handled once per target
 //! repository however many images need it, and can be mounted from where it already landed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use tokio::sync::watch;
@@ -28,6 +28,8 @@ pub struct BlobLedger {
     /// A transfer of the blob under way to some repository of the registry: others wait for
     /// it and then mount, so the source is read once per registry.
     underway: Mutex<HashMap<(String, Digest), Settled>>,
+    /// Registries that declined a mount in this run (warned about once each).
+    declined_mounts: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for BlobLedger {
@@ -58,6 +60,11 @@ pub struct Owner<'l> {
 }
 
 impl BlobLedger {
+    /// Records that `registry` declined a mount; `true` the first time in this run.
+    pub fn first_declined_mount(&self, registry: &str) -> bool {
+        self.declined_mounts.lock().expect("declined mounts lock poisoned").insert(registry.to_string())
+    }
+
     /// Claims `digest` for `registry`/`repository`. While another repository of the same
     /// registry is receiving the blob, the answer is to wait (and then mount from there).
     pub fn claim(&self, registry: &str, repository: &str, digest: &Digest) -> Claim<'_> {

@@ -15,6 +15,7 @@ mod blob;
 mod graph;
 mod ledger;
 mod limits;
+mod mounts;
 mod referrers;
 mod report;
 mod stats;

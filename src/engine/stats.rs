@@ -14,6 +14,9 @@ pub struct Stats {
     pub blobs_skipped: AtomicU64,
     /// Blobs mounted from another repository of the target registry.
     pub blobs_mounted: AtomicU64,
+    /// Mounts the target registry declined (202) although the blob was in the repository
+    /// named as `from`: each was uploaded instead (ECR without `BLOB_MOUNTING`).
+    pub blobs_mount_declined: AtomicU64,
     /// Manifests pushed (children and tags).
     pub manifests_pushed: AtomicU64,
     /// Referrers (signatures, SBOMs, attestations) brought to the target.
@@ -31,6 +34,8 @@ pub struct StatsSnapshot {
     pub blobs_skipped: u64,
     /// Blobs mounted.
     pub blobs_mounted: u64,
+    /// Mounts declined, then uploaded.
+    pub blobs_mount_declined: u64,
     /// Manifests pushed.
     pub manifests_pushed: u64,
     /// Referrers brought to the target.
@@ -46,6 +51,7 @@ impl Stats {
             blobs_copied: self.blobs_copied.load(Ordering::Relaxed),
             blobs_skipped: self.blobs_skipped.load(Ordering::Relaxed),
             blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
+            blobs_mount_declined: self.blobs_mount_declined.load(Ordering::Relaxed),
             manifests_pushed: self.manifests_pushed.load(Ordering::Relaxed),
             referrers_copied: self.referrers_copied.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -58,6 +64,7 @@ impl std::ops::AddAssign for StatsSnapshot {
         self.blobs_copied += other.blobs_copied;
         self.blobs_skipped += other.blobs_skipped;
         self.blobs_mounted += other.blobs_mounted;
+        self.blobs_mount_declined += other.blobs_mount_declined;
         self.manifests_pushed += other.manifests_pushed;
         self.referrers_copied += other.referrers_copied;
         self.bytes += other.bytes;
@@ -82,6 +89,7 @@ pub(super) enum Event {
     Copied,
     Skipped,
     Mounted,
+    MountDeclined,
     ManifestPushed,
     ReferrerCopied,
 }
@@ -92,6 +100,7 @@ impl Stats {
             Event::Copied => &self.blobs_copied,
             Event::Skipped => &self.blobs_skipped,
             Event::Mounted => &self.blobs_mounted,
+            Event::MountDeclined => &self.blobs_mount_declined,
             Event::ManifestPushed => &self.manifests_pushed,
             Event::ReferrerCopied => &self.referrers_copied,
         };

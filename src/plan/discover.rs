@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use super::{Failure, MappingPlan, Plan, PlannedReferrer};
 use crate::config::Mapping;
 use crate::engine::{Manifests, Referrers, Shape, WalkError};
-use crate::oci::{ArtifactPolicy, Digest, ManifestKind};
+use crate::oci::{ArtifactPolicy, BlobDescriptor, Digest, ManifestKind};
 use crate::plan;
 use crate::registry::Registry;
 use crate::sync::{Clients, contained};
@@ -32,7 +32,7 @@ pub async fn discover<R: Registry>(mappings: &[&Mapping], clients: &Clients<R>, 
     .buffered(DISCOVERY_CONCURRENCY)
     .collect()
     .await;
-    Plan { mappings: plans }
+    Plan::new(plans)
 }
 
 /// Tags HEADed at once within one mapping.
@@ -85,13 +85,14 @@ pub async fn discover_mapping<R: Registry>(
         }))
         .await;
         let mut image = plan::plan_image(tag, source_digest, targets);
+        plan::fail_unreachable_targets(&mut image, |name| clients.get(name).err());
         image.media_type = media_type.filter(|t| !t.is_empty());
         if estimate_bytes
             && image.needs_copy()
             && let Some(digest) = &image.digest
         {
             match image_bytes(source, &mapping.from, digest, manifests).await {
-                Ok(bytes) => image.bytes = Some(bytes),
+                Ok(blobs) => image.set_blobs(blobs),
                 Err(Some(shape)) => image.error = Some(Failure::new(format!("would fail: {shape}"))),
                 // A manifest that cannot be read leaves the size unknown; the copy will say why.
                 Err(None) => {}
@@ -147,15 +148,15 @@ async fn planned_referrers<R: Registry>(
     Ok(planned)
 }
 
-/// The size of an image's distinct blobs, children included: one GET per distinct manifest
-/// (none for one already read in this plan), no blob reads. `None` when a manifest cannot be
-/// read (`Err(None)`), or why the graph is refused (too deep, too large), as a copy would.
+/// An image's distinct blobs, children included: one GET per distinct manifest (none for one
+/// already read in this plan), no blob reads. `None` when a manifest cannot be read
+/// (`Err(None)`), or why the graph is refused (too deep, too large), as a copy would.
 async fn image_bytes<R: Registry>(
     source: &R,
     repository: &str,
     digest: &Digest,
     manifests: &Manifests,
-) -> Result<u64, Option<Shape>> {
+) -> Result<Vec<BlobDescriptor>, Option<Shape>> {
     let top = manifests.get(source, repository, digest).await.map_err(|_| None)?;
     let read = |child: Digest| async move { manifests.get(source, repository, &child).await.map(|m| Some((m, ()))) };
     let graph = crate::engine::walk(top, (), HEAD_CONCURRENCY, read).await.map_err(|error| match error {
@@ -167,5 +168,5 @@ async fn image_bytes<R: Registry>(
         ManifestKind::Image { blobs } => blobs.as_slice(),
         ManifestKind::Index { .. } => &[],
     });
-    Ok(blobs.filter(|b| seen.insert(&b.digest)).map(|b| b.size).sum())
+    Ok(blobs.filter(|b| seen.insert(&b.digest)).cloned().collect())
 }

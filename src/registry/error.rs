@@ -156,6 +156,19 @@ pub enum Error {
         /// The status that refused it.
         status: u16,
     },
+    /// The registry refused a single-request upload and takes no chunked uploads either
+    /// (GAR, GCR), so there is nothing to fall back to.
+    #[error(
+        "{registry} refused a single-request upload to {repository} ({status}); it does not accept chunked uploads (a GAR/GCR quirk), so ocync does not switch to them"
+    )]
+    MonolithicUploadRefused {
+        /// Registry host.
+        registry: String,
+        /// Repository path.
+        repository: String,
+        /// The status that refused it.
+        status: u16,
+    },
     /// A cloud control plane refused the caller's identity or permissions (ECR answering
     /// `AccessDeniedException` to `CreateRepository`, say).
     #[error("{registry} control plane denied {call} for {repository}: {detail}")]

@@ -51,6 +51,15 @@ impl RegistryKind {
     }
 }
 
+impl RegistryKind {
+    /// Whether the registry takes chunked (`PATCH`) uploads. GAR and GCR do not (Google
+    /// documents monolithic and streamed single-request uploads only), so a refused monolithic
+    /// upload there is final, and `upload: chunked` for them is a config error.
+    pub fn accepts_chunked_uploads(&self) -> bool {
+        !matches!(self, RegistryKind::Gar | RegistryKind::Gcr)
+    }
+}
+
 impl EcrHost {
     /// Parses an ECR host name; `None` for anything else.
     pub fn parse(host: &str) -> Option<EcrHost> {
@@ -84,6 +93,16 @@ impl EcrHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gar_and_gcr_take_no_chunked_uploads_and_others_do() {
+        for host in ["us-docker.pkg.dev", "europe-west1-docker.pkg.dev", "gcr.io", "eu.gcr.io"] {
+            assert!(!RegistryKind::detect(host).accepts_chunked_uploads(), "{host}");
+        }
+        for host in ["123456789012.dkr.ecr.us-east-1.amazonaws.com", "docker.io", "ghcr.io", "127.0.0.1:5000"] {
+            assert!(RegistryKind::detect(host).accepts_chunked_uploads(), "{host}");
+        }
+    }
 
     #[test]
     fn detects_ecr_hosts_with_region_fips_and_china() {

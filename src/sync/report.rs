@@ -111,13 +111,13 @@ impl RunStatus {
         let failures = plan
             .mappings
             .iter()
-            .flat_map(|mapping| mapping.error.iter().chain(mapping.images.iter().filter_map(|i| i.error.as_ref())));
+            .flat_map(|mapping| mapping.error.iter().chain(mapping.images.iter().flat_map(ImagePlan::failures)));
         let (mut count, mut all_auth) = (0, true);
         for failure in failures {
             count += 1;
             all_auth &= failure.auth;
         }
-        let successes = plan.mappings.iter().flat_map(|m| &m.images).filter(|i| i.error.is_none()).count();
+        let successes = plan.mappings.iter().flat_map(|m| &m.images).filter(|i| i.can_succeed()).count();
         let invalid_tags = plan.mappings.iter().map(|m| m.invalid_tags).sum();
         RunStatus::from_counts(count, successes, all_auth).with_invalid_tags(invalid_tags)
     }
@@ -244,6 +244,12 @@ impl SyncReport {
             human_bytes(t.stats.bytes),
             self.duration_ms as f64 / 1000.0
         ));
+        if t.stats.blobs_mount_declined > 0 {
+            lines.push(format!(
+                "mounts declined: {} (uploaded instead; on ECR enable the BLOB_MOUNTING account setting)",
+                t.stats.blobs_mount_declined
+            ));
+        }
         for t in &self.throttling {
             lines.push(format!(
                 "throttled: {} {}: {} answers, waited {:.1}s",

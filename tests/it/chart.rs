@@ -828,7 +828,7 @@ fn the_refresher_and_mirror_sets_are_off_by_default() {
 fn the_refresher_runs_pull_secret_on_a_schedule_with_rbac_on_that_one_secret_only() {
     let objects = render_with(&[SOME_CONFIG, REFRESHER_AND_MIRROR_SETS[0]]);
     let kinds: BTreeSet<&str> = refresher_objects(&objects).iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["CronJob", "Role", "RoleBinding", "ServiceAccount"].into());
+    assert_eq!(kinds, ["CronJob", "Job", "Role", "RoleBinding", "ServiceAccount"].into());
 
     let account = refresher(&objects, "ServiceAccount");
     assert_eq!(account["metadata"]["name"].as_str(), Some("ocync-pull-secret"));
@@ -892,6 +892,34 @@ fn the_refresher_runs_pull_secret_on_a_schedule_with_rbac_on_that_one_secret_onl
     command_line.push("--help");
     let output = run(Path::new(env!("CARGO_BIN_EXE_ocync")), &command_line);
     assert!(output.success, "ocync rejects the refresher's arguments {command_line:?}:\n{}", output.stderr);
+}
+
+#[test]
+fn the_refresher_also_runs_once_as_an_install_and_upgrade_hook_sharing_the_cronjobs_identity() {
+    let objects = render_with(&[SOME_CONFIG, REFRESHER_AND_MIRROR_SETS[0]]);
+    let hook = refresher(&objects, "Job");
+    assert_eq!(hook["metadata"]["name"].as_str(), Some("ocync-pull-secret-install"));
+    let annotations: serde_json::Value = serde_norway::from_value(hook["metadata"]["annotations"].clone()).unwrap();
+    assert_eq!(
+        annotations,
+        serde_json::json!({
+            "helm.sh/hook": "post-install,post-upgrade",
+            "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+        })
+    );
+    // The same Job spec as every CronJob run: the same command, ServiceAccount (so the same
+    // Role), environment and config volume.
+    assert_eq!(hook["spec"], refresher(&objects, "CronJob")["spec"]["jobTemplate"]["spec"]);
+    assert_eq!(hook["spec"]["template"]["spec"]["serviceAccountName"].as_str(), Some("ocync-pull-secret"));
+    // The identity it uses is an ordinary release resource, which Helm creates before any
+    // post-install hook runs; it is not a hook itself (a hook would leave the release).
+    for kind in ["ServiceAccount", "Role", "RoleBinding"] {
+        assert!(refresher(&objects, kind)["metadata"]["annotations"]["helm.sh/hook"].is_null(), "{kind} is no hook");
+    }
+
+    let without = render_with(&[SOME_CONFIG, r#"pullSecretRefresher={"enabled":true,"runOnInstall":false}"#]);
+    let kinds: BTreeSet<&str> = refresher_objects(&without).iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["CronJob", "Role", "RoleBinding", "ServiceAccount"].into(), "runOnInstall: false");
 }
 
 #[test]

@@ -334,7 +334,7 @@ async fn an_invalid_config_sends_nothing_and_says_why() {
     let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err();
     assert!(
         error.contains("s3://ocync-config/ocync.yaml")
-            && error.contains("mappings[0].source: unknown registry `nowhere`"),
+            && error.contains("mappings[0].source (line 5): unknown registry `nowhere`"),
         "{error}"
     );
     assert!(world.receive_all().await.is_empty(), "no message for an invalid config");

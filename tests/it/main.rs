@@ -20,6 +20,7 @@ mod copy;
 mod ecr;
 mod faults;
 mod features;
+mod fidelity;
 mod gar;
 mod harness;
 mod image;

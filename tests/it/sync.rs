@@ -311,9 +311,9 @@ async fn validate_reports_every_problem_with_its_path_and_exit_3() {
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
     for expected in [
-        "mappings[0].source: unknown registry `srcc`; did you mean `src`?",
-        "mappings[0].targets: unknown target group or registry `ecr`",
-        "mappings[0].tags.latest: must be at least 1",
+        "mappings[0].source (line 5): unknown registry `srcc`; did you mean `src`?",
+        "mappings[0].targets (line 6): unknown target group or registry `ecr`",
+        "mappings[0].tags.latest (line 7): must be at least 1",
     ] {
         assert!(stderr.contains(expected), "missing {expected:?} in {stderr}");
     }

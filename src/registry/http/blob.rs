@@ -212,6 +212,17 @@ impl HttpRegistry {
                 permit.throttled(error.retry_after());
                 Err(error)
             }
+            refused
+            @ (StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::NOT_IMPLEMENTED)
+                if !self.settings.kind.accepts_chunked_uploads() =>
+            {
+                tracing::error!(registry = %self.settings.name, repository, status = %refused, "monolithic upload refused by a registry without chunked uploads");
+                Err(Error::MonolithicUploadRefused {
+                    registry: self.settings.name.clone(),
+                    repository: repository.to_string(),
+                    status: refused.as_u16(),
+                })
+            }
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::NOT_IMPLEMENTED => {
                 self.switch_to_chunks();
                 tracing::warn!(registry = %self.settings.name, repository, status = %response.status(), "monolithic upload refused; using chunks");
