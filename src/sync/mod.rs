@@ -12,6 +12,7 @@ mod report;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -23,7 +24,7 @@ pub use report::{ImageResult, MappingReport, RunStatus, SyncReport, Totals};
 
 use crate::cancel::Cancel;
 use crate::config::{Config, Mapping};
-use crate::engine::{Engine, ImageJob, ImageReport, Limits, Outcome, Source, StatsSnapshot, Target, label};
+use crate::engine::{Engine, ImageJob, ImageReport, Limits, Outcome, Source, Stats, StatsSnapshot, Target, label};
 use crate::plan::{self as planning, Action, Failure, ImagePlan, MappingPlan, Plan, TargetPlan};
 use crate::registry::Registry;
 
@@ -105,10 +106,19 @@ pub async fn execute_until<R: Registry>(
         })
         .collect();
     let mut finished: Vec<Option<Result<ImageReport, Failure>>> = vec![None; jobs.len()];
+    // Each target's counters belong to this function, not to the image's future, so an image
+    // abandoned at `stop` still reports the blobs it already sent (what a rerun need not send).
+    let counters: Vec<Vec<Arc<Stats>>> = jobs
+        .iter()
+        .map(|(mapping, image)| engine_targets(mapping, image, clients).map(|_| Arc::default()).collect())
+        .collect();
     {
-        let mut copies = futures_util::stream::iter(jobs.iter().enumerate().map(|(n, (mapping, image))| async move {
-            (n, contained("copying the image", copy_image(mapping, image, clients, engine)).await)
-        }))
+        let mut copies = futures_util::stream::iter(jobs.iter().zip(&counters).enumerate().map(
+            |(n, ((mapping, image), stats))| async move {
+                let copy = copy_image(mapping, image, clients, engine, stats.clone());
+                (n, contained("copying the image", copy).await)
+            },
+        ))
         .buffer_unordered(images_at_once.max(1));
         let drain = async {
             while let Some((n, report)) = copies.next().await {
@@ -126,7 +136,7 @@ pub async fn execute_until<R: Registry>(
 
     let mut reports: Vec<MappingReport> =
         plan.mappings.iter().map(|p| planned_report(p, by_index[&p.index], clients)).collect();
-    for ((mapping, image), done) in jobs.iter().zip(finished) {
+    for (((mapping, image), done), stats) in jobs.iter().zip(finished).zip(&counters) {
         let report =
             reports.iter_mut().find(|r| r.index == mapping.index).expect("every job comes from a planned mapping");
         let failure = match done {
@@ -148,13 +158,15 @@ pub async fn execute_until<R: Registry>(
             None => Failure::new(INTERRUPTED),
         };
         let source = clients.get(&mapping.source).expect("planned mappings have a source client");
-        report.images.extend(engine_targets(mapping, image, clients).map(|(registry, target)| {
-            decided(
+        report.images.extend(engine_targets(mapping, image, clients).zip(stats).map(|((registry, target), stats)| {
+            let mut entry = decided(
                 label(source, &mapping.from, &image.tag),
                 label(registry, &target.repository, &image.tag),
                 image,
                 failed(&failure),
-            )
+            );
+            entry.stats = stats.snapshot();
+            entry
         }));
     }
     SyncReport::new(reports, started.elapsed().as_millis() as u64).with_throttling(clients.throttling())
@@ -180,6 +192,7 @@ async fn copy_image<R: Registry>(
     image: &ImagePlan,
     clients: &Clients<R>,
     engine: &Engine,
+    stats: Vec<Arc<Stats>>,
 ) -> ImageReport {
     let source = clients.get(&mapping.source).expect("planned mappings have a source client");
     let targets = engine_targets(mapping, image, clients)
@@ -202,7 +215,7 @@ async fn copy_image<R: Registry>(
         artifacts: mapping.artifacts.as_ref(),
         platforms: &mapping.platforms,
     };
-    let report = engine.copy(&job).await;
+    let report = engine.copy_counted(&job, stats).await;
     for warning in &report.warnings {
         tracing::warn!(source = %report.source, %warning, "copied with a change");
     }

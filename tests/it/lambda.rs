@@ -210,9 +210,9 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     });
     world.put_config(&config_text(&proxy.host, &world.target)).await;
     let mut handler = world.handler(true);
-    handler.records_at_once = 1;
-    handler.deadline_margin = Duration::from_millis(1300);
-    handler.finish_margin = Duration::from_millis(300);
+    handler.settings.records_at_once = 1;
+    handler.settings.deadline_margin = Duration::from_millis(1300);
+    handler.settings.finish_margin = Duration::from_millis(300);
     let messages = records(&config_text(&proxy.host, &world.target));
 
     // Transfers must stop starting 2.7 s from now: mapping 0 finishes (its blobs take 3 s)
@@ -252,8 +252,8 @@ async fn a_transfer_stalled_past_the_deadline_fails_only_its_record_and_the_hand
     let text = config_text(&proxy.host, &world.target);
     world.put_config(&text).await;
     let mut handler = world.handler(true);
-    handler.deadline_margin = Duration::from_secs(1);
-    handler.finish_margin = Duration::from_millis(500);
+    handler.settings.deadline_margin = Duration::from_secs(1);
+    handler.settings.finish_margin = Duration::from_millis(500);
     let messages: Vec<(String, String)> = records(&text).into_iter().take(2).collect();
 
     let deadline = Instant::now() + Duration::from_secs(5);
