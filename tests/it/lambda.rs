@@ -14,8 +14,8 @@ use crate::support::TestRegistry;
 use crate::support::moto::MotoServer;
 use crate::support::proxy::{Action, FaultProxy};
 
-const BUCKET: &str = "ocync-config";
-const KEY: &str = "ocync.yaml";
+pub(crate) const BUCKET: &str = "ocync-config";
+pub(crate) const KEY: &str = "ocync.yaml";
 const REPOSITORIES: [&str; 3] = ["demo/app", "demo/api", "demo/web"];
 
 fn event(name: &str) -> Value {
@@ -39,16 +39,16 @@ fn config_text(through: &str, target: &TestRegistry) -> String {
     text
 }
 
-struct World {
-    moto: MotoServer,
-    source: TestRegistry,
-    target: TestRegistry,
+pub(crate) struct World {
+    pub(crate) moto: MotoServer,
+    pub(crate) source: TestRegistry,
+    pub(crate) target: TestRegistry,
     images: Vec<Built>,
-    queue_url: String,
+    pub(crate) queue_url: String,
 }
 
 impl World {
-    async fn new() -> World {
+    pub(crate) async fn new() -> World {
         let moto = MotoServer::start();
         let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
         let mut images = Vec::new();
@@ -63,7 +63,7 @@ impl World {
         World { moto, source, target, images, queue_url }
     }
 
-    async fn put_config(&self, text: &str) {
+    pub(crate) async fn put_config(&self, text: &str) {
         self.moto
             .s3_client()
             .put_object()
@@ -75,7 +75,7 @@ impl World {
             .expect("put config");
     }
 
-    fn handler(&self, queue: bool) -> Handler {
+    pub(crate) fn handler(&self, queue: bool) -> Handler {
         let location = ConfigLocation::S3 { bucket: BUCKET.into(), key: KEY.into() };
         let queue_url = queue.then(|| self.queue_url.clone());
         Handler::new(self.moto.s3_client(), self.moto.sqs_client(), location, queue_url)
@@ -106,7 +106,7 @@ impl World {
     }
 }
 
-fn sqs_event(messages: &[(String, String)]) -> Value {
+pub(crate) fn sqs_event(messages: &[(String, String)]) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1"}))
@@ -115,7 +115,7 @@ fn sqs_event(messages: &[(String, String)]) -> Value {
 }
 
 /// The work message for mapping `index` of the config `text`.
-fn message(text: &str, index: usize) -> Value {
+pub(crate) fn message(text: &str, index: usize) -> Value {
     let config = ocync::config::Config::parse(text, "t", |_| None).unwrap_or_else(|e| panic!("{e}"));
     let key = config.mappings[index].key();
     json!({"version": 1, "run_id": "r", "config": {"bucket": BUCKET, "key": KEY}, "mapping": index, "mapping_key": key})
@@ -127,7 +127,7 @@ fn records(text: &str) -> Vec<(String, String)> {
     (0..count).map(|index| (format!("record-{index}"), message(text, index).to_string())).collect()
 }
 
-fn failures(response: &Value) -> Vec<String> {
+pub(crate) fn failures(response: &Value) -> Vec<String> {
     response["batchItemFailures"]
         .as_array()
         .unwrap()
@@ -136,7 +136,7 @@ fn failures(response: &Value) -> Vec<String> {
         .collect()
 }
 
-fn soon() -> Instant {
+pub(crate) fn soon() -> Instant {
     Instant::now() + Duration::from_secs(120)
 }
 

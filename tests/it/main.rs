@@ -7,6 +7,7 @@ mod acr;
 mod auth;
 mod bounds;
 mod chart;
+mod continuation;
 mod copy;
 mod ecr;
 mod faults;
