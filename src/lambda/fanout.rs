@@ -32,8 +32,9 @@ where
     Fut: Future<Output = Result<BatchAnswer, String>>,
 {
     let send = &send;
-    let mut batches = futures_util::stream::iter(messages.chunks(SQS_BATCH).map(|chunk| send_batch(queue_url, chunk, send)))
-        .buffer_unordered(SENDS_AT_ONCE);
+    let mut batches =
+        futures_util::stream::iter(messages.chunks(SQS_BATCH).map(|chunk| send_batch(queue_url, chunk, send)))
+            .buffer_unordered(SENDS_AT_ONCE);
     let mut sent = 0;
     while let Some(accepted) = batches.next().await {
         sent += accepted?;

@@ -90,14 +90,16 @@ async fn drain(world: &World) -> Vec<Received> {
         if answer.messages().is_empty() {
             return received;
         }
-        received.extend(answer.messages().iter().map(|m| Received {
-            id: m.message_id().unwrap_or_default().to_string(),
-            body: m.body().unwrap_or_default().to_string(),
-            count: m
-                .message_attributes()
-                .and_then(|a| a.get(CONTINUATION_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .map(str::to_string),
+        received.extend(answer.messages().iter().map(|m| {
+            Received {
+                id: m.message_id().unwrap_or_default().to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                count: m
+                    .message_attributes()
+                    .and_then(|a| a.get(CONTINUATION_ATTRIBUTE))
+                    .and_then(|v| v.string_value())
+                    .map(str::to_string),
+            }
         }));
     }
 }
@@ -167,7 +169,8 @@ async fn a_mapping_longer_than_one_invocation_finishes_through_continuations() {
     assert!(invocations >= 3, "the mapping needed {invocations} invocations; the test wants at least 3");
     assert_eq!(mirrored(&world).await.as_deref(), Some(built.digest().as_str()));
     let uploads = completed_uploads(&world.target);
-    let expected: BTreeMap<String, usize> = built.blobs().iter().map(|b| (b.descriptor.digest.to_string(), 1)).collect();
+    let expected: BTreeMap<String, usize> =
+        built.blobs().iter().map(|b| (b.descriptor.digest.to_string(), 1)).collect();
     assert_eq!(uploads, expected, "every blob uploaded exactly once across {invocations} invocations");
 }
 
@@ -250,7 +253,8 @@ async fn an_image_interrupted_at_the_deadline_reports_the_blobs_it_already_sent(
             Action::Forward
         }
     });
-    let text = big_config(&proxy.host, &world.target).replace("max_concurrent_transfers: 1", "max_concurrent_transfers: 4");
+    let text =
+        big_config(&proxy.host, &world.target).replace("max_concurrent_transfers: 1", "max_concurrent_transfers: 4");
     world.put_config(&text).await;
     let mut handler = world.handler(true);
     handler.settings.deadline_margin = Duration::from_secs(1);

@@ -541,3 +541,37 @@ async fn a_config_in_s3_reading_the_functions_credentials_is_refused_and_sends_n
     assert!(world.receive_all().await.is_empty(), "no message for a refused config");
     assert_eq!(world.target_digest("demo/app").await, None, "nothing synced");
 }
+
+/// The schedule's wall time for `OCYNC_TEST_FANOUT_MAPPINGS` mappings (default 2,000), printed
+/// for the README's figures; the assertion is that every message landed, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_of_thousands_of_mappings_lands_every_message() {
+    let count: usize = std::env::var("OCYNC_TEST_FANOUT_MAPPINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let world = World::new().await;
+    let mut text = config_text(&world.source.host, &world.target);
+    text.truncate(text.find("mappings:\n").expect("mappings section"));
+    text += "mappings:\n";
+    for n in 0..count {
+        text += &format!("  - {{ from: demo/m{n} }}\n");
+    }
+    world.put_config(&text).await;
+
+    let started = Instant::now();
+    let answer = world.handler(true).handle(event("schedule.json"), soon()).await.expect("schedule");
+    let elapsed = started.elapsed();
+    eprintln!("fan-out of {count} mappings against moto: {} ms", elapsed.as_millis());
+    assert_eq!(answer["messages"], count);
+    let attributes = world
+        .moto
+        .sqs_client()
+        .get_queue_attributes()
+        .queue_url(&world.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("queue attributes");
+    let queued = attributes
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages));
+    assert_eq!(queued.map(String::as_str), Some(count.to_string().as_str()), "one message per mapping on the queue");
+}
