@@ -71,7 +71,8 @@ pub const INTERRUPTED: &str =
     "interrupted: still in flight when the shutdown grace period ran out; nothing incomplete was tagged";
 
 /// [`execute`], abandoned when `stop` resolves (a shutdown grace period running out): the
-/// report still covers every image, those still in flight failed as [`INTERRUPTED`].
+/// report still covers every image, those still in flight failed as [`INTERRUPTED`] with the
+/// blobs they had already sent in their stats.
 /// Abandoning is safe because a tag is pushed only once everything it refers to is confirmed
 /// at the target, so an abandoned image leaves blobs behind but never a tag on missing blobs.
 pub async fn execute_until<R: Registry>(
