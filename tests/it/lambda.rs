@@ -575,3 +575,77 @@ async fn a_schedule_of_thousands_of_mappings_lands_every_message() {
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages));
     assert_eq!(queued.map(String::as_str), Some(count.to_string().as_str()), "one message per mapping on the queue");
 }
+
+/// A stand-in for SQS's `SendMessageBatch` that answers every call after `latency` (a round
+/// trip to SQS) and accepts every entry, counting entries and the most calls in flight. moto
+/// cannot time a large fan-out: its queue walks every message it holds for each one added.
+struct SlowSqs {
+    url: String,
+    entries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _server: crate::support::http::Server,
+}
+
+impl SlowSqs {
+    fn start(latency: Duration) -> SlowSqs {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (entries, most) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
+        let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+        let (counted, most_seen) = (entries.clone(), most.clone());
+        let server = crate::support::http::Server::start(listener, "slow-sqs", "slow SQS", move |stream| {
+            let (counted, most_seen, in_flight) = (counted.clone(), most_seen.clone(), in_flight.clone());
+            // A thread per call, so calls overlap as they do at SQS.
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone stream"));
+                let Ok(Some(request)) = crate::support::http::read_request(&mut reader) else { return };
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most_seen.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(latency);
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let ids: Vec<&str> =
+                    body["Entries"].as_array().into_iter().flatten().filter_map(|e| e["Id"].as_str()).collect();
+                counted.fetch_add(ids.len(), Ordering::SeqCst);
+                let successful: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"Id": id, "MessageId": format!("m-{id}"), "MD5OfMessageBody": "0".repeat(32)}))
+                    .collect();
+                let answer = json!({"Successful": successful, "Failed": []}).to_string();
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                let headers = [("Content-Type", "application/x-amz-json-1.0")];
+                let _ = crate::support::http::write_response(&mut stream, "200 OK", &headers, answer.as_bytes());
+            });
+            Ok(())
+        });
+        SlowSqs { url, entries, most_in_flight: most, _server: server }
+    }
+}
+
+/// 10,000 mappings fan out in seconds when each `SendMessageBatch` takes a 20 ms round trip:
+/// several calls are in flight at once (one at a time would take 1,000 × 20 ms = 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_mappings_fan_out_with_several_batches_in_flight() {
+    let world = World::new().await;
+    let mut text = config_text(&world.source.host, &world.target);
+    text.truncate(text.find("mappings:\n").expect("mappings section"));
+    text += "mappings:\n";
+    for n in 0..10_000 {
+        text += &format!("  - {{ from: demo/m{n} }}\n");
+    }
+    world.put_config(&text).await;
+    let sqs = SlowSqs::start(Duration::from_millis(20));
+    let client =
+        aws_sdk_sqs::Client::from_conf(world.moto.sqs_client().config().to_builder().endpoint_url(&sqs.url).build());
+    let location = ConfigLocation::S3 { bucket: BUCKET.into(), key: KEY.into() };
+    let handler = Handler::new(world.moto.s3_client(), client, location, Some(format!("{}/123456789012/q", sqs.url)));
+
+    let started = Instant::now();
+    let answer = handler.handle(event("schedule.json"), soon()).await.expect("schedule");
+    let elapsed = started.elapsed();
+    eprintln!("fan-out of 10000 mappings, 20 ms per SendMessageBatch: {} ms", elapsed.as_millis());
+    assert_eq!(answer["messages"], 10_000);
+    assert_eq!(sqs.entries.load(std::sync::atomic::Ordering::SeqCst), 10_000);
+    assert_eq!(sqs.most_in_flight.load(std::sync::atomic::Ordering::SeqCst), 8, "eight calls at once");
+}
