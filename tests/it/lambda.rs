@@ -354,6 +354,7 @@ fn every_event_file_is_recognised_and_round_trips() {
             "schedule-v2.json",
             "schedule.json",
             "sqs-batch-malformed.json",
+            "sqs-continuation.json",
             "sqs-one-mapping.json"
         ]
     );
@@ -364,6 +365,10 @@ fn every_event_file_is_recognised_and_round_trips() {
             let again: aws_lambda_events::event::sqs::SqsEvent =
                 serde_json::from_value(serde_json::to_value(&sqs).unwrap()).unwrap();
             assert_eq!(again, sqs, "{name}");
+            let counts: Vec<u32> =
+                sqs.records.iter().map(|r| ocync::lambda::continuation_count(&r.message_attributes).unwrap()).collect();
+            let expected = if name == "sqs-continuation.json" { vec![1] } else { vec![0; counts.len()] };
+            assert_eq!(counts, expected, "{name}: the continuation count of each record");
         }
     }
 }
