@@ -169,6 +169,8 @@ impl Engine {
                     Ok(()) => {
                         owner.confirm();
                         self.record(live, Event::Copied);
+                        live.stats.landed(blob.size);
+                        self.stats.landed(blob.size);
                     }
                     Err(error) if error.is_retryable() && attempt < BLOB_ATTEMPTS && !self.cancel.is_cancelled() => {
                         tracing::warn!(digest = %blob.digest, target = live.target.registry.name(), attempt, %error, "blob upload failed; retrying");

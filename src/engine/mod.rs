@@ -191,21 +191,30 @@ impl Engine {
 
     /// Copies one image to every target that does not have it yet.
     pub async fn copy<R: Registry>(&self, job: &ImageJob<'_, R>) -> ImageReport {
-        // In the run's cancel scope: a throttled request waiting for its turn gives up once
-        // the run is cancelled (a signal, the Lambda deadline, a watch shutdown).
-        self.cancel.scope(self.copy_in_scope(job)).await
+        let stats = job.targets.iter().map(|_| Arc::default()).collect();
+        self.copy_counted(job, stats).await
     }
 
-    async fn copy_in_scope<R: Registry>(&self, job: &ImageJob<'_, R>) -> ImageReport {
+    /// [`Engine::copy`], counting each target's blobs and bytes in `stats` (one per target, in
+    /// order; targets without one get their own), which the caller keeps: an image abandoned in flight (its future dropped) still
+    /// reports what it already sent.
+    pub async fn copy_counted<R: Registry>(&self, job: &ImageJob<'_, R>, stats: Vec<Arc<Stats>>) -> ImageReport {
+        // In the run's cancel scope: a throttled request waiting for its turn gives up once
+        // the run is cancelled (a signal, the Lambda deadline, a watch shutdown).
+        self.cancel.scope(self.copy_in_scope(job, stats)).await
+    }
+
+    async fn copy_in_scope<R: Registry>(&self, job: &ImageJob<'_, R>, stats: Vec<Arc<Stats>>) -> ImageReport {
         let started = Instant::now();
         let source = &job.source;
         let lives: Vec<Live<R>> = job
             .targets
             .iter()
-            .map(|target| Live {
+            .zip(stats.into_iter().chain(std::iter::repeat_with(Arc::default)))
+            .map(|(target, stats)| Live {
                 target,
                 known: Mutex::default(),
-                stats: Arc::default(),
+                stats,
                 failure: Mutex::new(None),
                 skipped: Mutex::new(None),
             })

@@ -23,6 +23,9 @@ pub struct Stats {
     pub referrers_copied: AtomicU64,
     /// Bytes sent to targets so far, including transfers still running and failed attempts.
     pub bytes: AtomicU64,
+    /// Bytes of the blobs whose upload completed (declared sizes): what a run interrupted now
+    /// would not have to send again, unlike `bytes`.
+    pub bytes_landed: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -42,6 +45,8 @@ pub struct StatsSnapshot {
     pub referrers_copied: u64,
     /// Bytes sent.
     pub bytes: u64,
+    /// Bytes of completed blob uploads.
+    pub bytes_landed: u64,
 }
 
 impl Stats {
@@ -55,6 +60,7 @@ impl Stats {
             manifests_pushed: self.manifests_pushed.load(Ordering::Relaxed),
             referrers_copied: self.referrers_copied.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            bytes_landed: self.bytes_landed.load(Ordering::Relaxed),
         }
     }
 }
@@ -68,6 +74,7 @@ impl std::ops::AddAssign for StatsSnapshot {
         self.manifests_pushed += other.manifests_pushed;
         self.referrers_copied += other.referrers_copied;
         self.bytes += other.bytes;
+        self.bytes_landed += other.bytes_landed;
     }
 }
 
@@ -105,5 +112,10 @@ impl Stats {
             Event::ReferrerCopied => &self.referrers_copied,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A blob of `size` bytes completed its upload.
+    pub(super) fn landed(&self, size: u64) {
+        self.bytes_landed.fetch_add(size, Ordering::Relaxed);
     }
 }

@@ -1,23 +1,20 @@
 //! Routing an invocation and doing its work, with the clients and config cache of a warm
 //! container reused across invocations, and one engine and deadline per invocation.
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::message::{ConfigRef, MESSAGE_VERSION, SyncMessage};
-use crate::cancel::Cancel;
+use super::continuation::{Decision, Progress, Redelivery, decide};
+use super::deadline::Scope;
+use super::fanout::{BatchAnswer, send_in_batches};
+use super::message::{CONTINUATION_ATTRIBUTE, ConfigRef, MESSAGE_VERSION, SyncMessage, continuation_count};
+use super::settings::Settings;
 use crate::config::{Config, ConfigLocation, Mapping, S3ConfigCache};
-use crate::engine::Engine;
-use crate::sync::{self, ClientCache, RunStatus, SyncReport};
-
-/// SQS accepts at most this many entries per `SendMessageBatch`.
-const SQS_BATCH: usize = 10;
-/// Attempts for entries a `SendMessageBatch` answered as failed.
-const SEND_ATTEMPTS: usize = 3;
+use crate::sync::{self, ClientCache, SyncReport};
 
 /// What an invocation asks for.
 #[derive(Debug)]
@@ -63,15 +60,8 @@ pub struct Handler {
     /// Registry clients (tokens, connection pools, pacing), kept per registry entry across
     /// invocations of this container.
     clients: ClientCache,
-    /// No new transfer starts once the remaining time is below this (at most a third of the
-    /// invocation's time).
-    pub deadline_margin: Duration,
-    /// Transfers still in flight when the remaining time is below this (at most a tenth of the
-    /// invocation's time) are abandoned, so the function answers before it is killed and the
-    /// records that did finish are not redelivered.
-    pub finish_margin: Duration,
-    /// SQS records synced at once.
-    pub records_at_once: usize,
+    /// Deadline margins, record concurrency and continuation limits.
+    pub settings: Settings,
 }
 
 impl Handler {
@@ -89,19 +79,17 @@ impl Handler {
             queue_url,
             configs: S3ConfigCache::default(),
             clients: ClientCache::default(),
-            deadline_margin: Duration::from_secs(30),
-            finish_margin: Duration::from_secs(3),
-            records_at_once: 4,
+            settings: Settings::default(),
         }
     }
 
-    /// From the environment: `OCYNC_CONFIG` (required), `OCYNC_QUEUE_URL`,
-    /// `OCYNC_DEADLINE_MARGIN_SECONDS`, `OCYNC_FINISH_MARGIN_SECONDS`, `OCYNC_RECORD_CONCURRENCY`,
-    /// and the AWS SDK's own.
+    /// From the environment: `OCYNC_CONFIG` (required), `OCYNC_QUEUE_URL`, the variables of
+    /// [`Settings::from_lookup`], and the AWS SDK's own.
     pub async fn from_environment() -> Result<Handler, String> {
         let location = std::env::var("OCYNC_CONFIG")
             .map_err(|_| "OCYNC_CONFIG is not set (expected s3://bucket/key)".to_string())?;
         let location = ConfigLocation::parse(&location).map_err(|e| e.to_string())?;
+        let settings = Settings::from_lookup(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
         let shared = crate::aws::sdk_config(None, None).await;
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let mut handler = Handler::new(
@@ -110,15 +98,7 @@ impl Handler {
             location,
             std::env::var("OCYNC_QUEUE_URL").ok().filter(|q| !q.is_empty()),
         );
-        if let Some(margin) = std::env::var("OCYNC_DEADLINE_MARGIN_SECONDS").ok().and_then(|v| v.parse().ok()) {
-            handler.deadline_margin = Duration::from_secs(margin);
-        }
-        if let Some(margin) = std::env::var("OCYNC_FINISH_MARGIN_SECONDS").ok().and_then(|v| v.parse().ok()) {
-            handler.finish_margin = Duration::from_secs(margin);
-        }
-        if let Some(n) = std::env::var("OCYNC_RECORD_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
-            handler.records_at_once = n;
-        }
+        handler.settings = settings;
         Ok(handler)
     }
 
@@ -138,7 +118,7 @@ impl Handler {
                 let config = self.load().await?;
                 let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
                 let report = self.sync_mappings(&config, &indices, deadline).await;
-                summarise(&[&report], started);
+                summarise(&[&report], 0, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
             Invocation::Mapping(message) => {
@@ -147,7 +127,7 @@ impl Handler {
                 let config = self.load().await?;
                 check_mapping(&config, &message)?;
                 let report = self.sync_mappings(&config, &[message.mapping], deadline).await;
-                summarise(&[&report], started);
+                summarise(&[&report], 0, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
         }
@@ -171,7 +151,7 @@ impl Handler {
         let Some(queue_url) = &self.queue_url else {
             let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
             let report = self.sync_mappings(&config, &indices, deadline).await;
-            summarise(&[&report], started);
+            summarise(&[&report], 0, started);
             return Ok(serde_json::to_value(&report).expect("reports serialise"));
         };
         let ConfigLocation::S3 { bucket, key } = &self.location else {
@@ -224,59 +204,134 @@ impl Handler {
         .await
     }
 
-    /// Syncs the mapping of each record; failed, malformed and unfinished records are reported.
+    /// Syncs the mapping of each record, then answers each: done, continued (see
+    /// [`super::continuation`]), or a batch item failure for SQS to redeliver.
     async fn sqs_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let started = Instant::now();
-        let scope = Scope::new(deadline, self.deadline_margin, self.finish_margin);
+        let settings = &self.settings;
+        let scope = Scope::new(deadline, settings.deadline_margin, settings.finish_margin);
         let scope = &scope;
-        let records = event.records.into_iter().map(|record| async move {
-            let id = record.message_id.clone().unwrap_or_default();
-            if scope.is_cancelled() {
-                tracing::warn!(message_id = %id, "not started: the invocation deadline is near");
-                return (id, None);
-            }
-            // The engine abandons transfers at the stop; this also covers loading and planning.
-            let work = self.sync_record(record.body.as_deref().unwrap_or_default(), scope);
-            let outcome = tokio::select! {
-                biased;
-                outcome = work => outcome,
-                () = scope.stopped() => Err("unfinished at the invocation deadline".to_string()),
-            };
-            match outcome {
-                Ok(report) => (id, Some(report)),
-                Err(error) => {
-                    tracing::error!(message_id = %id, %error, "record failed");
-                    (id, None)
-                }
-            }
-        });
-        let results: Vec<(String, Option<SyncReport>)> =
-            futures_util::stream::iter(records).buffer_unordered(self.records_at_once.max(1)).collect().await;
-        let reports: Vec<&SyncReport> = results.iter().filter_map(|(_, r)| r.as_ref()).collect();
-        summarise(&reports, started);
+        let records = event.records.into_iter().map(|record| self.sqs_record(record, scope));
+        let results: Vec<Record> =
+            futures_util::stream::iter(records).buffer_unordered(settings.records_at_once.max(1)).collect().await;
+        let answers = futures_util::future::join_all(results.iter().map(|record| self.answer(record))).await;
+        let reports: Vec<&SyncReport> = results.iter().filter_map(|r| r.report.as_ref()).collect();
+        let continuations = answers.iter().filter(|answer| **answer == Answer::Continued).count();
+        summarise(&reports, continuations, started);
         let mut response = SqsBatchResponse::default();
-        for (id, report) in &results {
-            // Interrupted transfers make the report fail, so unfinished records are failures too.
-            let succeeded = report.as_ref().is_some_and(|r| r.status == RunStatus::Success);
-            if !succeeded {
+        for (record, answer) in results.iter().zip(answers) {
+            if answer == Answer::Failed {
                 let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.clone();
+                failure.item_identifier = record.id.clone();
                 response.batch_item_failures.push(failure);
             }
         }
         response
     }
 
-    async fn sync_record(&self, body: &str, scope: &Scope) -> Result<SyncReport, String> {
-        let message = SyncMessage::parse(body).map_err(|e| e.to_string())?;
+    /// One record's work, until the invocation's stop.
+    async fn sqs_record(&self, record: SqsMessage, scope: &Scope) -> Record {
+        let id = record.message_id.clone().unwrap_or_default();
+        let mut result = Record { id, message: None, count: 0, report: None, at_deadline: false };
+        if scope.is_cancelled() {
+            tracing::warn!(message_id = %result.id, "not started: the invocation deadline is near");
+            return result;
+        }
+        let parsed = SyncMessage::parse(record.body.as_deref().unwrap_or_default())
+            .and_then(|message| Ok((message, continuation_count(&record.message_attributes)?)));
+        let (message, count) = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::error!(message_id = %result.id, %error, "record failed");
+                return result;
+            }
+        };
+        // The engine abandons transfers at the stop; this also covers loading and planning.
+        let work = self.sync_record(&message, scope);
+        let outcome = tokio::select! {
+            biased;
+            outcome = work => outcome,
+            () = scope.stopped() => Err("unfinished at the invocation deadline".to_string()),
+        };
+        result.at_deadline = scope.is_cancelled();
+        match outcome {
+            Ok(report) => result.report = Some(report),
+            Err(error) => tracing::error!(message_id = %result.id, %error, "record failed"),
+        }
+        (result.message, result.count) = (Some(message), count);
+        result
+    }
+
+    /// What to answer for a finished record; sends its continuation if it gets one.
+    async fn answer(&self, record: &Record) -> Answer {
+        let settings = &self.settings;
+        let decision = decide(
+            record.report.as_ref(),
+            record.at_deadline,
+            record.count,
+            settings.continuation_min_bytes,
+            settings.max_continuations,
+        );
+        let (Some(message), Some(report)) = (&record.message, &record.report) else {
+            return if decision == Decision::Done { Answer::Done } else { Answer::Failed };
+        };
+        let (run_id, mapping) = (&message.run_id, &message.mapping_key);
+        let progress = Progress::of(report);
+        let (images, bytes_landed) = (progress.images, progress.bytes_landed);
+        match decision {
+            Decision::Done => Answer::Done,
+            Decision::Continue { count } => match self.continue_mapping(message, count).await {
+                Ok(()) => {
+                    tracing::info!(message_id = %record.id, %run_id, %mapping, continuation = count, images, bytes_landed, "unfinished at the deadline: continued");
+                    Answer::Continued
+                }
+                Err(error) => {
+                    tracing::error!(message_id = %record.id, %run_id, %mapping, %error, "continuation not sent; the record is redelivered");
+                    Answer::Failed
+                }
+            },
+            Decision::Redeliver { reason: Redelivery::Cap } => {
+                tracing::error!(message_id = %record.id, %run_id, %mapping, continuations = record.count, max = settings.max_continuations, "unfinished after the maximum of continuations; the record is redelivered and may reach the dead-letter queue");
+                Answer::Failed
+            }
+            Decision::Redeliver { reason: Redelivery::NoProgress } => {
+                tracing::warn!(message_id = %record.id, %run_id, %mapping, bytes_landed, min_bytes = settings.continuation_min_bytes, "unfinished at the deadline without progress; the record is redelivered");
+                Answer::Failed
+            }
+            Decision::Redeliver { .. } => Answer::Failed,
+        }
+    }
+
+    /// Sends `message` again to the function's own queue, carrying the continuation `count`.
+    async fn continue_mapping(&self, message: &SyncMessage, count: u32) -> Result<(), String> {
+        let Some(queue_url) = &self.queue_url else {
+            return Err("no queue to continue on (OCYNC_QUEUE_URL is not set)".into());
+        };
+        let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("Number")
+            .string_value(count.to_string())
+            .build()
+            .map_err(|e| format!("continuation attribute: {e}"))?;
+        self.sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(message.body())
+            .message_attributes(CONTINUATION_ATTRIBUTE, attribute)
+            .send()
+            .await
+            .map_err(|e| format!("SendMessage to {queue_url}: {}", crate::aws::describe(&e)))?;
+        Ok(())
+    }
+
+    async fn sync_record(&self, message: &SyncMessage, scope: &Scope) -> Result<SyncReport, String> {
         check_origin(&self.location, &message.config)?;
         let config = self.load().await?;
-        check_mapping(&config, &message)?;
+        check_mapping(&config, message)?;
         Ok(self.run(&config, &[message.mapping], scope).await)
     }
 
     async fn sync_mappings(&self, config: &Config, indices: &[usize], deadline: Instant) -> SyncReport {
-        let scope = Scope::new(deadline, self.deadline_margin, self.finish_margin);
+        let scope = Scope::new(deadline, self.settings.deadline_margin, self.settings.finish_margin);
         self.run(config, indices, &scope).await
     }
 
@@ -293,101 +348,28 @@ impl Handler {
     }
 }
 
-/// What the work of one invocation shares: the cancel flag its deadline sets, the later stop
-/// at which transfers still in flight are abandoned, and one engine,
-/// so `global.max_concurrent_transfers` bounds the whole invocation and the records of a batch
-/// read a blob they share from the source once. The deadline timer stops when the invocation
-/// ends (the scope is dropped), so it cannot touch a later invocation of a warm container.
-struct Scope {
-    cancel: Cancel,
-    stop: Cancel,
-    timer: tokio::task::JoinHandle<()>,
-    engine: OnceLock<Engine>,
+/// One SQS record once its work is over.
+struct Record {
+    id: String,
+    /// The message, once parsed and accepted.
+    message: Option<SyncMessage>,
+    /// Continuations that led to it.
+    count: u32,
+    /// What the sync did, if it ran to a report.
+    report: Option<SyncReport>,
+    /// Whether the deadline margin had passed when its work ended.
+    at_deadline: bool,
 }
 
-impl Scope {
-    /// Sets the flag once the remaining time falls below `margin`, which is at most a third of
-    /// the time this invocation has, so a short function timeout still gets work done; then
-    /// sets the stop once it falls below `finish` (at most a tenth of that time), leaving the
-    /// handler time to answer before the function is killed.
-    fn new(deadline: Instant, margin: Duration, finish: Duration) -> Self {
-        let (cancel, stop) = (Cancel::default(), Cancel::default());
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let cancel_at = deadline.checked_sub(margin.min(remaining / 3)).unwrap_or_else(Instant::now);
-        let stop_at = deadline.checked_sub(finish.min(remaining / 10)).unwrap_or_else(Instant::now).max(cancel_at);
-        let (trigger, halt) = (cancel.clone(), stop.clone());
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep_until(cancel_at.into()).await;
-            tracing::warn!("invocation deadline near: starting no new transfers");
-            trigger.cancel();
-            tokio::time::sleep_until(stop_at.into()).await;
-            tracing::warn!("invocation deadline nearer: abandoning the transfers still in flight");
-            halt.cancel();
-        });
-        Scope { cancel, stop, timer, engine: OnceLock::new() }
-    }
-
-    /// Resolves once transfers still in flight must be abandoned.
-    async fn stopped(&self) {
-        self.stop.cancelled().await;
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
-    }
-
-    /// The invocation's engine, bounded by the limits of the first config a record brings
-    /// (the records of a batch come from one fan-out, so from one config).
-    fn engine(&self, config: &Config) -> &Engine {
-        self.engine.get_or_init(|| sync::engine(config, self.cancel.clone()))
-    }
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        self.timer.abort();
-    }
-}
-
-/// What one `SendMessageBatch` answered: how many entries were accepted, and the ids of those
-/// it refused.
-struct BatchAnswer {
-    successful: usize,
-    failed: Vec<String>,
-}
-
-/// Sends `messages` to `queue_url` in batches of [`SQS_BATCH`] through `send` (entries are `(id, body)`),
-/// sending the entries a batch refused again, up to [`SEND_ATTEMPTS`] times. Returns how
-/// many were accepted.
-async fn send_in_batches<F, Fut>(queue_url: &str, messages: &[SyncMessage], mut send: F) -> Result<usize, String>
-where
-    F: FnMut(Vec<(String, String)>) -> Fut,
-    Fut: Future<Output = Result<BatchAnswer, String>>,
-{
-    let mut sent = 0;
-    for chunk in messages.chunks(SQS_BATCH) {
-        let mut pending: Vec<(String, String)> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i.to_string(), serde_json::to_string(m).expect("messages serialise")))
-            .collect();
-        for attempt in 1..=SEND_ATTEMPTS {
-            let answer = send(pending.clone()).await?;
-            sent += answer.successful;
-            pending.retain(|(id, _)| answer.failed.contains(id));
-            if pending.is_empty() {
-                break;
-            }
-            tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
-        }
-        if !pending.is_empty() {
-            return Err(format!(
-                "{} messages were refused by {queue_url} after {SEND_ATTEMPTS} attempts",
-                pending.len()
-            ));
-        }
-    }
-    Ok(sent)
+/// How a record is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Deleted: in sync.
+    Done,
+    /// Deleted: its continuation is on the queue.
+    Continued,
+    /// A batch item failure.
+    Failed,
 }
 
 /// Refuses a message that names another config than the function's own `OCYNC_CONFIG`. Whoever
@@ -424,8 +406,9 @@ fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), String> {
     Ok(())
 }
 
-/// One log line per invocation: mappings, images synced / skipped / failed, bytes, duration.
-fn summarise(reports: &[&SyncReport], started: Instant) {
+/// One log line per invocation: mappings, images synced / skipped / failed, bytes,
+/// continuations sent, duration.
+fn summarise(reports: &[&SyncReport], continuations: usize, started: Instant) {
     let (mut mappings, mut synced, mut skipped, mut failed, mut bytes) = (0, 0, 0, 0, 0);
     for report in reports {
         mappings += report.totals.mappings;
@@ -435,7 +418,7 @@ fn summarise(reports: &[&SyncReport], started: Instant) {
         bytes += report.totals.stats.bytes;
     }
     let duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(mappings, synced, skipped, failed, bytes, duration_ms, "invocation summary");
+    tracing::info!(mappings, synced, skipped, failed, bytes, continuations, duration_ms, "invocation summary");
 }
 
 /// A run id: time and randomness, enough to tell runs apart in logs.
@@ -461,77 +444,6 @@ mod tests {
         assert!(matches!(classify(&message), Ok(Invocation::Mapping(_))));
         let unknown = classify(&json!({"hello": "world"})).unwrap_err();
         assert!(unknown.starts_with("unrecognised event"), "{unknown}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_deadline_stops_new_work_at_the_margin() {
-        let scope =
-            Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30), Duration::from_secs(3));
-        tokio::time::sleep(Duration::from_secs(59)).await;
-        assert!(!scope.is_cancelled(), "more than the margin is left");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(scope.is_cancelled(), "less than the margin is left");
-        assert!(!scope.stop.is_cancelled(), "in-flight transfers go on until the finish margin");
-        tokio::time::sleep(Duration::from_secs(28)).await;
-        assert!(scope.stop.is_cancelled(), "less than the finish margin is left: in-flight work is abandoned");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_finished_invocation_leaves_no_deadline_timer_behind() {
-        let scope =
-            Scope::new(Instant::now() + Duration::from_secs(90), Duration::from_secs(30), Duration::from_secs(3));
-        let flag = scope.cancel.clone();
-        let timer = scope.timer.abort_handle();
-        drop(scope);
-        tokio::time::sleep(Duration::from_secs(120)).await;
-        assert!(timer.is_finished(), "the timer task ended with its invocation");
-        assert!(!flag.is_cancelled(), "the timer never fired");
-    }
-
-    fn messages(count: usize) -> Vec<SyncMessage> {
-        (0..count)
-            .map(|mapping| SyncMessage {
-                version: 1,
-                run_id: "r".into(),
-                config: ConfigRef { bucket: "b".into(), key: "k".into(), version_id: None },
-                mapping,
-                mapping_key: format!("m{mapping} -> m{mapping}"),
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn refused_entries_are_sent_again_and_only_they() {
-        let calls = std::sync::Mutex::new(Vec::<Vec<String>>::new());
-        let sent = send_in_batches("q", &messages(12), |pending| {
-            let ids: Vec<String> = pending.iter().map(|(id, _)| id.clone()).collect();
-            let mut calls = calls.lock().unwrap();
-            calls.push(ids.clone());
-            // The first batch refuses entries 3 and 7 once; everything else is accepted.
-            let failed: Vec<String> = if calls.len() == 1 { vec!["3".into(), "7".into()] } else { Vec::new() };
-            let answer = BatchAnswer { successful: ids.len() - failed.len(), failed };
-            async move { Ok(answer) }
-        })
-        .await;
-        assert_eq!(sent, Ok(12));
-        let calls = calls.into_inner().unwrap();
-        assert_eq!(calls.len(), 3, "ten, the two refused again, then the last two: {calls:?}");
-        assert_eq!(calls[0].len(), 10);
-        assert_eq!(calls[1], ["3", "7"]);
-        assert_eq!(calls[2], ["0", "1"]);
-    }
-
-    #[tokio::test]
-    async fn entries_refused_every_time_fail_the_fan_out() {
-        let mut attempts = 0;
-        let result = send_in_batches("q", &messages(2), |pending| {
-            attempts += 1;
-            let answer = BatchAnswer { successful: pending.len() - 1, failed: vec!["1".into()] };
-            async move { Ok(answer) }
-        })
-        .await;
-        assert_eq!(attempts, SEND_ATTEMPTS);
-        assert_eq!(result, Err(format!("1 messages were refused by q after {SEND_ATTEMPTS} attempts")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -10,7 +11,7 @@ use futures_util::StreamExt;
 use super::report::{self, SyncReport};
 use super::{Clients, contained};
 use crate::config::Mapping;
-use crate::engine::{Engine, ImageJob, ImageReport, Source, Target};
+use crate::engine::{Engine, ImageJob, ImageReport, Source, Stats, Target};
 use crate::plan::{Action, Failure, ImagePlan, Plan, TargetPlan};
 use crate::registry::Registry;
 
@@ -30,7 +31,8 @@ pub const INTERRUPTED: &str =
     "interrupted: still in flight when the shutdown grace period ran out; nothing incomplete was tagged";
 
 /// [`execute`], abandoned when `stop` resolves (a shutdown grace period running out): the
-/// report still covers every image, those still in flight failed as [`INTERRUPTED`].
+/// report still covers every image, those still in flight failed as [`INTERRUPTED`] with the
+/// blobs they had already sent in their stats.
 /// Abandoning is safe because a tag is pushed only once everything it refers to is confirmed
 /// at the target, so an abandoned image leaves blobs behind but never a tag on missing blobs.
 pub async fn execute_until<R: Registry>(
@@ -65,10 +67,19 @@ pub async fn execute_until<R: Registry>(
         })
         .collect();
     let mut finished: Vec<Option<Result<ImageReport, Failure>>> = vec![None; jobs.len()];
+    // Each target's counters belong to this function, not to the image's future, so an image
+    // abandoned at `stop` still reports the blobs it already sent (what a rerun need not send).
+    let counters: Vec<Vec<Arc<Stats>>> = jobs
+        .iter()
+        .map(|(mapping, image)| engine_targets(mapping, image, clients).map(|_| Arc::default()).collect())
+        .collect();
     {
-        let mut copies = futures_util::stream::iter(jobs.iter().enumerate().map(|(n, (mapping, image))| async move {
-            (n, contained("copying the image", copy_image(mapping, image, clients, engine)).await)
-        }))
+        let mut copies = futures_util::stream::iter(jobs.iter().zip(&counters).enumerate().map(
+            |(n, ((mapping, image), stats))| async move {
+                let copy = copy_image(mapping, image, clients, engine, stats.clone());
+                (n, contained("copying the image", copy).await)
+            },
+        ))
         .buffer_unordered(images_at_once.max(1));
         let drain = async {
             while let Some((n, report)) = copies.next().await {
@@ -84,7 +95,7 @@ pub async fn execute_until<R: Registry>(
         // Leaving this block drops the copies still in flight.
     }
 
-    report::assemble(plan, &by_index, &jobs, finished, clients, started.elapsed().as_millis() as u64)
+    report::assemble(plan, &by_index, &jobs, finished, &counters, clients, started.elapsed().as_millis() as u64)
 }
 
 /// The targets the engine is given for an image, with their clients: those lacking it, and
@@ -107,6 +118,7 @@ async fn copy_image<R: Registry>(
     image: &ImagePlan,
     clients: &Clients<R>,
     engine: &Engine,
+    stats: Vec<Arc<Stats>>,
 ) -> ImageReport {
     let source = clients.get(&mapping.source).expect("planned mappings have a source client");
     let targets = engine_targets(mapping, image, clients)
@@ -129,7 +141,7 @@ async fn copy_image<R: Registry>(
         artifacts: mapping.artifacts.as_ref(),
         platforms: &mapping.platforms,
     };
-    let report = engine.copy(&job).await;
+    let report = engine.copy_counted(&job, stats).await;
     report.log();
     report
 }

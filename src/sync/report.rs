@@ -3,13 +3,14 @@
 //! what the engine reported.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::Clients;
 use super::execute::{INTERRUPTED, engine_targets, goes_to_engine};
 use crate::config::Mapping;
-use crate::engine::{ImageReport, Outcome, StatsSnapshot, human_bytes, label};
+use crate::engine::{ImageReport, Outcome, Stats, StatsSnapshot, human_bytes, label};
 use crate::oci::Digest;
 use crate::plan::{Action, Failure, ImagePlan, MappingPlan, Plan};
 use crate::registry::Registry;
@@ -279,12 +280,13 @@ pub(super) fn assemble<R: Registry>(
     by_index: &HashMap<usize, &Mapping>,
     jobs: &[(&Mapping, &ImagePlan)],
     finished: Vec<Option<Result<ImageReport, Failure>>>,
+    counters: &[Vec<Arc<Stats>>],
     clients: &Clients<R>,
     duration_ms: u64,
 ) -> SyncReport {
     let mut reports: Vec<MappingReport> =
         plan.mappings.iter().map(|p| planned_report(p, by_index[&p.index], clients)).collect();
-    for ((mapping, image), done) in jobs.iter().zip(finished) {
+    for (((mapping, image), done), stats) in jobs.iter().zip(finished).zip(counters) {
         let report =
             reports.iter_mut().find(|r| r.index == mapping.index).expect("every job comes from a planned mapping");
         let failure = match done {
@@ -306,13 +308,15 @@ pub(super) fn assemble<R: Registry>(
             None => Failure::new(INTERRUPTED),
         };
         let source = clients.get(&mapping.source).expect("planned mappings have a source client");
-        report.images.extend(engine_targets(mapping, image, clients).map(|(registry, target)| {
-            decided(
+        report.images.extend(engine_targets(mapping, image, clients).zip(stats).map(|((registry, target), stats)| {
+            let mut entry = decided(
                 label(source, &mapping.from, &image.tag),
                 label(registry, &target.repository, &image.tag),
                 image,
                 failed(&failure),
-            )
+            );
+            entry.stats = stats.snapshot();
+            entry
         }));
     }
     SyncReport::new(reports, duration_ms).with_throttling(clients.throttling())

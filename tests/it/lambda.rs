@@ -14,8 +14,8 @@ use crate::support::TestRegistry;
 use crate::support::moto::MotoServer;
 use crate::support::proxy::{Action, FaultProxy};
 
-const BUCKET: &str = "ocync-config";
-const KEY: &str = "ocync.yaml";
+pub(crate) const BUCKET: &str = "ocync-config";
+pub(crate) const KEY: &str = "ocync.yaml";
 const REPOSITORIES: [&str; 3] = ["demo/app", "demo/api", "demo/web"];
 
 fn event(name: &str) -> Value {
@@ -39,16 +39,16 @@ fn config_text(through: &str, target: &TestRegistry) -> String {
     text
 }
 
-struct World {
-    moto: MotoServer,
-    source: TestRegistry,
-    target: TestRegistry,
+pub(crate) struct World {
+    pub(crate) moto: MotoServer,
+    pub(crate) source: TestRegistry,
+    pub(crate) target: TestRegistry,
     images: Vec<Built>,
-    queue_url: String,
+    pub(crate) queue_url: String,
 }
 
 impl World {
-    async fn new() -> World {
+    pub(crate) async fn new() -> World {
         let moto = MotoServer::start();
         let (source, target) = (TestRegistry::plain(), TestRegistry::plain());
         let mut images = Vec::new();
@@ -63,7 +63,7 @@ impl World {
         World { moto, source, target, images, queue_url }
     }
 
-    async fn put_config(&self, text: &str) {
+    pub(crate) async fn put_config(&self, text: &str) {
         self.moto
             .s3_client()
             .put_object()
@@ -75,7 +75,7 @@ impl World {
             .expect("put config");
     }
 
-    fn handler(&self, queue: bool) -> Handler {
+    pub(crate) fn handler(&self, queue: bool) -> Handler {
         let location = ConfigLocation::S3 { bucket: BUCKET.into(), key: KEY.into() };
         let queue_url = queue.then(|| self.queue_url.clone());
         Handler::new(self.moto.s3_client(), self.moto.sqs_client(), location, queue_url)
@@ -106,7 +106,7 @@ impl World {
     }
 }
 
-fn sqs_event(messages: &[(String, String)]) -> Value {
+pub(crate) fn sqs_event(messages: &[(String, String)]) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1"}))
@@ -115,7 +115,7 @@ fn sqs_event(messages: &[(String, String)]) -> Value {
 }
 
 /// The work message for mapping `index` of the config `text`.
-fn message(text: &str, index: usize) -> Value {
+pub(crate) fn message(text: &str, index: usize) -> Value {
     let config = ocync::config::Config::parse(text, "t", |_| None).unwrap_or_else(|e| panic!("{e}"));
     let key = config.mappings[index].key();
     json!({"version": 1, "run_id": "r", "config": {"bucket": BUCKET, "key": KEY}, "mapping": index, "mapping_key": key})
@@ -127,7 +127,7 @@ fn records(text: &str) -> Vec<(String, String)> {
     (0..count).map(|index| (format!("record-{index}"), message(text, index).to_string())).collect()
 }
 
-fn failures(response: &Value) -> Vec<String> {
+pub(crate) fn failures(response: &Value) -> Vec<String> {
     response["batchItemFailures"]
         .as_array()
         .unwrap()
@@ -136,7 +136,7 @@ fn failures(response: &Value) -> Vec<String> {
         .collect()
 }
 
-fn soon() -> Instant {
+pub(crate) fn soon() -> Instant {
     Instant::now() + Duration::from_secs(120)
 }
 
@@ -210,9 +210,9 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     });
     world.put_config(&config_text(&proxy.host, &world.target)).await;
     let mut handler = world.handler(true);
-    handler.records_at_once = 1;
-    handler.deadline_margin = Duration::from_millis(1300);
-    handler.finish_margin = Duration::from_millis(300);
+    handler.settings.records_at_once = 1;
+    handler.settings.deadline_margin = Duration::from_millis(1300);
+    handler.settings.finish_margin = Duration::from_millis(300);
     let messages = records(&config_text(&proxy.host, &world.target));
 
     // Transfers must stop starting 2.7 s from now: mapping 0 finishes (its blobs take 3 s)
@@ -252,8 +252,8 @@ async fn a_transfer_stalled_past_the_deadline_fails_only_its_record_and_the_hand
     let text = config_text(&proxy.host, &world.target);
     world.put_config(&text).await;
     let mut handler = world.handler(true);
-    handler.deadline_margin = Duration::from_secs(1);
-    handler.finish_margin = Duration::from_millis(500);
+    handler.settings.deadline_margin = Duration::from_secs(1);
+    handler.settings.finish_margin = Duration::from_millis(500);
     let messages: Vec<(String, String)> = records(&text).into_iter().take(2).collect();
 
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -354,6 +354,7 @@ fn every_event_file_is_recognised_and_round_trips() {
             "schedule-v2.json",
             "schedule.json",
             "sqs-batch-malformed.json",
+            "sqs-continuation.json",
             "sqs-one-mapping.json"
         ]
     );
@@ -364,6 +365,10 @@ fn every_event_file_is_recognised_and_round_trips() {
             let again: aws_lambda_events::event::sqs::SqsEvent =
                 serde_json::from_value(serde_json::to_value(&sqs).unwrap()).unwrap();
             assert_eq!(again, sqs, "{name}");
+            let counts: Vec<u32> =
+                sqs.records.iter().map(|r| ocync::lambda::continuation_count(&r.message_attributes).unwrap()).collect();
+            let expected = if name == "sqs-continuation.json" { vec![1] } else { vec![0; counts.len()] };
+            assert_eq!(counts, expected, "{name}: the continuation count of each record");
         }
     }
 }
@@ -540,4 +545,112 @@ async fn a_config_in_s3_reading_the_functions_credentials_is_refused_and_sends_n
     );
     assert!(world.receive_all().await.is_empty(), "no message for a refused config");
     assert_eq!(world.target_digest("demo/app").await, None, "nothing synced");
+}
+
+/// The schedule's wall time for `OCYNC_TEST_FANOUT_MAPPINGS` mappings (default 2,000), printed
+/// for the README's figures; the assertion is that every message landed, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_of_thousands_of_mappings_lands_every_message() {
+    let count: usize = std::env::var("OCYNC_TEST_FANOUT_MAPPINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let world = World::new().await;
+    let mut text = config_text(&world.source.host, &world.target);
+    text.truncate(text.find("mappings:\n").expect("mappings section"));
+    text += "mappings:\n";
+    for n in 0..count {
+        text += &format!("  - {{ from: demo/m{n} }}\n");
+    }
+    world.put_config(&text).await;
+
+    let started = Instant::now();
+    let answer = world.handler(true).handle(event("schedule.json"), soon()).await.expect("schedule");
+    let elapsed = started.elapsed();
+    eprintln!("fan-out of {count} mappings against moto: {} ms", elapsed.as_millis());
+    assert_eq!(answer["messages"], count);
+    let attributes = world
+        .moto
+        .sqs_client()
+        .get_queue_attributes()
+        .queue_url(&world.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("queue attributes");
+    let queued = attributes
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages));
+    assert_eq!(queued.map(String::as_str), Some(count.to_string().as_str()), "one message per mapping on the queue");
+}
+
+/// A stand-in for SQS's `SendMessageBatch` that answers every call after `latency` (a round
+/// trip to SQS) and accepts every entry, counting entries and the most calls in flight. moto
+/// cannot time a large fan-out: its queue walks every message it holds for each one added.
+struct SlowSqs {
+    url: String,
+    entries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _server: crate::support::http::Server,
+}
+
+impl SlowSqs {
+    fn start(latency: Duration) -> SlowSqs {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (entries, most) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
+        let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+        let (counted, most_seen) = (entries.clone(), most.clone());
+        let server = crate::support::http::Server::start(listener, "slow-sqs", "slow SQS", move |stream| {
+            let (counted, most_seen, in_flight) = (counted.clone(), most_seen.clone(), in_flight.clone());
+            // A thread per call, so calls overlap as they do at SQS.
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone stream"));
+                let Ok(Some(request)) = crate::support::http::read_request(&mut reader) else { return };
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most_seen.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(latency);
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let ids: Vec<&str> =
+                    body["Entries"].as_array().into_iter().flatten().filter_map(|e| e["Id"].as_str()).collect();
+                counted.fetch_add(ids.len(), Ordering::SeqCst);
+                let successful: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"Id": id, "MessageId": format!("m-{id}"), "MD5OfMessageBody": "0".repeat(32)}))
+                    .collect();
+                let answer = json!({"Successful": successful, "Failed": []}).to_string();
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                let headers = [("Content-Type", "application/x-amz-json-1.0")];
+                let _ = crate::support::http::write_response(&mut stream, "200 OK", &headers, answer.as_bytes());
+            });
+            Ok(())
+        });
+        SlowSqs { url, entries, most_in_flight: most, _server: server }
+    }
+}
+
+/// 10,000 mappings fan out in seconds when each `SendMessageBatch` takes a 20 ms round trip:
+/// several calls are in flight at once (one at a time would take 1,000 × 20 ms = 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_mappings_fan_out_with_several_batches_in_flight() {
+    let world = World::new().await;
+    let mut text = config_text(&world.source.host, &world.target);
+    text.truncate(text.find("mappings:\n").expect("mappings section"));
+    text += "mappings:\n";
+    for n in 0..10_000 {
+        text += &format!("  - {{ from: demo/m{n} }}\n");
+    }
+    world.put_config(&text).await;
+    let sqs = SlowSqs::start(Duration::from_millis(20));
+    let client =
+        aws_sdk_sqs::Client::from_conf(world.moto.sqs_client().config().to_builder().endpoint_url(&sqs.url).build());
+    let location = ConfigLocation::S3 { bucket: BUCKET.into(), key: KEY.into() };
+    let handler = Handler::new(world.moto.s3_client(), client, location, Some(format!("{}/123456789012/q", sqs.url)));
+
+    let started = Instant::now();
+    let answer = handler.handle(event("schedule.json"), soon()).await.expect("schedule");
+    let elapsed = started.elapsed();
+    eprintln!("fan-out of 10000 mappings, 20 ms per SendMessageBatch: {} ms", elapsed.as_millis());
+    assert_eq!(answer["messages"], 10_000);
+    assert_eq!(sqs.entries.load(std::sync::atomic::Ordering::SeqCst), 10_000);
+    assert_eq!(sqs.most_in_flight.load(std::sync::atomic::Ordering::SeqCst), 8, "eight calls at once");
 }

@@ -16,6 +16,7 @@ mod auth;
 mod bounds;
 mod chart;
 mod config_cmds;
+mod continuation;
 mod copy;
 mod ecr;
 mod faults;

@@ -246,6 +246,24 @@ fn function_is_the_arm64_al2023_bootstrap_binary() {
 }
 
 #[test]
+fn continuation_settings_are_parameters_defaulting_to_the_functions_own_defaults() {
+    let template = template();
+    let variables = &resource(&template, "OcyncFunction")["Properties"]["Environment"]["Variables"];
+    for (variable, default) in [
+        ("OCYNC_CONTINUATION_MIN_BYTES", ocync::lambda::CONTINUATION_MIN_BYTES),
+        ("OCYNC_MAX_CONTINUATIONS", u64::from(ocync::lambda::MAX_CONTINUATIONS)),
+    ] {
+        let parameter = referenced_parameter(&template, &variables[variable], variable);
+        assert_eq!(number(&parameter["Default"], variable), default, "{variable}");
+    }
+    // Continuations go to the function's own queue, which the role may send to.
+    let statements = role_statements(&template, &deployment(&template, &[]));
+    let senders = granting(&statements, "sqs:SendMessage");
+    assert_eq!(senders.len(), 1);
+    assert_eq!(senders[0]["Resource"]["Fn::GetAtt"][0].as_str(), Some("SyncQueue"));
+}
+
+#[test]
 fn queue_visibility_timeout_is_at_least_six_function_timeouts() {
     let template = template();
     let function = resource(&template, "OcyncFunction");
