@@ -24,7 +24,8 @@ async fn main() -> Result<(), Error> {
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = instant_of(event.context.deadline);
-        handler.handle(event.payload, deadline).await.map_err(Error::from)
+        // `lambda::Error` becomes the runtime's diagnostic, its kind the `errorType`.
+        handler.handle(event.payload, deadline).await
     }))
     .await
 }

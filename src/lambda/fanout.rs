@@ -3,6 +3,7 @@
 
 use futures_util::StreamExt;
 
+use super::Error;
 use super::message::SyncMessage;
 
 /// SQS accepts at most this many entries per `SendMessageBatch`.
@@ -26,10 +27,10 @@ pub(super) struct BatchAnswer {
 /// `(id, body)`), [`SENDS_AT_ONCE`] batches at a time, sending the entries a batch refused
 /// again, up to [`SEND_ATTEMPTS`] times. Returns how many were accepted; the first batch that
 /// fails ends the fan-out (the batches still in flight are dropped).
-pub(super) async fn send_in_batches<F, Fut>(queue_url: &str, messages: &[SyncMessage], send: F) -> Result<usize, String>
+pub(super) async fn send_in_batches<F, Fut>(queue_url: &str, messages: &[SyncMessage], send: F) -> Result<usize, Error>
 where
     F: Fn(Vec<(String, String)>) -> Fut,
-    Fut: Future<Output = Result<BatchAnswer, String>>,
+    Fut: Future<Output = Result<BatchAnswer, Error>>,
 {
     let send = &send;
     let mut batches =
@@ -43,10 +44,10 @@ where
 }
 
 /// One batch, with its refused entries sent again.
-async fn send_batch<F, Fut>(queue_url: &str, chunk: &[SyncMessage], send: &F) -> Result<usize, String>
+async fn send_batch<F, Fut>(queue_url: &str, chunk: &[SyncMessage], send: &F) -> Result<usize, Error>
 where
     F: Fn(Vec<(String, String)>) -> Fut,
-    Fut: Future<Output = Result<BatchAnswer, String>>,
+    Fut: Future<Output = Result<BatchAnswer, Error>>,
 {
     let mut pending: Vec<(String, String)> = chunk.iter().enumerate().map(|(i, m)| (i.to_string(), m.body())).collect();
     let mut sent = 0;
@@ -59,7 +60,7 @@ where
         }
         tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
     }
-    Err(format!("{} messages were refused by {queue_url} after {SEND_ATTEMPTS} attempts", pending.len()))
+    Err(Error::Refused { count: pending.len(), queue: queue_url.to_string(), attempts: SEND_ATTEMPTS })
 }
 
 #[cfg(test)]
@@ -96,7 +97,7 @@ mod tests {
             async move { Ok(answer) }
         })
         .await;
-        assert_eq!(sent, Ok(12));
+        assert_eq!(sent.unwrap(), 12);
         let calls = calls.into_inner().unwrap();
         assert_eq!(calls.len(), 3, "ten, the two refused again, then the last two: {calls:?}");
         assert_eq!(calls[0].len(), 10);
@@ -114,7 +115,8 @@ mod tests {
         })
         .await;
         assert_eq!(attempts.into_inner(), SEND_ATTEMPTS);
-        assert_eq!(result, Err(format!("1 messages were refused by q after {SEND_ATTEMPTS} attempts")));
+        let error = result.unwrap_err().to_string();
+        assert_eq!(error, format!("1 messages were refused by q after {SEND_ATTEMPTS} attempts"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -133,7 +135,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(sent, Ok(1000));
+        assert_eq!(sent.unwrap(), 1000);
         assert_eq!(most.into_inner(), SENDS_AT_ONCE, "a hundred batches, {SENDS_AT_ONCE} at a time");
         // 100 round trips of 20 ms in waves of 8: 13 waves, not 100 in a row.
         assert_eq!(started.elapsed(), Duration::from_millis(20 * 13));

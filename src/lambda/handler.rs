@@ -8,12 +8,13 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use super::Error;
 use super::continuation::{Decision, Progress, Redelivery, decide};
 use super::deadline::Scope;
 use super::fanout::{BatchAnswer, send_in_batches};
 use super::message::{CONTINUATION_ATTRIBUTE, ConfigRef, MESSAGE_VERSION, SyncMessage, continuation_count};
 use super::settings::Settings;
-use crate::config::{Config, ConfigLocation, Mapping, S3ConfigCache};
+use crate::config::{Config, ConfigLocation, Source};
 use crate::sync::{self, ClientCache, SyncReport};
 
 /// What an invocation asks for.
@@ -30,11 +31,11 @@ pub enum Invocation {
 }
 
 /// Reads the shape of an event.
-pub fn classify(event: &Value) -> Result<Invocation, String> {
+pub fn classify(event: &Value) -> Result<Invocation, Error> {
     if event.get("Records").is_some() {
         return serde_json::from_value(event.clone())
             .map(Invocation::Sqs)
-            .map_err(|e| format!("malformed SQS event: {e}"));
+            .map_err(|e| Error::MalformedEvent(e.to_string()));
     }
     let scheduled = event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
         || event.get("ocync").and_then(Value::as_str) == Some("schedule");
@@ -45,18 +46,17 @@ pub fn classify(event: &Value) -> Result<Invocation, String> {
         return Ok(Invocation::SyncAll);
     }
     if event.get("mapping").is_some() {
-        return SyncMessage::parse(&event.to_string()).map(Invocation::Mapping).map_err(|e| e.to_string());
+        return Ok(Invocation::Mapping(SyncMessage::parse(&event.to_string())?));
     }
-    Err("unrecognised event: expected a schedule, an SQS event, {\"sync\": \"all\"} or a mapping message".into())
+    Err(Error::UnrecognisedEvent)
 }
 
 /// The function's state, built once per container.
 pub struct Handler {
-    s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
-    location: ConfigLocation,
+    /// `OCYNC_CONFIG`, read through its cache.
+    config: Source,
     queue_url: Option<String>,
-    configs: S3ConfigCache,
     /// Registry clients (tokens, connection pools, pacing), kept per registry entry across
     /// invocations of this container.
     clients: ClientCache,
@@ -73,11 +73,9 @@ impl Handler {
         queue_url: Option<String>,
     ) -> Self {
         Handler {
-            s3,
             sqs,
-            location,
+            config: Source::with_client(location, s3),
             queue_url,
-            configs: S3ConfigCache::default(),
             clients: ClientCache::default(),
             settings: Settings::default(),
         }
@@ -85,11 +83,10 @@ impl Handler {
 
     /// From the environment: `OCYNC_CONFIG` (required), `OCYNC_QUEUE_URL`, the variables of
     /// [`Settings::from_lookup`], and the AWS SDK's own.
-    pub async fn from_environment() -> Result<Handler, String> {
-        let location = std::env::var("OCYNC_CONFIG")
-            .map_err(|_| "OCYNC_CONFIG is not set (expected s3://bucket/key)".to_string())?;
-        let location = ConfigLocation::parse(&location).map_err(|e| e.to_string())?;
-        let settings = Settings::from_lookup(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    pub async fn from_environment() -> Result<Handler, Error> {
+        let location = std::env::var("OCYNC_CONFIG").map_err(|_| Error::NoConfig)?;
+        let location = ConfigLocation::parse(&location)?;
+        let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
         let shared = crate::aws::sdk_config(None, None).await;
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let mut handler = Handler::new(
@@ -103,7 +100,7 @@ impl Handler {
     }
 
     /// Handles one invocation that must finish by `deadline`.
-    pub async fn handle(&self, event: Value, deadline: Instant) -> Result<Value, String> {
+    pub async fn handle(&self, event: Value, deadline: Instant) -> Result<Value, Error> {
         let started = Instant::now();
         let invocation = classify(&event).inspect_err(|error| tracing::error!(%error, "invocation refused"))?;
         match invocation {
@@ -116,17 +113,16 @@ impl Handler {
             }
             Invocation::SyncAll => {
                 let config = self.load().await?;
-                let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
-                let report = self.sync_mappings(&config, &indices, deadline).await;
+                let report = self.sync_mappings(&config, &[], deadline).await?;
                 summarise(&[&report], 0, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
             Invocation::Mapping(message) => {
-                check_origin(&self.location, &message.config)
+                check_origin(&self.config.location(), &message.config)
                     .inspect_err(|error| tracing::error!(%error, "invocation refused"))?;
                 let config = self.load().await?;
                 check_mapping(&config, &message)?;
-                let report = self.sync_mappings(&config, &[message.mapping], deadline).await;
+                let report = self.sync_mappings(&config, &[message.mapping], deadline).await?;
                 summarise(&[&report], 0, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
@@ -135,29 +131,24 @@ impl Handler {
 
     /// Loads the function's own config, `OCYNC_CONFIG`, whatever an event names: the
     /// messages only say which mapping to sync (see [`check_origin`]).
-    async fn load(&self) -> Result<Arc<Config>, String> {
-        match &self.location {
-            ConfigLocation::S3 { bucket, key } => {
-                Ok(self.configs.load(&self.s3, bucket, key).await.map_err(|e| e.to_string())?.config)
-            }
-            ConfigLocation::File(path) => Config::load(path).map(Arc::new).map_err(|e| e.to_string()),
-        }
+    async fn load(&self) -> Result<Arc<Config>, Error> {
+        Ok(self.config.load().await?.config)
     }
 
     /// The schedule: validate the config, then one message per mapping (or sync inline).
-    async fn schedule(&self, deadline: Instant) -> Result<Value, String> {
+    async fn schedule(&self, deadline: Instant) -> Result<Value, Error> {
         let started = Instant::now();
-        let config = self.load().await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
+        let loaded =
+            self.config.load().await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
+        let (config, version_id) = (loaded.config, loaded.version_id);
         let Some(queue_url) = &self.queue_url else {
-            let indices: Vec<usize> = config.mappings.iter().map(|m| m.index).collect();
-            let report = self.sync_mappings(&config, &indices, deadline).await;
+            let report = self.sync_mappings(&config, &[], deadline).await?;
             summarise(&[&report], 0, started);
             return Ok(serde_json::to_value(&report).expect("reports serialise"));
         };
-        let ConfigLocation::S3 { bucket, key } = &self.location else {
-            return Err("fan-out needs the config in S3 (OCYNC_CONFIG=s3://bucket/key)".into());
+        let ConfigLocation::S3 { bucket, key } = self.config.location() else {
+            return Err(Error::FanOutNeedsS3);
         };
-        let version_id = self.configs.load(&self.s3, bucket, key).await.map_err(|e| e.to_string())?.version_id;
         let run_id = run_id();
         let messages: Vec<SyncMessage> = config
             .mappings
@@ -176,7 +167,7 @@ impl Handler {
     }
 
     /// `SendMessageBatch` in tens; entries SQS answers as failed are sent again.
-    async fn send_all(&self, queue_url: &str, messages: &[SyncMessage]) -> Result<usize, String> {
+    async fn send_all(&self, queue_url: &str, messages: &[SyncMessage]) -> Result<usize, Error> {
         send_in_batches(queue_url, messages, |pending| async move {
             let entries = pending
                 .iter()
@@ -188,14 +179,14 @@ impl Handler {
                         .expect("id and body are set")
                 })
                 .collect();
-            let answer = self
-                .sqs
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| format!("SendMessageBatch to {queue_url}: {}", crate::aws::describe(&e)))?;
+            let answer =
+                self.sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await.map_err(
+                    |e| Error::Sqs {
+                        call: "SendMessageBatch",
+                        queue: queue_url.to_string(),
+                        reason: crate::aws::describe(&e),
+                    },
+                )?;
             Ok(BatchAnswer {
                 successful: answer.successful().len(),
                 failed: answer.failed().iter().map(|f| f.id().to_string()).collect(),
@@ -233,7 +224,7 @@ impl Handler {
     async fn sqs_record(&self, record: SqsMessage, scope: &Scope) -> Record {
         let id = record.message_id.clone().unwrap_or_default();
         let mut result = Record { id, message: None, count: 0, report: None, at_deadline: false };
-        if scope.is_cancelled() {
+        if scope.shutdown.is_stopping() {
             tracing::warn!(message_id = %result.id, "not started: the invocation deadline is near");
             return result;
         }
@@ -246,14 +237,14 @@ impl Handler {
                 return result;
             }
         };
-        // The engine abandons transfers at the stop; this also covers loading and planning.
+        // The run abandons its transfers at the stop; this also covers loading the config.
         let work = self.sync_record(&message, scope);
         let outcome = tokio::select! {
             biased;
             outcome = work => outcome,
-            () = scope.stopped() => Err("unfinished at the invocation deadline".to_string()),
+            () = scope.shutdown.abandoned() => Err(Error::Unfinished),
         };
-        result.at_deadline = scope.is_cancelled();
+        result.at_deadline = scope.shutdown.is_stopping();
         match outcome {
             Ok(report) => result.report = Some(report),
             Err(error) => tracing::error!(message_id = %result.id, %error, "record failed"),
@@ -303,15 +294,16 @@ impl Handler {
     }
 
     /// Sends `message` again to the function's own queue, carrying the continuation `count`.
-    async fn continue_mapping(&self, message: &SyncMessage, count: u32) -> Result<(), String> {
+    async fn continue_mapping(&self, message: &SyncMessage, count: u32) -> Result<(), Error> {
         let Some(queue_url) = &self.queue_url else {
-            return Err("no queue to continue on (OCYNC_QUEUE_URL is not set)".into());
+            return Err(Error::NoQueue);
         };
+        let sqs_error = |reason: String| Error::Sqs { call: "SendMessage", queue: queue_url.to_string(), reason };
         let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
             .data_type("Number")
             .string_value(count.to_string())
             .build()
-            .map_err(|e| format!("continuation attribute: {e}"))?;
+            .map_err(|e| sqs_error(format!("continuation attribute: {e}")))?;
         self.sqs
             .send_message()
             .queue_url(queue_url)
@@ -319,32 +311,29 @@ impl Handler {
             .message_attributes(CONTINUATION_ATTRIBUTE, attribute)
             .send()
             .await
-            .map_err(|e| format!("SendMessage to {queue_url}: {}", crate::aws::describe(&e)))?;
+            .map_err(|e| sqs_error(crate::aws::describe(&e)))?;
         Ok(())
     }
 
-    async fn sync_record(&self, message: &SyncMessage, scope: &Scope) -> Result<SyncReport, String> {
-        check_origin(&self.location, &message.config)?;
+    async fn sync_record(&self, message: &SyncMessage, scope: &Scope) -> Result<SyncReport, Error> {
+        check_origin(&self.config.location(), &message.config)?;
         let config = self.load().await?;
         check_mapping(&config, message)?;
-        Ok(self.run(&config, &[message.mapping], scope).await)
+        self.run(&config, &[message.mapping], scope).await
     }
 
-    async fn sync_mappings(&self, config: &Config, indices: &[usize], deadline: Instant) -> SyncReport {
+    /// Syncs the mappings at `indices` (all when empty) inline, under this invocation's deadline.
+    async fn sync_mappings(&self, config: &Config, indices: &[usize], deadline: Instant) -> Result<SyncReport, Error> {
         let scope = Scope::new(deadline, self.settings.deadline_margin, self.settings.finish_margin);
         self.run(config, indices, &scope).await
     }
 
-    async fn run(&self, config: &Config, indices: &[usize], scope: &Scope) -> SyncReport {
-        let mappings: Vec<&Mapping> = config.mappings.iter().filter(|m| indices.contains(&m.index)).collect();
+    /// The one run path ([`sync::run`]) over `indices`, with this container's clients and the
+    /// invocation's engine and shutdown.
+    async fn run(&self, config: &Config, indices: &[usize], scope: &Scope) -> Result<SyncReport, Error> {
+        let mappings = sync::select(config, indices)?;
         let clients = self.clients.clients(config, &mappings).await;
-        // In the deadline's cancel scope, so a discovery request waiting out throttling stops
-        // at the deadline margin instead of running into the invocation's timeout.
-        let plan = scope.cancel.scope(sync::plan(&mappings, &clients, false)).await;
-        let engine = scope.engine(config);
-        // Abandoning in-flight images is safe: a tag is pushed only once its blobs are confirmed.
-        sync::execute_until(&plan, &mappings, &clients, engine, config.global.max_concurrent_transfers, scope.stopped())
-            .await
+        Ok(sync::run(config, &mappings, &clients, scope.engine(config), &scope.shutdown).await?)
     }
 }
 
@@ -375,33 +364,24 @@ enum Answer {
 /// Refuses a message that names another config than the function's own `OCYNC_CONFIG`. Whoever
 /// can send to the queue (or invoke the function) must not choose the config, and with it the
 /// registries the function's credentials go to; a worker syncs only what its own config says.
-fn check_origin(own: &ConfigLocation, named: &ConfigRef) -> Result<(), String> {
-    let named_location = ConfigLocation::S3 { bucket: named.bucket.clone(), key: named.key.clone() };
-    if *own == named_location {
+fn check_origin(own: &ConfigLocation, named: &ConfigRef) -> Result<(), Error> {
+    let named = ConfigLocation::S3 { bucket: named.bucket.clone(), key: named.key.clone() };
+    if *own == named {
         return Ok(());
     }
-    Err(format!(
-        "the message names the config {named_location}, but this function reads only {own} (OCYNC_CONFIG); \
-         refused, nothing synced for it"
-    ))
+    Err(Error::ForeignConfig { named, own: own.clone() })
 }
 
 /// Refuses a message whose mapping no longer matches the config.
-fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), String> {
-    let mapping = config.mappings.iter().find(|m| m.index == message.mapping).ok_or_else(|| {
-        format!(
-            "the config has no mapping {} (it has {}); it changed after the run was planned",
-            message.mapping,
-            config.mappings.len()
-        )
-    })?;
+fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), Error> {
+    let index = message.mapping;
+    let mapping = config
+        .mappings
+        .iter()
+        .find(|m| m.index == index)
+        .ok_or(Error::NoMapping { index, count: config.mappings.len() })?;
     if mapping.key() != message.mapping_key {
-        return Err(format!(
-            "mapping {} is now `{}`, not `{}`: the config changed after the run was planned",
-            message.mapping,
-            mapping.key(),
-            message.mapping_key
-        ));
+        return Err(Error::MappingChanged { index, now: mapping.key(), named: message.mapping_key.clone() });
     }
     Ok(())
 }
@@ -442,7 +422,7 @@ mod tests {
         assert!(matches!(classify(&json!({"Records": []})), Ok(Invocation::Sqs(_))));
         let message = json!({"version": 1, "run_id": "r", "config": {"bucket": "b", "key": "k"}, "mapping": 0, "mapping_key": "a -> a"});
         assert!(matches!(classify(&message), Ok(Invocation::Mapping(_))));
-        let unknown = classify(&json!({"hello": "world"})).unwrap_err();
+        let unknown = classify(&json!({"hello": "world"})).unwrap_err().to_string();
         assert!(unknown.starts_with("unrecognised event"), "{unknown}");
     }
 
@@ -450,11 +430,11 @@ mod tests {
     fn only_the_functions_own_config_is_accepted() {
         let own = ConfigLocation::S3 { bucket: "ocync-config".into(), key: "ocync.yaml".into() };
         let named = |bucket: &str, key: &str| ConfigRef { bucket: bucket.into(), key: key.into(), version_id: None };
-        assert_eq!(check_origin(&own, &named("ocync-config", "ocync.yaml")), Ok(()));
+        assert!(check_origin(&own, &named("ocync-config", "ocync.yaml")).is_ok());
         for (bucket, key) in
             [("elsewhere", "ocync.yaml"), ("ocync-config", "other.yaml"), ("ocync-config/ocync.yaml", "")]
         {
-            let error = check_origin(&own, &named(bucket, key)).unwrap_err();
+            let error = check_origin(&own, &named(bucket, key)).unwrap_err().to_string();
             assert!(error.contains("reads only s3://ocync-config/ocync.yaml (OCYNC_CONFIG)"), "{error}");
         }
         let file = ConfigLocation::File("/etc/ocync.yaml".into());
@@ -480,7 +460,7 @@ mod tests {
             mapping_key: key.into(),
         };
         assert!(check_mapping(&config, &message(0, "x -> x")).is_ok());
-        assert!(check_mapping(&config, &message(0, "y -> y")).unwrap_err().contains("is now `x -> x`"));
-        assert!(check_mapping(&config, &message(1, "x -> x")).unwrap_err().contains("has no mapping 1"));
+        assert!(check_mapping(&config, &message(0, "y -> y")).unwrap_err().to_string().contains("is now `x -> x`"));
+        assert!(check_mapping(&config, &message(1, "x -> x")).unwrap_err().to_string().contains("has no mapping 1"));
     }
 }

@@ -14,11 +14,13 @@
 
 mod continuation;
 mod deadline;
+mod error;
 mod fanout;
 mod handler;
 pub mod message;
 pub mod settings;
 
+pub use error::Error;
 pub use handler::{Handler, Invocation, classify};
 pub use message::{CONTINUATION_ATTRIBUTE, ConfigRef, MESSAGE_VERSION, SyncMessage, continuation_count};
 pub use settings::{CONTINUATION_MIN_BYTES, MAX_CONTINUATIONS, Settings};

@@ -18,10 +18,6 @@ pub use contain::contained;
 pub use execute::{INTERRUPTED, execute, execute_until};
 pub use report::{ImageResult, MappingReport, RunStatus, SyncReport, Totals};
 
-/// Planning under its old name, for callers not yet on [`run`] (the Lambda handler) and the
-/// planning benchmark; it is [`crate::plan::discover`].
-pub use crate::plan::discover as plan;
-
 use crate::cancel::{Cancel, Shutdown};
 use crate::config::{Config, Mapping};
 use crate::engine::{Engine, Limits};

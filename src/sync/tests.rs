@@ -7,7 +7,7 @@ use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::engine::Limits;
 use crate::engine::Outcome;
-use crate::plan::{Failure, Plan};
+use crate::plan::{Failure, Plan, discover as plan};
 use crate::testing::memory::{MemoryRegistry, Op};
 use crate::testing::testdata::{self, Built};
 

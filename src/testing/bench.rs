@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, Mapping};
-use crate::sync::{self, Clients};
+use crate::sync::Clients;
 use crate::testing::memory::MemoryRegistry;
 use crate::testing::testdata::{self, Built};
 
@@ -64,7 +64,7 @@ pub async fn plan_scale(mappings: usize, tags: usize) -> Result<PlanScale, Error
     let started = Instant::now();
     let config = Config::parse(&yaml, "plan-scale.yaml", |_| None)?;
     let selected: Vec<&Mapping> = config.mappings.iter().collect();
-    let plan = sync::plan(&selected, &clients, false).await;
+    let plan = crate::plan::discover(&selected, &clients, false).await;
     let seconds = started.elapsed().as_secs_f64();
     let planned: usize = plan.mappings.iter().map(|m| m.images.len()).sum();
     if planned != mappings * tags {

@@ -331,7 +331,7 @@ async fn an_invalid_config_sends_nothing_and_says_why() {
         .put_config("registries:\n  up: { url: a.io }\nmappings:\n  - from: x\n    source: nowhere\n    targets: up\n")
         .await;
 
-    let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err();
+    let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err().to_string();
     assert!(
         error.contains("s3://ocync-config/ocync.yaml")
             && error.contains("mappings[0].source (line 5): unknown registry `nowhere`"),
@@ -517,7 +517,8 @@ async fn a_record_naming_another_config_fails_alone_and_nothing_is_synced_for_it
     failed.sort();
     assert_eq!(failed, ["other-bucket", "other-key"], "the foreign records fail, the own one succeeds");
     assert_eq!(world.target_digest("demo/api").await.as_deref(), Some(world.images[1].digest().as_str()));
-    let direct = world.handler(true).handle(other_bucket, soon()).await.expect_err("a direct invocation too");
+    let direct =
+        world.handler(true).handle(other_bucket, soon()).await.expect_err("a direct invocation too").to_string();
     assert!(direct.contains("reads only s3://ocync-config/ocync.yaml (OCYNC_CONFIG)"), "{direct}");
 
     let touched = |requests: Vec<(String, String)>, fragment: &str| {
@@ -537,7 +538,7 @@ async fn a_config_in_s3_reading_the_functions_credentials_is_refused_and_sends_n
     );
     world.put_config(&text).await;
 
-    let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err();
+    let error = world.handler(true).handle(event("schedule.json"), soon()).await.unwrap_err().to_string();
     assert!(
         error.contains("s3://ocync-config/ocync.yaml")
             && error.contains("AWS_SESSION_TOKEN is the platform's own credential"),
