@@ -24,4 +24,5 @@ mod referrers;
 mod secrets;
 mod sync;
 mod template;
+mod terminal;
 mod watch;
