@@ -3,6 +3,9 @@
 //! print secrets. The caps are a second filter, not extra directives, so no directive can lift
 //! them: not `RUST_LOG=trace`, not a more specific target (`aws_sigv4::http_request=trace`),
 //! not a span or field filter.
+//!
+//! The default levels depend on what stderr shows ([`Chatter`]): under a live view the
+//! per-image success lines wait for `-v`, and a plan on a terminal prints only the plan.
 
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
@@ -30,6 +33,29 @@ const SECRET_CAPS: &[(&str, LevelFilter)] = &[
     // The Kubernetes client (`pull-secret`) traces response headers and bodies.
     ("kube_client", LevelFilter::DEBUG),
 ];
+
+/// How much the default level says, by what stderr shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chatter {
+    /// No terminal, or a command without a view: info for ocync, warnings for the rest.
+    Full,
+    /// A live view is drawn: as [`Chatter::Full`], but a successful image waits for `-v`
+    /// (the view counts it); warnings and errors stay.
+    UnderLiveView,
+    /// A plan on a terminal: the plan itself, and warnings and errors only.
+    PlanOnly,
+}
+
+/// The directives (`RUST_LOG` syntax) used when `RUST_LOG` is not set: `-v` debug, `-vv` trace.
+pub fn default_directives(verbose: u8, chatter: Chatter) -> String {
+    match (verbose, chatter) {
+        (0, Chatter::Full) => "ocync=info,warn".into(),
+        (0, Chatter::UnderLiveView) => format!("ocync=info,{}=warn,warn", crate::engine::IMAGE_OUTCOMES),
+        (0, Chatter::PlanOnly) => "ocync=warn,warn".into(),
+        (1, _) => "ocync=debug,info".into(),
+        _ => "trace".into(),
+    }
+}
 
 /// Every target at every level, except the [`SECRET_CAPS`] targets above their cap.
 pub fn secret_caps() -> Targets {
@@ -147,6 +173,46 @@ mod tests {
             );
             assert!(logged.contains("loaded credentials from environment"), "{directives}:\n{logged}");
         }
+    }
+
+    #[test]
+    fn under_a_live_view_a_successful_image_waits_for_v_and_problems_stay() {
+        let image_logs = |directives: &str| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let layer = tracing_subscriber::fmt::layer().with_writer(move || writer.clone()).with_ansi(false);
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_subscriber::Layer::with_filter(layer, filter(None, directives)));
+            let report = crate::engine::ImageReport {
+                source: "src.test/team/api:1.0".into(),
+                digest: None,
+                target_digest: None,
+                warnings: vec!["the index was rebuilt".into()],
+                targets: [
+                    crate::engine::Outcome::Synced,
+                    crate::engine::Outcome::Failed { error: "manifest unknown".into(), auth: false },
+                ]
+                .into_iter()
+                .map(|outcome| crate::engine::TargetReport {
+                    target: "dst.test/team/api:1.0".into(),
+                    outcome,
+                    stats: crate::engine::StatsSnapshot::default(),
+                    duration_ms: 0,
+                })
+                .collect(),
+            };
+            tracing::subscriber::with_default(subscriber, || report.log());
+            String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+        };
+        let live = image_logs(&default_directives(0, Chatter::UnderLiveView));
+        assert!(!live.contains("image copied"), "{live}");
+        assert!(live.contains("image failed") && live.contains("copied with a change"), "{live}");
+        let full = image_logs(&default_directives(0, Chatter::Full));
+        assert!(full.contains("image copied") && full.contains("image failed"), "{full}");
+        let verbose = image_logs(&default_directives(1, Chatter::UnderLiveView));
+        assert!(verbose.contains("image copied"), "{verbose}");
+        let plan = image_logs(&default_directives(0, Chatter::PlanOnly));
+        assert!(!plan.contains("image copied") && plan.contains("image failed"), "{plan}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::progress::Progress;
+use super::progress::{Progress, Screen};
 use super::{ConfigArg, Exit};
 use crate::cancel::Shutdown;
 use crate::engine::{
@@ -41,8 +41,15 @@ pub struct CopyArgs {
     grace_period: u64,
 }
 
-/// Runs the copy and reports it; the exit code says how it went.
-pub async fn run(args: CopyArgs) -> Exit {
+impl CopyArgs {
+    /// Whether stdout carries the JSON report (then no live view is drawn).
+    pub(super) fn wants_json(&self) -> bool {
+        self.json
+    }
+}
+
+/// Runs the copy and reports it, with a live view on `screen`; the exit code says how it went.
+pub async fn run(args: CopyArgs, screen: Screen) -> Exit {
     let (source, destination) = match parse_references(&args.source, &args.destination) {
         Ok(pair) => pair,
         Err(message) => {
@@ -61,7 +68,9 @@ pub async fn run(args: CopyArgs) -> Exit {
         .unwrap_or(32);
     let shutdown = Shutdown::on_signals(Duration::from_secs(args.grace_period));
     let engine = Engine::new(Limits::new(concurrency, []), shutdown.cancel().clone(), concurrency);
-    let progress = Progress::start(engine.stats(), !args.json);
+    // One image to one target: the view's overall line counts it, its lines show the blobs.
+    engine.stats().plan_images(1, 0, 0);
+    let progress = Progress::start(engine.stats(), screen, !args.json);
     let opened = async {
         let source_registry = crate::connect::open(&source.registry, source.plain_http, config.as_deref()).await?;
         let target_registry =

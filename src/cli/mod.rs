@@ -15,6 +15,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::logging::Chatter;
+use progress::Screen;
+
 /// Process exit codes (design.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -57,6 +60,9 @@ pub struct Cli {
     /// credential internals and the HTTP stack's headers stay out at any level.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// No live view on a terminal (`sync`, `copy`): log lines only, as without a terminal.
+    #[arg(long, global = true)]
+    no_progress: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -109,11 +115,12 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
             .into();
         }
     };
-    init_logging(cli.log_format, cli.verbose);
+    let screen = progress::Screen::detect(cli.no_progress, cli.log_format == LogFormat::Text);
+    init_logging(cli.log_format, cli.verbose, screen, chatter(&cli.command, screen));
     match cli.command {
-        Command::Copy(args) => copy::run(args).await.into(),
-        Command::Sync(args) => sync::run(args).await.into(),
-        Command::Plan(args) => sync::run(sync::SyncArgs { dry_run: true, ..args }).await.into(),
+        Command::Copy(args) => copy::run(args, screen).await.into(),
+        Command::Sync(args) => sync::run(args, screen).await.into(),
+        Command::Plan(args) => sync::run(sync::SyncArgs { dry_run: true, ..args }, screen).await.into(),
         Command::Watch(args) => watch::run(args).await.into(),
         Command::Validate(args) => config_cmds::validate(args).await.into(),
         Command::Expand(args) => config_cmds::expand(args).await.into(),
@@ -151,28 +158,35 @@ pub(crate) async fn load_config(location: &str) -> Result<std::sync::Arc<crate::
     })
 }
 
-fn init_logging(format: LogFormat, verbose: u8) {
+/// How much the default log level says for `command` on `screen`: a command that draws the
+/// live view holds back per-image success lines; a plan on a terminal is only the plan.
+fn chatter(command: &Command, screen: Screen) -> Chatter {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match command {
+        Command::Plan(_) | Command::Sync(sync::SyncArgs { dry_run: true, .. }) if terminal => Chatter::PlanOnly,
+        Command::Sync(args) if screen.live && !args.json => Chatter::UnderLiveView,
+        Command::Copy(args) if screen.live && !args.wants_json() => Chatter::UnderLiveView,
+        _ => Chatter::Full,
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8, screen: Screen, chatter: Chatter) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     // `-vv` can ask for everything: the filter caps the AWS SDK and HTTP internals that would
     // print tokens, whatever the level or RUST_LOG.
-    let default = match verbose {
-        0 => "ocync=info,warn",
-        1 => "ocync=debug,info",
-        _ => "trace",
-    };
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let default = crate::logging::default_directives(verbose, chatter);
+    // Lines go above the live view when one is drawn (`LogWriter` lifts it).
+    let layer = tracing_subscriber::fmt::layer().with_writer(progress::LogWriter);
     let registry = tracing_subscriber::registry();
     let _ = match format {
         LogFormat::Text => registry
-            .with(
-                layer
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_filter(crate::logging::filter_from_env(default)),
-            )
+            .with(layer.with_ansi(screen.colour).with_filter(crate::logging::filter_from_env(&default)))
             .try_init(),
-        LogFormat::Json => registry.with(layer.json().with_filter(crate::logging::filter_from_env(default))).try_init(),
+        LogFormat::Json => {
+            registry.with(layer.json().with_filter(crate::logging::filter_from_env(&default))).try_init()
+        }
     };
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::progress::Progress;
+use super::progress::{Progress, Screen};
 use super::{Exit, load_config};
 use crate::cancel::Shutdown;
 use crate::engine::human_bytes;
@@ -30,8 +30,8 @@ pub struct SyncArgs {
     pub(super) grace_period: u64,
 }
 
-/// Runs a sync or a dry run.
-pub async fn run(args: SyncArgs) -> Exit {
+/// Runs a sync (with a live view on `screen`) or a dry run (the plan only).
+pub async fn run(args: SyncArgs, screen: Screen) -> Exit {
     let config = match load_config(&args.config).await {
         Ok(config) => config,
         Err(exit) => return exit,
@@ -52,7 +52,7 @@ pub async fn run(args: SyncArgs) -> Exit {
     // out is abandoned and reported as interrupted.
     let shutdown = Shutdown::on_signals(Duration::from_secs(args.grace_period));
     let engine = sync::engine(&config, shutdown.cancel().clone());
-    let progress = Progress::start(engine.stats(), !args.json);
+    let progress = Progress::start(engine.stats(), screen, !args.json);
     let report = sync::run(&config, &mappings, &clients, &engine, &shutdown).await;
     drop(progress);
     let report = match report {

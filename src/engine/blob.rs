@@ -79,6 +79,7 @@ impl Engine {
         let registry_name = target.registry.name();
         let owner = match self.ledger.claim(registry_name, target.repository, &blob.digest) {
             Claim::Present => {
+                self.stats.unexpect_bytes(blob.size);
                 self.record(live, Event::Skipped);
                 return Preparation::Done;
             }
@@ -93,6 +94,7 @@ impl Engine {
         match exists {
             Ok(true) => {
                 owner.confirm();
+                self.stats.unexpect_bytes(blob.size);
                 self.record(live, Event::Skipped);
                 return Preparation::Done;
             }
@@ -111,6 +113,7 @@ impl Engine {
             match target.registry.mount_blob(target.repository, &blob.digest, &from).await {
                 Ok(MountOutcome::Mounted) => {
                     owner.confirm();
+                    self.stats.unexpect_bytes(blob.size);
                     self.record(live, Event::Mounted);
                     return Preparation::Done;
                 }
@@ -135,10 +138,13 @@ impl Engine {
     ) {
         let registries = pending.iter().map(|(_, live, _)| live.target.registry.name());
         let _permits = self.limits.acquire(std::iter::once(source.registry.name()).chain(registries)).await;
+        // In flight for a live view from here (its permits held) until this returns.
+        let image = super::report::in_repository(source.repository, &source.reference);
+        let tracked = self.stats.transfers.start(image, blob.digest.clone(), blob.size);
         let mut attempt = 1;
         loop {
             let body = match source.registry.get_blob(source.repository, blob).await {
-                Ok(body) => body,
+                Ok(body) => tracked.count(body),
                 Err(error) if error.is_retryable() && attempt < BLOB_ATTEMPTS => {
                     tracing::warn!(digest = %blob.digest, attempt, %error, "blob download failed; retrying");
                     attempt += 1;

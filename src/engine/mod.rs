@@ -21,6 +21,7 @@ mod report;
 mod stats;
 mod supply_chain;
 mod tee;
+mod transfers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,8 +33,9 @@ pub use graph::{Graph, MAX_GRAPH_MANIFESTS, MAX_INDEX_DEPTH, Manifests, Node, Sh
 pub use ledger::BlobLedger;
 pub use limits::Limits;
 pub use referrers::{Referrers, Upstream};
-pub use report::{ImageReport, Outcome, TargetReport, label};
-pub use stats::{Stats, StatsSnapshot, human_bytes};
+pub use report::{IMAGE_OUTCOMES, ImageReport, Outcome, TargetReport, label};
+pub use stats::{Headway, ImageTally, Stats, StatsSnapshot, human_bytes};
+pub use transfers::{InFlight, MAX_TRACKED, Tracked, Transfer};
 
 use crate::cancel::Cancel;
 use crate::oci::{ArtifactPolicy, Digest, Manifest, ManifestKind, Platform};
@@ -201,7 +203,10 @@ impl Engine {
     pub async fn copy_counted<R: Registry>(&self, job: &ImageJob<'_, R>, stats: Vec<Arc<Stats>>) -> ImageReport {
         // In the run's cancel scope: a throttled request waiting for its turn gives up once
         // the run is cancelled (a signal, the Lambda deadline, a watch shutdown).
-        self.cancel.scope(self.copy_in_scope(job, stats)).await
+        self.stats.images.started.fetch_add(job.targets.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let report = self.cancel.scope(self.copy_in_scope(job, stats)).await;
+        self.stats.settle_image(&report);
+        report
     }
 
     async fn copy_in_scope<R: Registry>(&self, job: &ImageJob<'_, R>, stats: Vec<Arc<Stats>>) -> ImageReport {
@@ -440,8 +445,10 @@ impl Engine {
             });
             futures_util::future::join_all(bulk).await;
             let mut seen = std::collections::HashSet::new();
-            let distinct = blobs.iter().filter(|blob| seen.insert(&blob.digest));
-            futures_util::stream::iter(distinct.map(|blob| self.copy_blob(source, blob, &lives)))
+            let distinct: Vec<_> = blobs.iter().filter(|blob| seen.insert(&blob.digest)).collect();
+            // What a live view expects to move; `prepare_blob` takes back what need not.
+            self.stats.expect_bytes(distinct.iter().map(|b| b.size).sum::<u64>() * lives.len() as u64);
+            futures_util::stream::iter(distinct.into_iter().map(|blob| self.copy_blob(source, blob, &lives)))
                 .buffer_unordered(self.fan_out)
                 .collect::<Vec<()>>()
                 .await;

@@ -6,6 +6,11 @@ use super::{Live, StatsSnapshot};
 use crate::oci::Digest;
 use crate::registry::Registry;
 
+/// The log target of the per-image outcome lines ([`ImageReport::log`]), so a subscriber can
+/// set their level apart (a live view holds back the success lines until `-v`). It is the
+/// module's own path, the target these lines have always had.
+pub const IMAGE_OUTCOMES: &str = "ocync::engine::report";
+
 /// What happened at one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -65,20 +70,20 @@ impl ImageReport {
     pub fn log(&self) {
         let source = &self.source;
         for warning in &self.warnings {
-            tracing::warn!(%source, %warning, "copied with a change");
+            tracing::warn!(target: IMAGE_OUTCOMES, %source, %warning, "copied with a change");
         }
         let digest = self.digest.as_ref().map(ToString::to_string).unwrap_or_default();
         for target in &self.targets {
             let (target_label, stats) = (&target.target, &target.stats);
             match &target.outcome {
                 Outcome::Synced => {
-                    tracing::info!(%source, target = %target_label, %digest, blobs = stats.blobs_copied, bytes = stats.bytes, "image copied")
+                    tracing::info!(target: IMAGE_OUTCOMES, %source, target = %target_label, %digest, blobs = stats.blobs_copied, bytes = stats.bytes, "image copied")
                 }
                 Outcome::Skipped { reason } => {
-                    tracing::debug!(%source, target = %target_label, %digest, %reason, "image up to date")
+                    tracing::debug!(target: IMAGE_OUTCOMES, %source, target = %target_label, %digest, %reason, "image up to date")
                 }
                 Outcome::Failed { error, .. } => {
-                    tracing::error!(%source, target = %target_label, %error, "image failed")
+                    tracing::error!(target: IMAGE_OUTCOMES, %source, target = %target_label, %error, "image failed")
                 }
             }
         }
@@ -103,6 +108,19 @@ pub(super) fn report_target<R: Registry>(live: &Live<'_, R>, duration_ms: u64) -
 
 /// `registry/repository:tag` or `registry/repository@digest`.
 pub fn label<R: Registry>(registry: &R, repository: &str, reference: &str) -> String {
+    format!("{}/{}", registry.name(), in_repository(repository, reference))
+}
+
+/// `repository:tag` or `repository@digest`.
+pub(super) fn in_repository(repository: &str, reference: &str) -> String {
     let separator = if reference.contains(':') { '@' } else { ':' };
-    format!("{}/{repository}{separator}{reference}", registry.name())
+    format!("{repository}{separator}{reference}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_outcome_target_is_this_modules_path_so_log_output_is_unchanged() {
+        assert_eq!(Some(super::IMAGE_OUTCOMES), module_path!().strip_suffix("::tests"));
+    }
 }

@@ -226,3 +226,22 @@ async fn an_immutable_tag_already_at_the_source_digest_is_a_skip() {
     assert!(matches!(statuses(&report)[..], [Outcome::Skipped { .. }]), "{report:?}");
     assert_eq!(immutable.count(Op::PutManifest), 0);
 }
+
+#[tokio::test]
+async fn the_live_tally_settles_each_target_and_expects_only_the_bytes_that_move() {
+    let (source, a, b) = (MemoryRegistry::new("src"), MemoryRegistry::new("a"), MemoryRegistry::new("b"));
+    source.insert("app", "v1", &index(11));
+    source.insert("other", "v1", &index(12));
+    // `a` has the image already; `b` has the shared 10 kB base (through another image) only.
+    engine().copy(&job(&source, "app", vec![target(&a, "app")])).await;
+    engine().copy(&job(&source, "other", vec![target(&b, "app")])).await;
+
+    let engine = engine();
+    let report = engine.copy(&job(&source, "app", vec![target(&a, "app"), target(&b, "app")])).await;
+    assert!(matches!(statuses(&report)[..], [Outcome::Skipped { .. }, Outcome::Synced]));
+    let headway = engine.stats().headway();
+    assert_eq!((headway.started, headway.synced, headway.up_to_date, headway.failed), (2, 1, 1, 0));
+    assert_eq!(headway.bytes_expected, report.targets[1].stats.bytes, "the base b had is not expected");
+    assert!(headway.bytes > 0 && headway.bytes < 10_000, "only the children's own blobs moved");
+    assert_eq!(engine.stats().transfers.count(), 0, "no transfer left in flight");
+}

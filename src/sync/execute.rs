@@ -66,6 +66,7 @@ pub async fn execute_until<R: Registry>(
                 .map(move |image| (mapping, image))
         })
         .collect();
+    tally_plan(plan, &by_index, clients, engine);
     let mut finished: Vec<Option<Result<ImageReport, Failure>>> = vec![None; jobs.len()];
     // Each target's counters belong to this function, not to the image's future, so an image
     // abandoned at `stop` still reports the blobs it already sent (what a rerun need not send).
@@ -96,6 +97,31 @@ pub async fn execute_until<R: Registry>(
     }
 
     report::assemble(plan, &by_index, &jobs, finished, &counters, clients, started.elapsed().as_millis() as u64)
+}
+
+/// Tells the engine's live tally how many image targets the plan has, settling those the
+/// engine will never see: up to date (and not checked for referrers), or failed already
+/// (planning failed for the image, or the target has no client).
+fn tally_plan<R: Registry>(plan: &Plan, by_index: &HashMap<usize, &Mapping>, clients: &Clients<R>, engine: &Engine) {
+    let (mut planned, mut up_to_date, mut failed) = (0, 0, 0);
+    for mapping_plan in plan.mappings.iter().filter(|p| p.error.is_none()) {
+        let mapping = by_index[&mapping_plan.index];
+        for image in &mapping_plan.images {
+            let to_engine = goes_to_engine(mapping, image);
+            for target in &image.targets {
+                planned += 1;
+                let engine_sees = to_engine
+                    && (target.action == Action::Copy || mapping.artifacts.is_some())
+                    && clients.get(&target.registry).is_ok();
+                match (engine_sees, image.error.is_some(), target.action) {
+                    (true, _, _) => {}
+                    (false, false, Action::UpToDate) => up_to_date += 1,
+                    (false, _, _) => failed += 1,
+                }
+            }
+        }
+    }
+    engine.stats().plan_images(planned, up_to_date, failed);
 }
 
 /// The targets the engine is given for an image, with their clients: those lacking it, and

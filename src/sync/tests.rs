@@ -367,3 +367,32 @@ mod graphs;
 mod panics;
 mod referrers;
 mod run;
+
+#[tokio::test]
+async fn the_live_tally_ends_equal_to_the_report_totals_with_up_to_date_targets_settled_by_the_plan() {
+    let (world, _) = seeded_two_targets();
+    world.sync().await;
+    let changed = testdata::index(9, &[(0, 50_000)], &PLATFORMS, false);
+    world.registry("src").insert("team/api", "v2", &changed);
+
+    let mappings: Vec<&Mapping> = world.config.mappings.iter().collect();
+    let clients = world.clients();
+    let plan = plan(&mappings, &clients, false).await;
+    let engine = Engine::new(Limits::new(8, []), Cancel::default(), 8);
+    let report = execute(&plan, &mappings, &clients, &engine, 8).await;
+    let headway = engine.stats().headway();
+    let totals = report.totals;
+    assert_eq!(
+        (headway.planned, headway.synced, headway.up_to_date, headway.failed),
+        (
+            (totals.synced + totals.skipped + totals.failed) as u64,
+            totals.synced as u64,
+            totals.skipped as u64,
+            totals.failed as u64
+        ),
+        "{}",
+        report.summary()
+    );
+    assert_eq!(headway.started + headway.presettled, headway.planned, "every target is counted once");
+    assert_eq!(headway.waiting(), 0);
+}

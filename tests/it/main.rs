@@ -35,4 +35,5 @@ mod referrers;
 mod secrets;
 mod sync;
 mod template;
+mod terminal;
 mod watch;

@@ -16,6 +16,7 @@ pub mod referrers;
 pub mod registry;
 pub mod secret_api;
 pub mod tls;
+pub mod tmux;
 pub mod token;
 pub mod tools;
 
