@@ -1,10 +1,15 @@
 //! The schedule's fan-out: one SQS message per mapping, sent with `SendMessageBatch` calls of
 //! ten entries, several calls in flight at once.
 
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
 use futures_util::StreamExt;
+use serde_json::{Value, json};
 
 use super::Error;
-use super::message::SyncMessage;
+use super::handler::{Handler, summarise};
+use super::message::{ConfigRef, MESSAGE_VERSION, SyncMessage};
+use crate::config::ConfigLocation;
 
 /// SQS accepts at most this many entries per `SendMessageBatch`.
 const SQS_BATCH: usize = 10;
@@ -61,6 +66,74 @@ where
         tracing::warn!(attempt, failed = pending.len(), "some messages were not accepted; sending them again");
     }
     Err(Error::Refused { count: pending.len(), queue: queue_url.to_string(), attempts: SEND_ATTEMPTS })
+}
+
+impl Handler {
+    /// The schedule: validate the config, then one message per mapping (or sync inline).
+    pub(super) async fn schedule(&self, deadline: Instant) -> Result<Value, Error> {
+        let started = Instant::now();
+        let loaded =
+            self.config.load().await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
+        let (config, version_id) = (loaded.config, loaded.version_id);
+        let Some(queue_url) = &self.queue_url else {
+            let report = self.sync_mappings(&config, &[], deadline).await?;
+            summarise(&[&report], 0, started);
+            return Ok(serde_json::to_value(&report).expect("reports serialise"));
+        };
+        let ConfigLocation::S3 { bucket, key } = self.config.location() else {
+            return Err(Error::FanOutNeedsS3);
+        };
+        let run_id = run_id();
+        let messages: Vec<SyncMessage> = config
+            .mappings
+            .iter()
+            .map(|mapping| SyncMessage {
+                version: MESSAGE_VERSION,
+                run_id: run_id.clone(),
+                config: ConfigRef { bucket: bucket.clone(), key: key.clone(), version_id: version_id.clone() },
+                mapping: mapping.index,
+                mapping_key: mapping.key(),
+            })
+            .collect();
+        let sent = self.send_all(queue_url, &messages).await?;
+        tracing::info!(%run_id, messages = sent, duration_ms = started.elapsed().as_millis() as u64, "fan-out sent");
+        Ok(json!({ "run_id": run_id, "messages": sent }))
+    }
+
+    /// `SendMessageBatch` in tens; entries SQS answers as failed are sent again.
+    async fn send_all(&self, queue_url: &str, messages: &[SyncMessage]) -> Result<usize, Error> {
+        send_in_batches(queue_url, messages, |pending| async move {
+            let entries = pending
+                .iter()
+                .map(|(id, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let answer =
+                self.sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await.map_err(
+                    |e| Error::Sqs {
+                        call: "SendMessageBatch",
+                        queue: queue_url.to_string(),
+                        reason: crate::aws::describe(&e),
+                    },
+                )?;
+            Ok(BatchAnswer {
+                successful: answer.successful().len(),
+                failed: answer.failed().iter().map(|f| f.id().to_string()).collect(),
+            })
+        })
+        .await
+    }
+}
+
+/// A run id: time and randomness, enough to tell runs apart in logs.
+fn run_id() -> String {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    format!("{millis:x}-{:08x}", rand::random::<u32>())
 }
 
 #[cfg(test)]

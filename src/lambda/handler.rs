@@ -1,18 +1,16 @@
-//! Routing an invocation and doing its work, with the clients and config cache of a warm
+//! The handler: routing an invocation to the schedule's fan-out ([`super::fanout`]), the SQS
+//! worker ([`super::worker`]) or an inline sync, with the clients and config cache of a warm
 //! container reused across invocations, and one engine and deadline per invocation.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::StreamExt;
-use serde_json::{Value, json};
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::Value;
 
 use super::Error;
-use super::continuation::{Decision, Progress, Redelivery, decide};
 use super::deadline::Scope;
-use super::fanout::{BatchAnswer, send_in_batches};
-use super::message::{CONTINUATION_ATTRIBUTE, ConfigRef, MESSAGE_VERSION, SyncMessage, continuation_count};
+use super::message::{ConfigRef, SyncMessage};
 use super::settings::Settings;
 use crate::config::{Config, ConfigLocation, Source};
 use crate::sync::{self, ClientCache, SyncReport};
@@ -53,10 +51,10 @@ pub fn classify(event: &Value) -> Result<Invocation, Error> {
 
 /// The function's state, built once per container.
 pub struct Handler {
-    sqs: aws_sdk_sqs::Client,
+    pub(super) sqs: aws_sdk_sqs::Client,
     /// `OCYNC_CONFIG`, read through its cache.
-    config: Source,
-    queue_url: Option<String>,
+    pub(super) config: Source,
+    pub(super) queue_url: Option<String>,
     /// Registry clients (tokens, connection pools, pacing), kept per registry entry across
     /// invocations of this container.
     clients: ClientCache,
@@ -135,187 +133,7 @@ impl Handler {
         Ok(self.config.load().await?.config)
     }
 
-    /// The schedule: validate the config, then one message per mapping (or sync inline).
-    async fn schedule(&self, deadline: Instant) -> Result<Value, Error> {
-        let started = Instant::now();
-        let loaded =
-            self.config.load().await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
-        let (config, version_id) = (loaded.config, loaded.version_id);
-        let Some(queue_url) = &self.queue_url else {
-            let report = self.sync_mappings(&config, &[], deadline).await?;
-            summarise(&[&report], 0, started);
-            return Ok(serde_json::to_value(&report).expect("reports serialise"));
-        };
-        let ConfigLocation::S3 { bucket, key } = self.config.location() else {
-            return Err(Error::FanOutNeedsS3);
-        };
-        let run_id = run_id();
-        let messages: Vec<SyncMessage> = config
-            .mappings
-            .iter()
-            .map(|mapping| SyncMessage {
-                version: MESSAGE_VERSION,
-                run_id: run_id.clone(),
-                config: ConfigRef { bucket: bucket.clone(), key: key.clone(), version_id: version_id.clone() },
-                mapping: mapping.index,
-                mapping_key: mapping.key(),
-            })
-            .collect();
-        let sent = self.send_all(queue_url, &messages).await?;
-        tracing::info!(%run_id, messages = sent, duration_ms = started.elapsed().as_millis() as u64, "fan-out sent");
-        Ok(json!({ "run_id": run_id, "messages": sent }))
-    }
-
-    /// `SendMessageBatch` in tens; entries SQS answers as failed are sent again.
-    async fn send_all(&self, queue_url: &str, messages: &[SyncMessage]) -> Result<usize, Error> {
-        send_in_batches(queue_url, messages, |pending| async move {
-            let entries = pending
-                .iter()
-                .map(|(id, body)| {
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(id)
-                        .message_body(body)
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            let answer =
-                self.sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await.map_err(
-                    |e| Error::Sqs {
-                        call: "SendMessageBatch",
-                        queue: queue_url.to_string(),
-                        reason: crate::aws::describe(&e),
-                    },
-                )?;
-            Ok(BatchAnswer {
-                successful: answer.successful().len(),
-                failed: answer.failed().iter().map(|f| f.id().to_string()).collect(),
-            })
-        })
-        .await
-    }
-
-    /// Syncs the mapping of each record, then answers each: done, continued (see
-    /// [`super::continuation`]), or a batch item failure for SQS to redeliver.
-    async fn sqs_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-        let started = Instant::now();
-        let settings = &self.settings;
-        let scope = Scope::new(deadline, settings.deadline_margin, settings.finish_margin);
-        let scope = &scope;
-        let records = event.records.into_iter().map(|record| self.sqs_record(record, scope));
-        let results: Vec<Record> =
-            futures_util::stream::iter(records).buffer_unordered(settings.records_at_once.max(1)).collect().await;
-        let answers = futures_util::future::join_all(results.iter().map(|record| self.answer(record))).await;
-        let reports: Vec<&SyncReport> = results.iter().filter_map(|r| r.report.as_ref()).collect();
-        let continuations = answers.iter().filter(|answer| **answer == Answer::Continued).count();
-        summarise(&reports, continuations, started);
-        let mut response = SqsBatchResponse::default();
-        for (record, answer) in results.iter().zip(answers) {
-            if answer == Answer::Failed {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = record.id.clone();
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
-    }
-
-    /// One record's work, until the invocation's stop.
-    async fn sqs_record(&self, record: SqsMessage, scope: &Scope) -> Record {
-        let id = record.message_id.clone().unwrap_or_default();
-        let mut result = Record { id, message: None, count: 0, report: None, at_deadline: false };
-        if scope.shutdown.is_stopping() {
-            tracing::warn!(message_id = %result.id, "not started: the invocation deadline is near");
-            return result;
-        }
-        let parsed = SyncMessage::parse(record.body.as_deref().unwrap_or_default())
-            .and_then(|message| Ok((message, continuation_count(&record.message_attributes)?)));
-        let (message, count) = match parsed {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                tracing::error!(message_id = %result.id, %error, "record failed");
-                return result;
-            }
-        };
-        // The run abandons its transfers at the stop; this also covers loading the config.
-        let work = self.sync_record(&message, scope);
-        let outcome = tokio::select! {
-            biased;
-            outcome = work => outcome,
-            () = scope.shutdown.abandoned() => Err(Error::Unfinished),
-        };
-        result.at_deadline = scope.shutdown.is_stopping();
-        match outcome {
-            Ok(report) => result.report = Some(report),
-            Err(error) => tracing::error!(message_id = %result.id, %error, "record failed"),
-        }
-        (result.message, result.count) = (Some(message), count);
-        result
-    }
-
-    /// What to answer for a finished record; sends its continuation if it gets one.
-    async fn answer(&self, record: &Record) -> Answer {
-        let settings = &self.settings;
-        let decision = decide(
-            record.report.as_ref(),
-            record.at_deadline,
-            record.count,
-            settings.continuation_min_bytes,
-            settings.max_continuations,
-        );
-        let (Some(message), Some(report)) = (&record.message, &record.report) else {
-            return if decision == Decision::Done { Answer::Done } else { Answer::Failed };
-        };
-        let (run_id, mapping) = (&message.run_id, &message.mapping_key);
-        let progress = Progress::of(report);
-        let (images, bytes_landed) = (progress.images, progress.bytes_landed);
-        match decision {
-            Decision::Done => Answer::Done,
-            Decision::Continue { count } => match self.continue_mapping(message, count).await {
-                Ok(()) => {
-                    tracing::info!(message_id = %record.id, %run_id, %mapping, continuation = count, images, bytes_landed, "unfinished at the deadline: continued");
-                    Answer::Continued
-                }
-                Err(error) => {
-                    tracing::error!(message_id = %record.id, %run_id, %mapping, %error, "continuation not sent; the record is redelivered");
-                    Answer::Failed
-                }
-            },
-            Decision::Redeliver { reason: Redelivery::Cap } => {
-                tracing::error!(message_id = %record.id, %run_id, %mapping, continuations = record.count, max = settings.max_continuations, "unfinished after the maximum of continuations; the record is redelivered and may reach the dead-letter queue");
-                Answer::Failed
-            }
-            Decision::Redeliver { reason: Redelivery::NoProgress } => {
-                tracing::warn!(message_id = %record.id, %run_id, %mapping, bytes_landed, min_bytes = settings.continuation_min_bytes, "unfinished at the deadline without progress; the record is redelivered");
-                Answer::Failed
-            }
-            Decision::Redeliver { .. } => Answer::Failed,
-        }
-    }
-
-    /// Sends `message` again to the function's own queue, carrying the continuation `count`.
-    async fn continue_mapping(&self, message: &SyncMessage, count: u32) -> Result<(), Error> {
-        let Some(queue_url) = &self.queue_url else {
-            return Err(Error::NoQueue);
-        };
-        let sqs_error = |reason: String| Error::Sqs { call: "SendMessage", queue: queue_url.to_string(), reason };
-        let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
-            .data_type("Number")
-            .string_value(count.to_string())
-            .build()
-            .map_err(|e| sqs_error(format!("continuation attribute: {e}")))?;
-        self.sqs
-            .send_message()
-            .queue_url(queue_url)
-            .message_body(message.body())
-            .message_attributes(CONTINUATION_ATTRIBUTE, attribute)
-            .send()
-            .await
-            .map_err(|e| sqs_error(crate::aws::describe(&e)))?;
-        Ok(())
-    }
-
-    async fn sync_record(&self, message: &SyncMessage, scope: &Scope) -> Result<SyncReport, Error> {
+    pub(super) async fn sync_record(&self, message: &SyncMessage, scope: &Scope) -> Result<SyncReport, Error> {
         check_origin(&self.config.location(), &message.config)?;
         let config = self.load().await?;
         check_mapping(&config, message)?;
@@ -323,7 +141,12 @@ impl Handler {
     }
 
     /// Syncs the mappings at `indices` (all when empty) inline, under this invocation's deadline.
-    async fn sync_mappings(&self, config: &Config, indices: &[usize], deadline: Instant) -> Result<SyncReport, Error> {
+    pub(super) async fn sync_mappings(
+        &self,
+        config: &Config,
+        indices: &[usize],
+        deadline: Instant,
+    ) -> Result<SyncReport, Error> {
         let scope = Scope::new(deadline, self.settings.deadline_margin, self.settings.finish_margin);
         self.run(config, indices, &scope).await
     }
@@ -335,30 +158,6 @@ impl Handler {
         let clients = self.clients.clients(config, &mappings).await;
         Ok(sync::run(config, &mappings, &clients, scope.engine(config), &scope.shutdown).await?)
     }
-}
-
-/// One SQS record once its work is over.
-struct Record {
-    id: String,
-    /// The message, once parsed and accepted.
-    message: Option<SyncMessage>,
-    /// Continuations that led to it.
-    count: u32,
-    /// What the sync did, if it ran to a report.
-    report: Option<SyncReport>,
-    /// Whether the deadline margin had passed when its work ended.
-    at_deadline: bool,
-}
-
-/// How a record is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
-    /// Deleted: in sync.
-    Done,
-    /// Deleted: its continuation is on the queue.
-    Continued,
-    /// A batch item failure.
-    Failed,
 }
 
 /// Refuses a message that names another config than the function's own `OCYNC_CONFIG`. Whoever
@@ -388,7 +187,7 @@ fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), Error> {
 
 /// One log line per invocation: mappings, images synced / skipped / failed, bytes,
 /// continuations sent, duration.
-fn summarise(reports: &[&SyncReport], continuations: usize, started: Instant) {
+pub(super) fn summarise(reports: &[&SyncReport], continuations: usize, started: Instant) {
     let (mut mappings, mut synced, mut skipped, mut failed, mut bytes) = (0, 0, 0, 0, 0);
     for report in reports {
         mappings += report.totals.mappings;
@@ -401,14 +200,10 @@ fn summarise(reports: &[&SyncReport], continuations: usize, started: Instant) {
     tracing::info!(mappings, synced, skipped, failed, bytes, continuations, duration_ms, "invocation summary");
 }
 
-/// A run id: time and randomness, enough to tell runs apart in logs.
-fn run_id() -> String {
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
-    format!("{millis:x}-{:08x}", rand::random::<u32>())
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -19,6 +19,7 @@ mod fanout;
 mod handler;
 pub mod message;
 pub mod settings;
+mod worker;
 
 pub use error::Error;
 pub use handler::{Handler, Invocation, classify};
