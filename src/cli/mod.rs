@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::logging::Chatter;
 use progress::Screen;
 
-/// Process exit codes (design.md §4).
+/// Process exit codes, the contract scripts rely on (the README's "Exit codes" table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {

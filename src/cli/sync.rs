@@ -71,7 +71,8 @@ pub async fn run(args: SyncArgs, screen: Screen) -> Exit {
     if report.interrupted { Exit::Partial } else { exit_for(report.status) }
 }
 
-/// The exit code of a run, or of a plan, with this status (design §4).
+/// The exit code of a run, or of a plan, with this status: an authentication failure of
+/// everything is 4 so that scripts can tell "fix the credentials" from "retry later".
 fn exit_for(status: RunStatus) -> Exit {
     match status {
         RunStatus::Success => Exit::Success,
