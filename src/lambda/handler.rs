@@ -2,7 +2,7 @@
 //! container reused across invocations, and one engine and deadline per invocation.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
@@ -13,6 +13,7 @@ use super::continuation::{Decision, Progress, Redelivery, decide};
 use super::deadline::Scope;
 use super::fanout::{BatchAnswer, send_in_batches};
 use super::message::{CONTINUATION_ATTRIBUTE, ConfigRef, MESSAGE_VERSION, SyncMessage, continuation_count};
+use super::metrics::{self, Metrics};
 use super::settings::Settings;
 use crate::config::{Config, ConfigLocation, Source};
 use crate::sync::{self, ClientCache, SyncReport};
@@ -62,6 +63,8 @@ pub struct Handler {
     clients: ClientCache,
     /// Deadline margins, record concurrency and continuation limits.
     pub settings: Settings,
+    /// Where the invocation's EMF metrics go (namespace, function dimension).
+    pub metrics: Metrics,
 }
 
 impl Handler {
@@ -78,6 +81,7 @@ impl Handler {
             queue_url,
             clients: ClientCache::default(),
             settings: Settings::default(),
+            metrics: Metrics::from_lookup(|_| None).expect("the default namespace is valid"),
         }
     }
 
@@ -96,12 +100,14 @@ impl Handler {
             std::env::var("OCYNC_QUEUE_URL").ok().filter(|q| !q.is_empty()),
         );
         handler.settings = settings;
+        handler.metrics = Metrics::from_lookup(|name| std::env::var(name).ok())?;
         Ok(handler)
     }
 
     /// Handles one invocation that must finish by `deadline`.
     pub async fn handle(&self, event: Value, deadline: Instant) -> Result<Value, Error> {
         let started = Instant::now();
+        let wall_started = SystemTime::now();
         let invocation = classify(&event).inspect_err(|error| tracing::error!(%error, "invocation refused"))?;
         match invocation {
             Invocation::Schedule => self.schedule(deadline).await,
@@ -114,7 +120,9 @@ impl Handler {
             Invocation::SyncAll => {
                 let config = self.load().await?;
                 let report = self.sync_mappings(&config, &[], deadline).await?;
-                summarise(&[&report], 0, started);
+                let mut done = metrics::Invocation::default();
+                done.add(&report, wall_started, SystemTime::now());
+                self.summarise(&done, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
             Invocation::Mapping(message) => {
@@ -123,7 +131,9 @@ impl Handler {
                 let config = self.load().await?;
                 check_mapping(&config, &message)?;
                 let report = self.sync_mappings(&config, &[message.mapping], deadline).await?;
-                summarise(&[&report], 0, started);
+                let mut done = metrics::Invocation::default();
+                done.add(&report, run_started(&message.run_id).unwrap_or(wall_started), SystemTime::now());
+                self.summarise(&done, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
         }
@@ -137,13 +147,15 @@ impl Handler {
 
     /// The schedule: validate the config, then one message per mapping (or sync inline).
     async fn schedule(&self, deadline: Instant) -> Result<Value, Error> {
-        let started = Instant::now();
+        let (started, wall_started) = (Instant::now(), SystemTime::now());
         let loaded =
             self.config.load().await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
         let (config, version_id) = (loaded.config, loaded.version_id);
         let Some(queue_url) = &self.queue_url else {
             let report = self.sync_mappings(&config, &[], deadline).await?;
-            summarise(&[&report], 0, started);
+            let mut done = metrics::Invocation { scheduled: Some(config.mappings.len()), ..Default::default() };
+            done.add(&report, wall_started, SystemTime::now());
+            self.summarise(&done, started);
             return Ok(serde_json::to_value(&report).expect("reports serialise"));
         };
         let ConfigLocation::S3 { bucket, key } = self.config.location() else {
@@ -163,6 +175,8 @@ impl Handler {
             .collect();
         let sent = self.send_all(queue_url, &messages).await?;
         tracing::info!(%run_id, messages = sent, duration_ms = started.elapsed().as_millis() as u64, "fan-out sent");
+        let fan_out = metrics::Invocation { scheduled: Some(sent), ..Default::default() };
+        metrics::emit(&self.metrics, &fan_out.documents(&self.metrics), SystemTime::now());
         Ok(json!({ "run_id": run_id, "messages": sent }))
     }
 
@@ -198,7 +212,7 @@ impl Handler {
     /// Syncs the mapping of each record, then answers each: done, continued (see
     /// [`super::continuation`]), or a batch item failure for SQS to redeliver.
     async fn sqs_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-        let started = Instant::now();
+        let (started, wall_started) = (Instant::now(), SystemTime::now());
         let settings = &self.settings;
         let scope = Scope::new(deadline, settings.deadline_margin, settings.finish_margin);
         let scope = &scope;
@@ -206,9 +220,16 @@ impl Handler {
         let results: Vec<Record> =
             futures_util::stream::iter(records).buffer_unordered(settings.records_at_once.max(1)).collect().await;
         let answers = futures_util::future::join_all(results.iter().map(|record| self.answer(record))).await;
-        let reports: Vec<&SyncReport> = results.iter().filter_map(|r| r.report.as_ref()).collect();
         let continuations = answers.iter().filter(|answer| **answer == Answer::Continued).count();
-        summarise(&reports, continuations, started);
+        let mut done = metrics::Invocation { continuations, ..Default::default() };
+        let now = SystemTime::now();
+        for record in &results {
+            if let Some(report) = &record.report {
+                let run = record.message.as_ref().and_then(|message| run_started(&message.run_id));
+                done.add(report, run.unwrap_or(wall_started), now);
+            }
+        }
+        self.summarise(&done, started);
         let mut response = SqsBatchResponse::default();
         for (record, answer) in results.iter().zip(answers) {
             if answer == Answer::Failed {
@@ -335,6 +356,25 @@ impl Handler {
         let clients = self.clients.clients(config, &mappings).await;
         Ok(sync::run(config, &mappings, &clients, scope.engine(config), &scope.shutdown).await?)
     }
+
+    /// One log line per invocation (mappings, images synced / skipped / failed, bytes,
+    /// continuations sent, duration) and its EMF metrics on stdout.
+    fn summarise(&self, done: &metrics::Invocation, started: Instant) {
+        let metrics::Invocation { mappings, synced, skipped, failed, bytes, continuations, .. } = *done;
+        let (in_sync, duration_ms) = (done.in_sync.len(), started.elapsed().as_millis() as u64);
+        tracing::info!(
+            mappings,
+            synced,
+            skipped,
+            failed,
+            bytes,
+            continuations,
+            in_sync,
+            duration_ms,
+            "invocation summary"
+        );
+        metrics::emit(&self.metrics, &done.documents(&self.metrics), SystemTime::now());
+    }
 }
 
 /// One SQS record once its work is over.
@@ -386,30 +426,43 @@ fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), Error> {
     Ok(())
 }
 
-/// One log line per invocation: mappings, images synced / skipped / failed, bytes,
-/// continuations sent, duration.
-fn summarise(reports: &[&SyncReport], continuations: usize, started: Instant) {
-    let (mut mappings, mut synced, mut skipped, mut failed, mut bytes) = (0, 0, 0, 0, 0);
-    for report in reports {
-        mappings += report.totals.mappings;
-        synced += report.totals.synced;
-        skipped += report.totals.skipped;
-        failed += report.totals.failed + report.totals.mappings_failed;
-        bytes += report.totals.stats.bytes;
-    }
-    let duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(mappings, synced, skipped, failed, bytes, continuations, duration_ms, "invocation summary");
-}
-
 /// A run id: time and randomness, enough to tell runs apart in logs.
 fn run_id() -> String {
     let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
     format!("{millis:x}-{:08x}", rand::random::<u32>())
 }
 
+/// A run lasts at most [`super::MAX_CONTINUATIONS`] invocations of 15 minutes (25 hours); a
+/// run id older than this is not one of ours, and its time is not trusted for the lag.
+const OLDEST_RUN: Duration = Duration::from_secs(48 * 3600);
+
+/// When the run `run_id` (from [`run_id`]) started: the schedule's time, from which a mapping's
+/// mirror lag counts. `None` for another id (a hand-written message) or an implausible time.
+fn run_started(run_id: &str) -> Option<SystemTime> {
+    let millis = u64::from_str_radix(run_id.split_once('-')?.0, 16).ok()?;
+    let started = UNIX_EPOCH.checked_add(Duration::from_millis(millis))?;
+    let age = SystemTime::now().duration_since(started).ok()?;
+    (age <= OLDEST_RUN).then_some(started)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_id_gives_the_time_its_run_started() {
+        let id = run_id();
+        let started = run_started(&id).expect("a fresh run id");
+        let age = SystemTime::now().duration_since(started).unwrap();
+        assert!(age < Duration::from_secs(5), "{age:?}");
+        let millis = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        assert_eq!(run_started(&format!("{:x}-0000abcd", millis(hour_ago))).map(millis), Some(millis(hour_ago)));
+        let future = SystemTime::now() + Duration::from_secs(3600);
+        for other in ["r", "zz-1", "", &format!("{:x}-1", millis(future)), "1-1"] {
+            assert_eq!(run_started(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn classifies_every_documented_shape() {
