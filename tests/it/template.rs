@@ -507,7 +507,7 @@ fn metric_alarms_and_the_dashboard_read_the_metrics_the_function_emits() {
     let longest = number(&periods["MaxValue"], "MirrorLagPeriods max");
     for allowed in period["AllowedValues"].as_sequence().expect("allowed periods") {
         let seconds = number(allowed, "a period");
-        assert!(seconds % 60 == 0 && seconds * longest <= 7 * 86400, "period {seconds} x {longest}");
+        assert!(seconds.is_multiple_of(60) && seconds * longest <= 7 * 86400, "period {seconds} x {longest}");
     }
 
     // The dashboard: valid JSON once substituted, naming only metrics the function emits.
