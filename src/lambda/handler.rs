@@ -432,8 +432,9 @@ fn run_id() -> String {
     format!("{millis:x}-{:08x}", rand::random::<u32>())
 }
 
-/// A run lasts at most [`super::MAX_CONTINUATIONS`] invocations of 15 minutes (25 hours); a
-/// run id older than this is not one of ours, and its time is not trusted for the lag.
+/// With the default [`super::MAX_CONTINUATIONS`] a run's chain lasts at most 25 hours of
+/// 15-minute invocations. An id older than this is taken for a hand-made or replayed message,
+/// whose time is not trusted: its lag counts from the invocation's start instead.
 const OLDEST_RUN: Duration = Duration::from_secs(48 * 3600);
 
 /// When the run `run_id` (from [`run_id`]) started: the schedule's time, from which a mapping's

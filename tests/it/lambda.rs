@@ -423,6 +423,10 @@ impl Watch {
     }
 
     fn invoke(&self, event_file: &str) -> std::process::Output {
+        self.invoke_path(&format!("{}/events/{event_file}", env!("CARGO_MANIFEST_DIR")))
+    }
+
+    fn invoke_path(&self, event_path: &str) -> std::process::Output {
         let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
         // The first invoke waits for the watcher to build the function (minutes on a cold
         // machine); a build that fails leaves the invoke waiting for ever, so it is bounded.
@@ -438,7 +442,7 @@ impl Watch {
                 "--invoke-port",
                 &self.port.to_string(),
             ])
-            .args(["--data-file", &format!("{}/events/{event_file}", env!("CARGO_MANIFEST_DIR"))])
+            .args(["--data-file", event_path])
             .output()
             .expect("run cargo lambda invoke")
     }
@@ -493,6 +497,29 @@ async fn cargo_lambda_watch_and_invoke_run_the_function_locally() {
     crate::emf::assert_valid(&documents);
     assert_eq!(documents.len(), 8, "{documents:#?}");
     assert_invocation_metrics(&documents[4], &report, Some(3));
+
+    // A worker's record from a run scheduled an hour ago: its lag counts from the schedule.
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let millis = hour_ago.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let mut record = event("sqs-one-mapping.json");
+    let text = config_text(&world.source.host, &world.target);
+    let mut body = message(&text, 0);
+    body["run_id"] = json!(format!("{millis:x}-0a1b2c3d"));
+    record["Records"][0]["body"] = json!(body.to_string());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), record.to_string()).unwrap();
+    let output = watch.invoke_path(file.path().to_str().unwrap());
+    assert!(output.status.success(), "invoke failed: {}", String::from_utf8_lossy(&output.stderr));
+    let response: Value = serde_json::from_slice(&output.stdout).expect("the batch response");
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let documents = watch.metrics(10);
+    crate::emf::assert_valid(&documents);
+    assert_eq!(documents.len(), 10, "{documents:#?}");
+    let one = json!({"totals": {"synced": 0, "skipped": 1, "failed": 0, "bytes": 0, "mappings": 1}});
+    assert_invocation_metrics(&documents[8], &one, None);
+    assert_eq!(documents[9]["Mapping"], "demo/app -> mirror/app");
+    let lag = documents[9]["MirrorLag"].as_f64().unwrap();
+    assert!((3600.0..3900.0).contains(&lag), "an hour and the invocation: {lag}");
 }
 
 /// The totals document of an invocation holds the figures of its `report`.
