@@ -22,6 +22,9 @@ pub enum Error {
     /// A setting from the environment that cannot be read.
     #[error(transparent)]
     Settings(#[from] super::settings::Error),
+    /// `OCYNC_METRICS_NAMESPACE` names no valid CloudWatch namespace.
+    #[error(transparent)]
+    Metrics(#[from] super::metrics::Error),
     /// The config cannot be read or is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::Error),
@@ -97,7 +100,9 @@ impl Error {
             | Error::ForeignConfig { .. }
             | Error::NoMapping { .. }
             | Error::MappingChanged { .. } => "ocync.MessageRefused",
-            Error::NoConfig | Error::Settings(_) | Error::FanOutNeedsS3 | Error::NoQueue => "ocync.Setup",
+            Error::NoConfig | Error::Settings(_) | Error::Metrics(_) | Error::FanOutNeedsS3 | Error::NoQueue => {
+                "ocync.Setup"
+            }
             Error::Config(_) => "ocync.ConfigRefused",
             Error::Sqs { .. } | Error::Refused { .. } => "ocync.Queue",
             Error::Unfinished | Error::Run(_) => "ocync.Run",

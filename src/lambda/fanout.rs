@@ -7,8 +7,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::Error;
-use super::handler::{Handler, summarise};
+use super::handler::Handler;
 use super::message::{ConfigRef, MESSAGE_VERSION, SyncMessage};
+use super::metrics;
 use crate::config::ConfigLocation;
 
 /// SQS accepts at most this many entries per `SendMessageBatch`.
@@ -71,13 +72,15 @@ where
 impl Handler {
     /// The schedule: validate the config, then one message per mapping (or sync inline).
     pub(super) async fn schedule(&self, deadline: Instant) -> Result<Value, Error> {
-        let started = Instant::now();
+        let (started, wall_started) = (Instant::now(), SystemTime::now());
         let loaded =
             self.config.load().await.inspect_err(|error| tracing::error!(%error, "config refused; nothing sent"))?;
         let (config, version_id) = (loaded.config, loaded.version_id);
         let Some(queue_url) = &self.queue_url else {
             let report = self.sync_mappings(&config, &[], deadline).await?;
-            summarise(&[&report], 0, started);
+            let mut done = metrics::Invocation { scheduled: Some(config.mappings.len()), ..Default::default() };
+            done.add(&report, wall_started, SystemTime::now());
+            self.summarise(&done, started);
             return Ok(serde_json::to_value(&report).expect("reports serialise"));
         };
         let ConfigLocation::S3 { bucket, key } = self.config.location() else {
@@ -97,6 +100,8 @@ impl Handler {
             .collect();
         let sent = self.send_all(queue_url, &messages).await?;
         tracing::info!(%run_id, messages = sent, duration_ms = started.elapsed().as_millis() as u64, "fan-out sent");
+        let fan_out = metrics::Invocation { scheduled: Some(sent), ..Default::default() };
+        metrics::emit(&self.metrics, &fan_out.documents(&self.metrics), SystemTime::now());
         Ok(json!({ "run_id": run_id, "messages": sent }))
     }
 
@@ -131,7 +136,7 @@ impl Handler {
 }
 
 /// A run id: time and randomness, enough to tell runs apart in logs.
-fn run_id() -> String {
+pub(super) fn run_id() -> String {
     let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
     format!("{millis:x}-{:08x}", rand::random::<u32>())
 }

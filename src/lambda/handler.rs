@@ -3,7 +3,7 @@
 //! container reused across invocations, and one engine and deadline per invocation.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::Error;
 use super::deadline::Scope;
 use super::message::{ConfigRef, SyncMessage};
+use super::metrics::{self, Metrics};
 use super::settings::Settings;
 use crate::config::{Config, ConfigLocation, Source};
 use crate::sync::{self, ClientCache, SyncReport};
@@ -60,6 +61,8 @@ pub struct Handler {
     clients: ClientCache,
     /// Deadline margins, record concurrency and continuation limits.
     pub settings: Settings,
+    /// Where the invocation's EMF metrics go (namespace, function dimension).
+    pub metrics: Metrics,
 }
 
 impl Handler {
@@ -76,6 +79,7 @@ impl Handler {
             queue_url,
             clients: ClientCache::default(),
             settings: Settings::default(),
+            metrics: Metrics::from_lookup(|_| None).expect("the default namespace is valid"),
         }
     }
 
@@ -94,12 +98,14 @@ impl Handler {
             std::env::var("OCYNC_QUEUE_URL").ok().filter(|q| !q.is_empty()),
         );
         handler.settings = settings;
+        handler.metrics = Metrics::from_lookup(|name| std::env::var(name).ok())?;
         Ok(handler)
     }
 
     /// Handles one invocation that must finish by `deadline`.
     pub async fn handle(&self, event: Value, deadline: Instant) -> Result<Value, Error> {
         let started = Instant::now();
+        let wall_started = SystemTime::now();
         let invocation = classify(&event).inspect_err(|error| tracing::error!(%error, "invocation refused"))?;
         match invocation {
             Invocation::Schedule => self.schedule(deadline).await,
@@ -112,7 +118,9 @@ impl Handler {
             Invocation::SyncAll => {
                 let config = self.load().await?;
                 let report = self.sync_mappings(&config, &[], deadline).await?;
-                summarise(&[&report], 0, started);
+                let mut done = metrics::Invocation::default();
+                done.add(&report, wall_started, SystemTime::now());
+                self.summarise(&done, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
             Invocation::Mapping(message) => {
@@ -121,7 +129,9 @@ impl Handler {
                 let config = self.load().await?;
                 check_mapping(&config, &message)?;
                 let report = self.sync_mappings(&config, &[message.mapping], deadline).await?;
-                summarise(&[&report], 0, started);
+                let mut done = metrics::Invocation::default();
+                done.add(&report, run_started(&message.run_id).unwrap_or(wall_started), SystemTime::now());
+                self.summarise(&done, started);
                 Ok(serde_json::to_value(&report).expect("reports serialise"))
             }
         }
@@ -158,6 +168,25 @@ impl Handler {
         let clients = self.clients.clients(config, &mappings).await;
         Ok(sync::run(config, &mappings, &clients, scope.engine(config), &scope.shutdown).await?)
     }
+
+    /// One log line per invocation (mappings, images synced / skipped / failed, bytes,
+    /// continuations sent, duration) and its EMF metrics on stdout.
+    pub(super) fn summarise(&self, done: &metrics::Invocation, started: Instant) {
+        let metrics::Invocation { mappings, synced, skipped, failed, bytes, continuations, .. } = *done;
+        let (in_sync, duration_ms) = (done.in_sync.len(), started.elapsed().as_millis() as u64);
+        tracing::info!(
+            mappings,
+            synced,
+            skipped,
+            failed,
+            bytes,
+            continuations,
+            in_sync,
+            duration_ms,
+            "invocation summary"
+        );
+        metrics::emit(&self.metrics, &done.documents(&self.metrics), SystemTime::now());
+    }
 }
 
 /// Refuses a message that names another config than the function's own `OCYNC_CONFIG`. Whoever
@@ -185,19 +214,18 @@ fn check_mapping(config: &Config, message: &SyncMessage) -> Result<(), Error> {
     Ok(())
 }
 
-/// One log line per invocation: mappings, images synced / skipped / failed, bytes,
-/// continuations sent, duration.
-pub(super) fn summarise(reports: &[&SyncReport], continuations: usize, started: Instant) {
-    let (mut mappings, mut synced, mut skipped, mut failed, mut bytes) = (0, 0, 0, 0, 0);
-    for report in reports {
-        mappings += report.totals.mappings;
-        synced += report.totals.synced;
-        skipped += report.totals.skipped;
-        failed += report.totals.failed + report.totals.mappings_failed;
-        bytes += report.totals.stats.bytes;
-    }
-    let duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(mappings, synced, skipped, failed, bytes, continuations, duration_ms, "invocation summary");
+/// With the default [`super::MAX_CONTINUATIONS`] a run's chain lasts at most 25 hours of
+/// 15-minute invocations. An id older than this is taken for a hand-made or replayed message,
+/// whose time is not trusted: its lag counts from the invocation's start instead.
+const OLDEST_RUN: Duration = Duration::from_secs(48 * 3600);
+
+/// When the run `run_id` (from [`run_id`]) started: the schedule's time, from which a mapping's
+/// mirror lag counts. `None` for another id (a hand-written message) or an implausible time.
+pub(super) fn run_started(run_id: &str) -> Option<SystemTime> {
+    let millis = u64::from_str_radix(run_id.split_once('-')?.0, 16).ok()?;
+    let started = UNIX_EPOCH.checked_add(Duration::from_millis(millis))?;
+    let age = SystemTime::now().duration_since(started).ok()?;
+    (age <= OLDEST_RUN).then_some(started)
 }
 
 #[cfg(test)]
@@ -205,6 +233,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::lambda::fanout::run_id;
+
+    #[test]
+    fn a_run_id_gives_the_time_its_run_started() {
+        let id = run_id();
+        let started = run_started(&id).expect("a fresh run id");
+        let age = SystemTime::now().duration_since(started).unwrap();
+        assert!(age < Duration::from_secs(5), "{age:?}");
+        let millis = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        assert_eq!(run_started(&format!("{:x}-0000abcd", millis(hour_ago))).map(millis), Some(millis(hour_ago)));
+        let future = SystemTime::now() + Duration::from_secs(3600);
+        for other in ["r", "zz-1", "", &format!("{:x}-1", millis(future)), "1-1"] {
+            assert_eq!(run_started(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn classifies_every_documented_shape() {

@@ -10,6 +10,9 @@
 //! - A direct invocation, `{"sync": "all"}` or one mapping message, syncs inline
 //!   (handy for `cargo lambda invoke`).
 //!
+//! - Every invocation prints its metrics (images, bytes, continuations, fan-out size, mirror lag
+//!   per mapping) as CloudWatch Embedded Metric Format lines on stdout ([`metrics`]).
+//!
 //! `bin/lambda.rs` only builds a [`Handler`] once per container and calls [`Handler::handle`].
 
 mod continuation;
@@ -18,6 +21,7 @@ mod error;
 mod fanout;
 mod handler;
 pub mod message;
+pub mod metrics;
 pub mod settings;
 mod worker;
 

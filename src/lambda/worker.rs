@@ -2,7 +2,7 @@
 //! as done, continued (see [`super::continuation`]) or a batch item failure for SQS to
 //! redeliver.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
@@ -10,15 +10,16 @@ use futures_util::StreamExt;
 use super::Error;
 use super::continuation::{Decision, Progress, Redelivery, decide};
 use super::deadline::Scope;
-use super::handler::{Handler, summarise};
+use super::handler::{Handler, run_started};
 use super::message::{CONTINUATION_ATTRIBUTE, SyncMessage, continuation_count};
+use super::metrics;
 use crate::sync::SyncReport;
 
 impl Handler {
     /// Syncs the mapping of each record, then answers each: done, continued (see
     /// [`super::continuation`]), or a batch item failure for SQS to redeliver.
     pub(super) async fn sqs_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-        let started = Instant::now();
+        let (started, wall_started) = (Instant::now(), SystemTime::now());
         let settings = &self.settings;
         let scope = Scope::new(deadline, settings.deadline_margin, settings.finish_margin);
         let scope = &scope;
@@ -26,9 +27,16 @@ impl Handler {
         let results: Vec<Record> =
             futures_util::stream::iter(records).buffer_unordered(settings.records_at_once.max(1)).collect().await;
         let answers = futures_util::future::join_all(results.iter().map(|record| self.answer(record))).await;
-        let reports: Vec<&SyncReport> = results.iter().filter_map(|r| r.report.as_ref()).collect();
         let continuations = answers.iter().filter(|answer| **answer == Answer::Continued).count();
-        summarise(&reports, continuations, started);
+        let mut done = metrics::Invocation { continuations, ..Default::default() };
+        let now = SystemTime::now();
+        for record in &results {
+            if let Some(report) = &record.report {
+                let run = record.message.as_ref().and_then(|message| run_started(&message.run_id));
+                done.add(report, run.unwrap_or(wall_started), now);
+            }
+        }
+        self.summarise(&done, started);
         let mut response = SqsBatchResponse::default();
         for (record, answer) in results.iter().zip(answers) {
             if answer == Answer::Failed {

@@ -374,10 +374,12 @@ fn every_event_file_is_recognised_and_round_trips() {
 }
 
 /// `cargo lambda watch` serving the real `bootstrap` binary, stopped (with the function it
-/// runs) by killing the process group it leads.
+/// runs) by killing the process group it leads. What the watcher and the function print
+/// (the function's log stream) goes to `output`.
 struct Watch {
     child: std::process::Child,
     port: u16,
+    output: tempfile::NamedTempFile,
 }
 
 impl Watch {
@@ -386,6 +388,7 @@ impl Watch {
         assert!(binary.is_file(), "cargo-lambda is not installed: .venv/bin/pip install cargo-lambda (or run .ci/run)");
         let port = crate::support::tools::free_port();
         let env_vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let output = tempfile::NamedTempFile::new().expect("watch output file");
         // A session of its own: when cargo-lambda stops it signals its whole process group,
         // which must not include the test runner.
         let child = std::process::Command::new("setsid")
@@ -393,8 +396,8 @@ impl Watch {
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
             .args(["--features", "lambda", "--bin", "bootstrap", "--env-var", &env_vars.join(",")])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(output.reopen().expect("watch output file"))
+            .stderr(output.reopen().expect("watch output file"))
             .spawn()
             .expect("start cargo lambda watch");
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -402,10 +405,28 @@ impl Watch {
             assert!(Instant::now() < deadline, "cargo lambda watch did not listen on {port}");
             std::thread::sleep(Duration::from_millis(200));
         }
-        Watch { child, port }
+        Watch { child, port, output }
+    }
+
+    /// The EMF documents the function has printed so far, once there are at least `count`
+    /// (the log stream may trail the invoke's answer by a moment).
+    fn metrics(&self, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let printed = std::fs::read_to_string(self.output.path()).unwrap_or_default();
+            let documents = crate::emf::documents(&printed);
+            if documents.len() >= count || Instant::now() > deadline {
+                return documents;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn invoke(&self, event_file: &str) -> std::process::Output {
+        self.invoke_path(&format!("{}/events/{event_file}", env!("CARGO_MANIFEST_DIR")))
+    }
+
+    fn invoke_path(&self, event_path: &str) -> std::process::Output {
         let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
         // The first invoke waits for the watcher to build the function (minutes on a cold
         // machine); a build that fails leaves the invoke waiting for ever, so it is bounded.
@@ -421,7 +442,7 @@ impl Watch {
                 "--invoke-port",
                 &self.port.to_string(),
             ])
-            .args(["--data-file", &format!("{}/events/{event_file}", env!("CARGO_MANIFEST_DIR"))])
+            .args(["--data-file", event_path])
             .output()
             .expect("run cargo lambda invoke")
     }
@@ -442,6 +463,7 @@ async fn cargo_lambda_watch_and_invoke_run_the_function_locally() {
     let mut env: Vec<(String, String)> = world.moto.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     env.push(("AWS_S3_FORCE_PATH_STYLE".into(), "true".into()));
     env.push(("OCYNC_CONFIG".into(), format!("s3://{BUCKET}/{KEY}")));
+    env.push(("OCYNC_METRICS_NAMESPACE".into(), "ocync-test".into()));
     let watch = Watch::start(&env);
 
     let output = watch.invoke("direct-sync-all.json");
@@ -452,6 +474,79 @@ async fn cargo_lambda_watch_and_invoke_run_the_function_locally() {
     for (repository, built) in REPOSITORIES.iter().zip(&world.images) {
         assert_eq!(world.target_digest(repository).await.as_deref(), Some(built.digest().as_str()));
     }
+    // Its metrics: the totals and one mirror lag per mapping, as valid EMF, equal to the report.
+    let documents = watch.metrics(4);
+    crate::emf::assert_valid(&documents);
+    assert_eq!(documents.len(), 4, "{documents:#?}");
+    assert_invocation_metrics(&documents[0], &report, None);
+    let mut lagged: Vec<&str> = documents[1..].iter().map(|d| d["Mapping"].as_str().unwrap()).collect();
+    lagged.sort();
+    assert_eq!(lagged, ["demo/api -> mirror/api", "demo/app -> mirror/app", "demo/web -> mirror/web"]);
+    for lag in &documents[1..] {
+        assert_eq!(lag["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Function", "Mapping"]]));
+        let seconds = lag["MirrorLag"].as_f64().unwrap();
+        assert!((0.0..300.0).contains(&seconds), "the lag is the run's own duration: {seconds}");
+    }
+
+    // A schedule without a queue syncs inline and sends its fan-out size with the totals.
+    let output = watch.invoke("schedule-v2.json");
+    assert!(output.status.success(), "invoke failed: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the function answers its report");
+    assert_eq!(report["totals"]["skipped"], 3, "{report}");
+    let documents = watch.metrics(8);
+    crate::emf::assert_valid(&documents);
+    assert_eq!(documents.len(), 8, "{documents:#?}");
+    assert_invocation_metrics(&documents[4], &report, Some(3));
+
+    // A worker's record from a run scheduled an hour ago: its lag counts from the schedule.
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let millis = hour_ago.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let mut record = event("sqs-one-mapping.json");
+    let text = config_text(&world.source.host, &world.target);
+    let mut body = message(&text, 0);
+    body["run_id"] = json!(format!("{millis:x}-0a1b2c3d"));
+    record["Records"][0]["body"] = json!(body.to_string());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), record.to_string()).unwrap();
+    let output = watch.invoke_path(file.path().to_str().unwrap());
+    assert!(output.status.success(), "invoke failed: {}", String::from_utf8_lossy(&output.stderr));
+    let response: Value = serde_json::from_slice(&output.stdout).expect("the batch response");
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let documents = watch.metrics(10);
+    crate::emf::assert_valid(&documents);
+    assert_eq!(documents.len(), 10, "{documents:#?}");
+    let one = json!({"totals": {"synced": 0, "skipped": 1, "failed": 0, "bytes": 0, "mappings": 1}});
+    assert_invocation_metrics(&documents[8], &one, None);
+    assert_eq!(documents[9]["Mapping"], "demo/app -> mirror/app");
+    let lag = documents[9]["MirrorLag"].as_f64().unwrap();
+    assert!((3600.0..3900.0).contains(&lag), "an hour and the invocation: {lag}");
+}
+
+/// The totals document of an invocation holds the figures of its `report`.
+fn assert_invocation_metrics(document: &Value, report: &Value, scheduled: Option<u64>) {
+    let directive = &document["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "ocync-test", "OCYNC_METRICS_NAMESPACE is honoured");
+    assert_eq!(directive["Dimensions"], json!([["Function"]]));
+    assert_eq!(document["Function"], "bootstrap", "the function's name, as cargo lambda sets it");
+    let totals = &report["totals"];
+    let expected = [
+        ("ImagesSynced", &totals["synced"]),
+        ("ImagesSkipped", &totals["skipped"]),
+        ("ImagesFailed", &totals["failed"]),
+        ("BytesCopied", &totals["bytes"]),
+        ("MappingsInSync", &totals["mappings"]),
+    ];
+    for (name, value) in expected {
+        assert_eq!(document[name].as_f64(), value.as_f64(), "{name} in {document}");
+    }
+    assert_eq!(document["Continuations"], 0.0);
+    assert_eq!(
+        document["MappingsScheduled"].as_u64().or(document["MappingsScheduled"].as_f64().map(|f| f as u64)),
+        scheduled
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let stamp = document["_aws"]["Timestamp"].as_u64().unwrap();
+    assert!(now - stamp < 600_000, "a timestamp of this invocation: {stamp}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

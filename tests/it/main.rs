@@ -19,6 +19,7 @@ mod config_cmds;
 mod continuation;
 mod copy;
 mod ecr;
+mod emf;
 mod faults;
 mod features;
 mod fidelity;

@@ -458,3 +458,114 @@ fn alarms_watch_the_dlq_and_function_errors() {
         assert!(outputs.contains_key(name), "output {name}");
     }
 }
+
+#[test]
+fn metric_alarms_and_the_dashboard_read_the_metrics_the_function_emits() {
+    use ocync::lambda::metrics;
+    let template = template();
+    let variables = &resource(&template, "OcyncFunction")["Properties"]["Environment"]["Variables"];
+    let namespace = referenced_parameter(&template, &variables[metrics::NAMESPACE_VARIABLE], "the metrics namespace");
+    assert_eq!(namespace["Default"].as_str(), Some(metrics::DEFAULT_NAMESPACE));
+    let function_dimension = |dimensions: &Value| {
+        assert_eq!(dimensions[0]["Name"].as_str(), Some(metrics::FUNCTION));
+        assert_eq!(dimensions[0]["Value"]["Ref"].as_str(), Some("OcyncFunction"));
+    };
+
+    let failed = &resource(&template, "FailedImagesAlarm")["Properties"];
+    assert_eq!(failed["Namespace"]["Ref"].as_str(), Some("MetricsNamespace"));
+    assert_eq!(failed["MetricName"].as_str(), Some(metrics::IMAGES_FAILED));
+    function_dimension(&failed["Dimensions"]);
+    assert_eq!((failed["Statistic"].as_str(), failed["Threshold"].as_u64()), (Some("Sum"), Some(0)));
+    assert_eq!(failed["ComparisonOperator"].as_str(), Some("GreaterThanThreshold"));
+
+    // Mirror lag: scheduled minus in sync, per schedule period, above zero for
+    // MirrorLagPeriods (default 3) periods in a row; no data at all (no schedule) is lag too.
+    let lag = &resource(&template, "MirrorLagAlarm")["Properties"];
+    let queries = lag["Metrics"].as_sequence().expect("metric queries");
+    let stat = |id: &str| &queries.iter().find(|q| q["Id"].as_str() == Some(id)).expect(id)["MetricStat"];
+    for (id, name) in [("scheduled", metrics::MAPPINGS_SCHEDULED), ("insync", metrics::MAPPINGS_IN_SYNC)] {
+        assert_eq!(stat(id)["Metric"]["MetricName"].as_str(), Some(name));
+        assert_eq!(stat(id)["Metric"]["Namespace"]["Ref"].as_str(), Some("MetricsNamespace"));
+        function_dimension(&stat(id)["Metric"]["Dimensions"]);
+        assert_eq!(stat(id)["Stat"].as_str(), Some("Sum"));
+    }
+    let returned: Vec<&str> = queries
+        .iter()
+        .filter(|q| q["ReturnData"].as_bool() == Some(true))
+        .filter_map(|q| q["Expression"].as_str())
+        .collect();
+    assert_eq!(returned, ["FILL(scheduled, 0) - FILL(insync, 0)"]);
+    let periods = referenced_parameter(&template, &lag["EvaluationPeriods"], "EvaluationPeriods");
+    assert_eq!(number(&periods["Default"], "MirrorLagPeriods"), 3);
+    assert_eq!(lag["DatapointsToAlarm"], lag["EvaluationPeriods"], "every period of the window must be behind");
+    assert_eq!(lag["TreatMissingData"].as_str(), Some("breaching"));
+    let period = referenced_parameter(&template, &stat("scheduled")["Period"], "the alarm period");
+    assert_eq!(stat("insync")["Period"], stat("scheduled")["Period"]);
+    assert_eq!(number(&period["Default"], "SchedulePeriodSeconds"), 3600);
+    assert_eq!(template["Parameters"]["ScheduleExpression"]["Default"].as_str(), Some("rate(1 hour)"));
+    // CloudWatch evaluates an alarm over at most 7 days, in whole minutes.
+    let longest = number(&periods["MaxValue"], "MirrorLagPeriods max");
+    for allowed in period["AllowedValues"].as_sequence().expect("allowed periods") {
+        let seconds = number(allowed, "a period");
+        assert!(seconds.is_multiple_of(60) && seconds * longest <= 7 * 86400, "period {seconds} x {longest}");
+    }
+
+    // The dashboard: valid JSON once substituted, naming only metrics the function emits.
+    let body =
+        resource(&template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"].as_str().expect("a Fn::Sub body");
+    let substituted = substitute(body, &[("SchedulePeriodSeconds", "3600")]);
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&substituted).unwrap_or_else(|e| panic!("{e}:\n{substituted}"));
+    let emitted = [
+        metrics::IMAGES_SYNCED,
+        metrics::IMAGES_SKIPPED,
+        metrics::IMAGES_FAILED,
+        metrics::BYTES_COPIED,
+        metrics::CONTINUATIONS,
+        metrics::MAPPINGS_SCHEDULED,
+        metrics::MAPPINGS_IN_SYNC,
+    ];
+    let mut shown = Vec::new();
+    for widget in dashboard["widgets"].as_array().expect("widgets") {
+        for line in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+            match line[0].as_str() {
+                Some(_) => shown.push(line[1].as_str().expect("a metric name").to_string()),
+                None => assert!(
+                    line[0]["expression"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("MetricName=\"{}\"", metrics::MIRROR_LAG))
+                ),
+            }
+        }
+    }
+    shown.sort();
+    let mut expected: Vec<String> = emitted.iter().map(|name| name.to_string()).collect();
+    expected.sort();
+    assert_eq!(shown, expected, "every total the function emits is on the dashboard, nothing else");
+    let alarms: Vec<&str> = dashboard["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["properties"]["alarms"].as_array().into_iter().flatten())
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(
+        alarms,
+        ["FailedImagesAlarm.Arn", "MirrorLagAlarm.Arn", "DeadLetterQueueAlarm.Arn", "FunctionErrorsAlarm.Arn"]
+    );
+}
+
+/// `body` with each `${Name}` of `values` replaced, and every other `${...}` by its name.
+fn substitute(body: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        out += &rest[..start];
+        let end = start + rest[start..].find('}').expect("a closed ${");
+        let name = &rest[start + 2..end];
+        out += values.iter().find(|(n, _)| *n == name).map_or(name, |(_, v)| v);
+        rest = &rest[end + 1..];
+    }
+    out + rest
+}
