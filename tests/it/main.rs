@@ -22,6 +22,7 @@ mod ecr;
 mod faults;
 mod features;
 mod fidelity;
+mod foreign;
 mod gar;
 mod harness;
 mod image;
