@@ -33,6 +33,7 @@ mod origins;
 mod pull_secret;
 mod quota;
 mod referrers;
+mod rerun;
 mod secrets;
 mod sync;
 mod template;
