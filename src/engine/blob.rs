@@ -108,10 +108,11 @@ impl Engine {
                 return Preparation::Done;
             }
         }
-        let known_source = self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).or_else(|| {
-            (target.registry.same_registry(source.registry) && target.repository != source.repository)
-                .then(|| source.repository.to_string())
-        });
+        let known_source =
+            self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).or_else(|| {
+                (target.registry.same_registry(source.registry) && target.repository != source.repository)
+                    .then(|| source.repository.to_string())
+            });
         let mount_from = match known_source {
             Some(from) => Some(from),
             None => self.probe_mount_source(target.registry, target.repository, &blob.digest).await,

@@ -61,7 +61,13 @@ mod tests {
 
     fn copy_job<'a>(source: &'a MemoryRegistry, target: &'a MemoryRegistry) -> ImageJob<'a, MemoryRegistry> {
         ImageJob {
-            source: Source { registry: source, repository: "win", reference: "v1".into(), digest: None, media_type: None },
+            source: Source {
+                registry: source,
+                repository: "win",
+                reference: "v1".into(),
+                digest: None,
+                media_type: None,
+            },
             targets: vec![Target { registry: target, repository: "mirror", reference: "v1".into(), current: None }],
             artifacts: None,
             platforms: &[],

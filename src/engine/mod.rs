@@ -441,7 +441,11 @@ impl Engine {
             return;
         }
         if let ManifestKind::Image { blobs, foreign } = kind {
-            let held = if foreign.is_empty() { Vec::new() } else { self.foreign_held_at_source(source, foreign, &lives).await };
+            let held = if foreign.is_empty() {
+                Vec::new()
+            } else {
+                self.foreign_held_at_source(source, foreign, &lives).await
+            };
             let blobs: Vec<&BlobDescriptor> = blobs.iter().chain(&held).collect();
             let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
             for live in &lives {
@@ -450,7 +454,10 @@ impl Engine {
             let bulk = lives.iter().map(|live| async {
                 if let Some(present) = live.target.registry.blobs_present(live.target.repository, &digests).await {
                     let (registry, repository) = (live.target.registry.name(), live.target.repository);
-                    digests.iter().filter(|d| !present.contains(d)).for_each(|d| self.peers.lacks(registry, repository, d));
+                    digests
+                        .iter()
+                        .filter(|d| !present.contains(d))
+                        .for_each(|d| self.peers.lacks(registry, repository, d));
                     let mut known = live.known.lock().expect("known lock poisoned");
                     known.extend(digests.iter().map(|d| (d.clone(), present.contains(d))));
                 }

@@ -61,7 +61,8 @@ impl Peers {
     fn candidates(&self, registry: &str, digest: &Digest, except: &str) -> Vec<String> {
         let key = (registry.to_string(), digest.clone());
         let wanted = self.wanted.lock().expect("peers lock poisoned").get(&key).cloned().unwrap_or_default();
-        let up_to_date = self.up_to_date.lock().expect("peers lock poisoned").get(registry).cloned().unwrap_or_default();
+        let up_to_date =
+            self.up_to_date.lock().expect("peers lock poisoned").get(registry).cloned().unwrap_or_default();
         let mut seen = HashSet::new();
         wanted
             .into_iter()

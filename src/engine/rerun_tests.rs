@@ -92,7 +92,11 @@ async fn a_rerun_mounts_a_blob_a_killed_run_left_in_an_up_to_date_repository() {
     assert_eq!((stats.blobs_copied, stats.blobs_mounted), (2, 1), "the shared layer is mounted, not uploaded");
     assert_eq!(target.count(Op::PushBlob), 2, "config and own layer only");
     assert_eq!(target.count(Op::Mount), 1);
-    assert_eq!(target.count(Op::BlobExists), 3 + 3, "a HEAD per blob at mirror/b, a probe at mirror/a for each it lacked");
+    assert_eq!(
+        target.count(Op::BlobExists),
+        3 + 3,
+        "a HEAD per blob at mirror/b, a probe at mirror/a for each it lacked"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +125,7 @@ async fn a_rerun_mounts_from_a_repository_whose_image_is_being_copied_too() {
 
     let rerun = Engine::new(Limits::new(4, []), Cancel::default(), 4);
     // mirror/a's manifest is read first, so the run knows it lists the shared layer.
-    rerun.peers.want("dst", "mirror/a", &[shared.descriptor.digest.clone()]);
+    rerun.peers.want("dst", "mirror/a", std::slice::from_ref(&shared.descriptor.digest));
     let report = rerun.copy(&job(&source, "team/b", &target, "mirror/b")).await;
     assert_eq!(report.targets[0].stats.blobs_mounted, 1);
     assert_eq!(target.count(Op::PushBlob), 2);

@@ -129,7 +129,7 @@ impl Manifest {
             let (mut blobs, mut foreign) = (Vec::new(), Vec::new());
             for descriptor in std::iter::once(manifest.config()).chain(manifest.layers()) {
                 let blob = BlobDescriptor { digest: descriptor.digest().to_string().parse()?, size: descriptor.size() };
-                if media_type::is_non_distributable(&descriptor.media_type().to_string()) {
+                if media_type::is_non_distributable(descriptor.media_type().as_ref()) {
                     foreign.push(blob);
                 } else {
                     blobs.push(blob);

@@ -54,7 +54,10 @@ async fn copy_pushes_a_foreign_layer_image_unchanged_without_reading_or_sending_
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
         assert_eq!(report["stats"]["blobs_foreign_left_out"], 1, "{report}");
         assert_eq!(report["stats"]["blobs_copied"], 2, "{report}");
-        assert!(report["warnings"][0].as_str().unwrap().starts_with("1 non-distributable (foreign) layer(s)"), "{report}");
+        assert!(
+            report["warnings"][0].as_str().unwrap().starts_with("1 non-distributable (foreign) layer(s)"),
+            "{report}"
+        );
     }
 }
 
