@@ -1,8 +1,9 @@
 //! The per-blob pipeline of the engine: for one blob of an image and the targets that need
 //! it, settle the run's [`BlobLedger`](super::BlobLedger) claim, ask the target (or its bulk
 //! answer) whether the blob is there, mount it from another repository of the same registry
-//! (one the run knows holds it, or one [`peers`](super::peers) finds by asking), and otherwise stream it from the source to every target at once ([`tee`](super::tee)),
-//! retrying retryable failures from the source. Once the run is cancelled no transfer starts:
+//! (one the run knows holds it, or one [`peers`](super::peers) finds by asking), and otherwise
+//! stream it from the source to every target at once ([`tee`](super::tee)), retrying
+//! retryable failures from the source. Once the run is cancelled no transfer starts:
 //! not one waiting for a slot under the concurrency limits, nor a retry; transfers already
 //! reading the source finish (or are abandoned when the grace period runs out).
 

@@ -5,12 +5,14 @@
 //! Nothing unchanged is transferred: a target whose tag already has the source digest costs
 //! HEADs only; a blob already at a target is not sent; a blob already in another repository of
 //! the same registry is mounted (found by asking the registry's other repositories of this
-//! run when the run has not seen it land, as after `kill -9`: [`peers`]); a blob going to several targets is read from the source once
-//! and streamed to all of them ([`tee`]); a blob shared by several images is handled once per
-//! target repository ([`BlobLedger`]). One target failing does not stop the others.
+//! run when the run has not seen it land, as after `kill -9`: [`peers`]); a blob going to
+//! several targets is read from the source once and streamed to all of them ([`tee`]); a
+//! blob shared by several images is handled once per target repository ([`BlobLedger`]).
+//! One target failing does not stop the others.
 //!
 //! This file orchestrates one image (its manifest graph, pushes, targets); [`blob`] is the
-//! per-blob pipeline (exists → mount → stream).
+//! per-blob pipeline (exists → mount → stream); [`foreign`] the non-distributable layers an
+//! image lists but need not be copied.
 
 mod blob;
 mod foreign;
