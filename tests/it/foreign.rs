@@ -115,3 +115,17 @@ async fn a_foreign_layer_the_source_holds_is_copied_to_the_target() {
     let client = target.anonymous_client();
     assert!(client.blob_exists("win/app", &built.foreign.descriptor.digest).await.unwrap(), "the blob landed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distribution_without_a_url_allow_list_refuses_a_manifest_listing_layers_by_url() {
+    // Why the registries above allow URLs: by default distribution 2.8 refuses the manifest
+    // (it never checks the blob itself), which is the target operator's setting to change.
+    let registry = TestRegistry::plain();
+    let built = testdata::foreign_layer_image(14, true);
+    let error = testdata::push(&registry.anonymous_client(), "win/app", "v1", &Built::Image(built.image.clone()))
+        .await
+        .expect_err("distribution refuses layer URLs unless allowed");
+    assert!(error.to_string().contains("500"), "{error}");
+    let allowed = registry_allowing_layer_urls();
+    testdata::push(&allowed.anonymous_client(), "win/app", "v1", &Built::Image(built.image)).await.expect("allowed");
+}
