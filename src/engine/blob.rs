@@ -1,9 +1,11 @@
 //! The per-blob pipeline of the engine: for one blob of an image and the targets that need
 //! it, settle the run's [`BlobLedger`](super::BlobLedger) claim, ask the target (or its bulk
-//! answer) whether the blob is there, mount it from another repository of the same registry,
-//! and otherwise stream it from the source to every target at once ([`tee`](super::tee)),
-//! retrying retryable failures from the source. Nothing new is uploaded once the run is
-//! cancelled.
+//! answer) whether the blob is there, mount it from another repository of the same registry
+//! (one the run knows holds it, or one [`peers`](super::peers) finds by asking), and otherwise
+//! stream it from the source to every target at once ([`tee`](super::tee)), retrying
+//! retryable failures from the source. Once the run is cancelled no transfer starts:
+//! not one waiting for a slot under the concurrency limits, nor a retry; transfers already
+//! reading the source finish (or are abandoned when the grace period runs out).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,8 +89,13 @@ impl Engine {
             Claim::Owner(owner) => owner,
         };
         let known = live.known.lock().expect("known lock poisoned").get(&blob.digest).copied();
+        // Found lacking it earlier in this run (another repository's probe for a mount source)
+        // and the blob is in the registry now: mount without asking again.
+        let lacking = self.peers.known_to_lack(registry_name, target.repository, &blob.digest)
+            && self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).is_some();
         let exists = match known {
             Some(present) => Ok(present),
+            None if lacking => Ok(false),
             None => target.registry.blob_exists(target.repository, &blob.digest).await,
         };
         match exists {
@@ -98,16 +105,21 @@ impl Engine {
                 self.record(live, Event::Skipped);
                 return Preparation::Done;
             }
-            Ok(false) => {}
+            Ok(false) => self.peers.lacks(registry_name, target.repository, &blob.digest),
             Err(error) => {
                 live.fail(Arc::new(error.into()));
                 return Preparation::Done;
             }
         }
-        let mount_from = self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).or_else(|| {
-            (target.registry.same_registry(source.registry) && target.repository != source.repository)
-                .then(|| source.repository.to_string())
-        });
+        let known_source =
+            self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).or_else(|| {
+                (target.registry.same_registry(source.registry) && target.repository != source.repository)
+                    .then(|| source.repository.to_string())
+            });
+        let mount_from = match known_source {
+            Some(from) => Some(from),
+            None => self.probe_mount_source(target.registry, target.repository, &blob.digest).await,
+        };
         let mut session = None;
         if let Some(from) = mount_from {
             match target.registry.mount_blob(target.repository, &blob.digest, &from).await {
@@ -137,12 +149,28 @@ impl Engine {
         mut pending: Vec<(Owner<'_>, &Live<'_, R>, Option<UploadSession>)>,
     ) {
         let registries = pending.iter().map(|(_, live, _)| live.target.registry.name());
-        let _permits = self.limits.acquire(std::iter::once(source.registry.name()).chain(registries)).await;
+        let acquire = self.limits.acquire(std::iter::once(source.registry.name()).chain(registries));
+        // A transfer queued behind the limits when the run is cancelled never starts: it stops
+        // waiting at once, and one whose turn comes together with the signal gives way too.
+        let permits = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => None,
+            permits = acquire => (!self.cancel.is_cancelled()).then_some(permits),
+        };
+        let Some(_permits) = permits else {
+            pending.iter().for_each(|(_, live, _)| live.fail(Arc::new(Error::Cancelled)));
+            return;
+        };
         // In flight for a live view from here (its permits held) until this returns.
         let image = super::report::in_repository(source.repository, &source.reference);
         let tracked = self.stats.transfers.start(image, blob.digest.clone(), blob.size);
         let mut attempt = 1;
         loop {
+            // Nor does a retry begin after the signal (the first attempt was checked above).
+            if attempt > 1 && self.cancel.is_cancelled() {
+                pending.iter().for_each(|(_, live, _)| live.fail(Arc::new(Error::Cancelled)));
+                return;
+            }
             let body = match source.registry.get_blob(source.repository, blob).await {
                 Ok(body) => tracked.count(body),
                 Err(error) if error.is_retryable() && attempt < BLOB_ATTEMPTS => {

@@ -90,6 +90,13 @@ impl BlobLedger {
         Claim::Owner(Owner { ledger: self, key, sender, finished: false, underway: leads })
     }
 
+    /// `digest` is in `registry`/`repository`, seen there without a claim (a mount source
+    /// found by asking): later claims elsewhere mount from it.
+    pub fn found(&self, registry: &str, repository: &str, digest: &Digest) {
+        let mut present = self.present.lock().expect("ledger lock poisoned");
+        present.insert((registry.to_string(), digest.clone()), repository.to_string());
+    }
+
     /// A repository of `registry` where `digest` is confirmed in this run, other than `except`.
     pub fn present_elsewhere(&self, registry: &str, digest: &Digest, except: &str) -> Option<String> {
         let present = self.present.lock().expect("ledger lock poisoned");

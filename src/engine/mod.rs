@@ -4,18 +4,23 @@
 //!
 //! Nothing unchanged is transferred: a target whose tag already has the source digest costs
 //! HEADs only; a blob already at a target is not sent; a blob already in another repository of
-//! the same registry is mounted; a blob going to several targets is read from the source once
-//! and streamed to all of them ([`tee`]); a blob shared by several images is handled once per
-//! target repository ([`BlobLedger`]). One target failing does not stop the others.
+//! the same registry is mounted (found by asking the registry's other repositories of this
+//! run when the run has not seen it land, as after `kill -9`: [`peers`]); a blob going to
+//! several targets is read from the source once and streamed to all of them ([`tee`]); a
+//! blob shared by several images is handled once per target repository ([`BlobLedger`]).
+//! One target failing does not stop the others.
 //!
 //! This file orchestrates one image (its manifest graph, pushes, targets); [`blob`] is the
-//! per-blob pipeline (exists → mount → stream).
+//! per-blob pipeline (exists → mount → stream); [`foreign`] the non-distributable layers an
+//! image lists but need not be copied.
 
 mod blob;
+mod foreign;
 mod graph;
 mod ledger;
 mod limits;
 mod mounts;
+mod peers;
 mod referrers;
 mod report;
 mod stats;
@@ -32,13 +37,14 @@ use futures_util::StreamExt;
 pub use graph::{Graph, MAX_GRAPH_MANIFESTS, MAX_INDEX_DEPTH, Manifests, Node, Shape, WalkError, walk};
 pub use ledger::BlobLedger;
 pub use limits::Limits;
+pub use peers::MOUNT_PROBES;
 pub use referrers::{Referrers, Upstream};
 pub use report::{IMAGE_OUTCOMES, ImageReport, Outcome, TargetReport, label};
 pub use stats::{Headway, ImageTally, Stats, StatsSnapshot, human_bytes};
 pub use transfers::{InFlight, MAX_TRACKED, Tracked, Transfer};
 
 use crate::cancel::Cancel;
-use crate::oci::{ArtifactPolicy, Digest, Manifest, ManifestKind, Platform};
+use crate::oci::{ArtifactPolicy, BlobDescriptor, Digest, Manifest, ManifestKind, Platform};
 use crate::registry::{self, Registry};
 use report::report_target;
 use stats::Event;
@@ -162,6 +168,7 @@ pub struct Engine {
     manifests: Manifests,
     referrers: Referrers,
     limits: Limits,
+    peers: peers::Peers,
     stats: Arc<Stats>,
     cancel: Cancel,
     fan_out: usize,
@@ -175,6 +182,7 @@ impl Engine {
             manifests: Manifests::default(),
             referrers: Referrers::default(),
             limits,
+            peers: peers::Peers::default(),
             stats: Arc::new(Stats::default()),
             cancel,
             fan_out: fan_out.max(1),
@@ -244,7 +252,11 @@ impl Engine {
             }
         }
         let duration_ms = started.elapsed().as_millis() as u64;
-        let targets = lives.iter().map(|live| report_target(live, duration_ms)).collect();
+        let targets: Vec<TargetReport> = lives.iter().map(|live| report_target(live, duration_ms)).collect();
+        let left_out = targets.iter().map(|t| t.stats.blobs_foreign_left_out).max().unwrap_or(0);
+        if left_out > 0 {
+            extras.warnings.push(foreign::left_out_warning(left_out));
+        }
         ImageReport {
             source: label(source.registry, source.repository, &source.reference),
             digest,
@@ -435,17 +447,31 @@ impl Engine {
         if lives.is_empty() {
             return;
         }
-        if let ManifestKind::Image { blobs } = kind {
+        if let ManifestKind::Image { blobs, foreign } = kind {
+            let held = if foreign.is_empty() {
+                Vec::new()
+            } else {
+                self.foreign_held_at_source(source, foreign, &lives).await
+            };
+            let blobs: Vec<&BlobDescriptor> = blobs.iter().chain(&held).collect();
             let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+            for live in &lives {
+                self.peers.want(live.target.registry.name(), live.target.repository, &digests);
+            }
             let bulk = lives.iter().map(|live| async {
                 if let Some(present) = live.target.registry.blobs_present(live.target.repository, &digests).await {
+                    let (registry, repository) = (live.target.registry.name(), live.target.repository);
+                    digests
+                        .iter()
+                        .filter(|d| !present.contains(d))
+                        .for_each(|d| self.peers.lacks(registry, repository, d));
                     let mut known = live.known.lock().expect("known lock poisoned");
                     known.extend(digests.iter().map(|d| (d.clone(), present.contains(d))));
                 }
             });
             futures_util::future::join_all(bulk).await;
             let mut seen = std::collections::HashSet::new();
-            let distinct: Vec<_> = blobs.iter().filter(|blob| seen.insert(&blob.digest)).collect();
+            let distinct: Vec<_> = blobs.into_iter().filter(|blob| seen.insert(&blob.digest)).collect();
             // What a live view expects to move; `prepare_blob` takes back what need not.
             self.stats.expect_bytes(distinct.iter().map(|b| b.size).sum::<u64>() * lives.len() as u64);
             futures_util::stream::iter(distinct.into_iter().map(|blob| self.copy_blob(source, blob, &lives)))
@@ -476,3 +502,6 @@ mod referrer_tests;
 
 #[cfg(test)]
 mod graph_tests;
+
+#[cfg(test)]
+mod rerun_tests;

@@ -22,6 +22,9 @@ pub struct Stats {
     /// Mounts the target registry declined (202) although the blob was in the repository
     /// named as `from`: each was uploaded instead (ECR without `BLOB_MOUNTING`).
     pub blobs_mount_declined: AtomicU64,
+    /// Non-distributable (foreign) layers left out because the source does not hold them:
+    /// the target's manifest lists them as the source's does, and clients fetch them by URL.
+    pub blobs_foreign_left_out: AtomicU64,
     /// Manifests pushed (children and tags).
     pub manifests_pushed: AtomicU64,
     /// Referrers (signatures, SBOMs, attestations) brought to the target.
@@ -103,6 +106,8 @@ pub struct StatsSnapshot {
     pub blobs_mounted: u64,
     /// Mounts declined, then uploaded.
     pub blobs_mount_declined: u64,
+    /// Non-distributable layers left out (the source does not hold them).
+    pub blobs_foreign_left_out: u64,
     /// Manifests pushed.
     pub manifests_pushed: u64,
     /// Referrers brought to the target.
@@ -121,6 +126,7 @@ impl Stats {
             blobs_skipped: self.blobs_skipped.load(Ordering::Relaxed),
             blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
             blobs_mount_declined: self.blobs_mount_declined.load(Ordering::Relaxed),
+            blobs_foreign_left_out: self.blobs_foreign_left_out.load(Ordering::Relaxed),
             manifests_pushed: self.manifests_pushed.load(Ordering::Relaxed),
             referrers_copied: self.referrers_copied.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -183,6 +189,7 @@ impl std::ops::AddAssign for StatsSnapshot {
         self.blobs_skipped += other.blobs_skipped;
         self.blobs_mounted += other.blobs_mounted;
         self.blobs_mount_declined += other.blobs_mount_declined;
+        self.blobs_foreign_left_out += other.blobs_foreign_left_out;
         self.manifests_pushed += other.manifests_pushed;
         self.referrers_copied += other.referrers_copied;
         self.bytes += other.bytes;
@@ -209,6 +216,7 @@ pub(super) enum Event {
     Skipped,
     Mounted,
     MountDeclined,
+    ForeignLeftOut,
     ManifestPushed,
     ReferrerCopied,
 }
@@ -220,6 +228,7 @@ impl Stats {
             Event::Skipped => &self.blobs_skipped,
             Event::Mounted => &self.blobs_mounted,
             Event::MountDeclined => &self.blobs_mount_declined,
+            Event::ForeignLeftOut => &self.blobs_foreign_left_out,
             Event::ManifestPushed => &self.manifests_pushed,
             Event::ReferrerCopied => &self.referrers_copied,
         };

@@ -47,8 +47,12 @@ pub enum ManifestKind {
     },
     /// Image or artifact: config and layers, copied before the manifest.
     Image {
-        /// Config first, then layers, as the manifest lists them.
+        /// Config first, then layers, as the manifest lists them, non-distributable layers
+        /// left out.
         blobs: Vec<BlobDescriptor>,
+        /// Non-distributable (foreign) layers: a registry accepts the manifest without them,
+        /// so they are copied only where the source holds them.
+        foreign: Vec<BlobDescriptor>,
     },
 }
 
@@ -122,11 +126,16 @@ impl Manifest {
             Ok(ManifestKind::Index { children })
         } else {
             let manifest: ImageManifest = serde_json::from_slice(&self.bytes).map_err(|e| malformed(e.to_string()))?;
-            let blobs = std::iter::once(manifest.config())
-                .chain(manifest.layers())
-                .map(|d| Ok(BlobDescriptor { digest: d.digest().to_string().parse()?, size: d.size() }))
-                .collect::<Result<_, ManifestError>>()?;
-            Ok(ManifestKind::Image { blobs })
+            let (mut blobs, mut foreign) = (Vec::new(), Vec::new());
+            for descriptor in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                let blob = BlobDescriptor { digest: descriptor.digest().to_string().parse()?, size: descriptor.size() };
+                if media_type::is_non_distributable(descriptor.media_type().as_ref()) {
+                    foreign.push(blob);
+                } else {
+                    blobs.push(blob);
+                }
+            }
+            Ok(ManifestKind::Image { blobs, foreign })
         }
     }
 }
@@ -170,9 +179,34 @@ mod tests {
         let manifest = Manifest::from_served(bytes.clone(), Some(media_type::OCI_MANIFEST), None).unwrap();
         assert_eq!(manifest.bytes, bytes);
         assert_eq!(manifest.digest, Digest::sha256_of(&bytes));
-        let ManifestKind::Image { blobs } = manifest.kind().unwrap() else { panic!("not an image") };
+        let ManifestKind::Image { blobs, foreign } = manifest.kind().unwrap() else { panic!("not an image") };
         assert_eq!(blobs.iter().map(|b| b.size).collect::<Vec<_>>(), [7, 9]);
         assert_eq!(blobs[0].digest.as_str(), digest('a'));
+        assert!(foreign.is_empty());
+    }
+
+    #[test]
+    fn non_distributable_layers_are_listed_apart_from_the_blobs_to_copy() {
+        let layer = |media_type: &str, fill: char| {
+            format!(
+                r#"{{"mediaType":"{media_type}","digest":"{}","size":5,"urls":["https://example.com/{fill}"]}}"#,
+                digest(fill)
+            )
+        };
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":7}},"layers":[{},{},{},{}]}}"#,
+            media_type::OCI_MANIFEST,
+            digest('a'),
+            layer(media_type::DOCKER_FOREIGN_LAYER, 'b'),
+            layer("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", 'c'),
+            layer("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", 'd'),
+            layer("application/vnd.oci.image.layer.v1.tar+gzip", 'e'),
+        );
+        let manifest = Manifest::from_served(Bytes::from(json), None, None).unwrap();
+        let ManifestKind::Image { blobs, foreign } = manifest.kind().unwrap() else { panic!("not an image") };
+        let names = |list: &[BlobDescriptor]| list.iter().map(|b| b.digest.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&blobs), [digest('a'), digest('e')]);
+        assert_eq!(names(&foreign), [digest('b'), digest('c'), digest('d')]);
     }
 
     #[test]

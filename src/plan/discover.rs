@@ -165,7 +165,9 @@ async fn image_bytes<R: Registry>(
     })?;
     let mut seen = HashSet::new();
     let blobs = graph.nodes().flat_map(|node| match &node.kind {
-        ManifestKind::Image { blobs } => blobs.as_slice(),
+        // Non-distributable layers are not moved (the engine copies one only where the source
+        // holds it), so they count for nothing here.
+        ManifestKind::Image { blobs, .. } => blobs.as_slice(),
         ManifestKind::Index { .. } => &[],
     });
     Ok(blobs.filter(|b| seen.insert(&b.digest)).cloned().collect())

@@ -52,6 +52,14 @@ pub async fn execute_until<R: Registry>(
             engine.referrers().known_tags(source, &mapping_plan.from, listed);
         }
     }
+    // Repositories holding complete images are where a blob a new image needs may already be
+    // (left there by an earlier or killed run): the engine may mount from them.
+    let up_to_date = plan.mappings.iter().flat_map(|m| &m.images).flat_map(|image| &image.targets);
+    for target in up_to_date.filter(|t| t.action == Action::UpToDate) {
+        if let Ok(registry) = clients.get(&target.registry) {
+            engine.note_up_to_date(registry.name(), &target.repository);
+        }
+    }
     let jobs: Vec<(&Mapping, &ImagePlan)> = plan
         .mappings
         .iter()

@@ -206,6 +206,38 @@ pub fn image(layers: &[(u64, u64)], platform: (&str, &str), docker: bool) -> Ima
     Image { manifest, blobs: std::iter::once(config).chain(layer_blobs).collect() }
 }
 
+/// Media type of the foreign layer in [`foreign_layer_image`] (Docker flavour), and its OCI
+/// counterpart.
+const FOREIGN_LAYER_TYPES: [&str; 2] =
+    [media_type::DOCKER_FOREIGN_LAYER, "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"];
+
+/// An image with a non-distributable layer, as Windows base images have.
+#[derive(Debug, Clone)]
+pub struct ForeignLayerImage {
+    /// The image; its `blobs` (config and the ordinary layer) are what a source holds.
+    pub image: Image,
+    /// The non-distributable layer the manifest lists (with `urls`) between the config and
+    /// the ordinary layer: not in `image.blobs`, so [`push`] leaves it out, as a registry
+    /// serving a Windows image does.
+    pub foreign: Blob,
+}
+
+/// An image whose manifest lists a non-distributable layer (`urls` pointing at an external
+/// host) before an ordinary one; `docker` picks the Docker foreign type and Docker schema 2,
+/// else the OCI non-distributable type. `seed` varies every blob.
+pub fn foreign_layer_image(seed: u64, docker: bool) -> ForeignLayerImage {
+    let base = image(&[(seed.wrapping_mul(31).wrapping_add(5), 2048)], ("windows", "amd64"), docker);
+    let foreign = Blob::random(seed.wrapping_mul(31).wrapping_add(6), 4096);
+    let mut value: serde_json::Value = serde_json::from_slice(&base.manifest.bytes).expect("built manifests are JSON");
+    let mut layer = descriptor(FOREIGN_LAYER_TYPES[usize::from(!docker)], &foreign.descriptor);
+    layer["urls"] = json!([format!("https://windows.example.com/blobs/{}", foreign.descriptor.digest)]);
+    if let Some(layers) = value["layers"].as_array_mut() {
+        layers.insert(0, layer);
+    }
+    let manifest = manifest_of(value, &base.manifest.media_type);
+    ForeignLayerImage { image: Image { manifest, blobs: base.blobs }, foreign }
+}
+
 /// A multi-platform index: one image per platform, each with the shared `base` layers plus a
 /// small layer of its own derived from `seed`.
 pub fn index(seed: u64, base: &[(u64, u64)], platforms: &[(&str, &str)], docker: bool) -> Built {
