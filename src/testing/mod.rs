@@ -5,8 +5,10 @@
 //! [`crate::oci`] like any other caller, and nothing below it imports from here.
 //! - [`testdata`]: images, indexes and artifacts with real digests, built locally.
 //! - [`memory`]: the counting in-memory [`crate::registry::Registry`], the engine's test double.
+//! - [`keys`]: key pairs that sign, for `verify` tests.
 //! - [`bench`]: the planning benchmark (`ocync-testdata plan-scale`) over the in-memory registry.
 
 pub mod bench;
+pub mod keys;
 pub mod memory;
 pub mod testdata;

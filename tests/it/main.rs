@@ -35,4 +35,5 @@ mod referrers;
 mod secrets;
 mod sync;
 mod template;
+mod verify;
 mod watch;
