@@ -3,11 +3,12 @@
 //! compiled, so a policy that cannot work is a config error with its path, not a failed run.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::Problem;
-use crate::verify::{Identity, Mode, Policy, PublicKey, Subject};
+use crate::verify::{Identity, Mode, Policy, PublicKey, Subject, TrustedRoot};
 
 /// `verify:` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -42,7 +43,7 @@ pub(super) struct Parts {
     mode: Option<Mode>,
     keys: Option<Vec<PublicKey>>,
     identities: Option<Vec<Identity>>,
-    trusted_root: Option<PathBuf>,
+    trusted_root: Option<Arc<TrustedRoot>>,
 }
 
 /// Checks one `verify:` section at `at` (`defaults.verify`, `mappings[2].verify`).
@@ -90,12 +91,14 @@ pub(super) fn check(at: &str, raw: Option<&RawVerify>, problems: &mut Vec<Proble
         }
         identities
     });
-    if let Some(root) = &raw.trusted_root
-        && let Err(error) = std::fs::metadata(root)
-    {
-        problem(problems, format!("{at}.trusted_root"), format!("cannot read {}: {error}", root.display()));
-    }
-    Parts { present: true, mode: raw.mode, keys, identities, trusted_root: raw.trusted_root.clone() }
+    let trusted_root = raw.trusted_root.as_ref().and_then(|path| match TrustedRoot::load(path) {
+        Ok(root) => Some(Arc::new(root)),
+        Err(message) => {
+            problem(problems, format!("{at}.trusted_root"), message);
+            None
+        }
+    });
+    Parts { present: true, mode: raw.mode, keys, identities, trusted_root }
 }
 
 /// A mapping's policy: its own parts over the defaults', key by key. `None`: nothing to check.
@@ -114,7 +117,16 @@ pub(super) fn merge(defaults: &Parts, own: Parts, at: &str, problems: &mut Vec<P
         identities: own.identities.or_else(|| defaults.identities.clone()).unwrap_or_default(),
         trusted_root: own.trusted_root.or_else(|| defaults.trusted_root.clone()),
     };
-    if policy.keys.is_empty() && policy.identities.is_empty() && !problems.iter().any(|p| p.path.starts_with(at)) {
+    let reported = problems.iter().any(|p| p.path.starts_with(at));
+    if !policy.identities.is_empty() && policy.trusted_root.is_none() && !reported {
+        // The public-good root is not pinned in this build: a keyless policy names its root.
+        problems.push(Problem {
+            path: format!("{at}.trusted_root"),
+            line: None,
+            message: "keyless identities need a trusted_root (Sigstore trusted_root.json)".into(),
+        });
+    }
+    if policy.keys.is_empty() && policy.identities.is_empty() && !reported {
         problems.push(Problem {
             path: at.to_string(),
             line: None,
@@ -152,8 +164,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (vendor, own) = (KeyPair::generate(SigningKind::P256), KeyPair::generate(SigningKind::Ed25519));
         let (vendor_path, own_path) = (key_file(&dir, "vendor.pub", &vendor), key_file(&dir, "own.pub", &own));
+        let root = dir.path().join("trusted_root.json");
+        crate::testing::sigstore::TestSigstore::new().write_trusted_root(&root);
+        let root = root.display();
         let config = parse(&format!(
-            "defaults:\n  source: src\n  targets: dst\n  verify:\n    keys: [{vendor_path}]\n    keyless:\n      - {{ issuer: https://token.actions.githubusercontent.com, subject_regexp: '^https://github\\.com/chainguard-images/' }}\nmappings:\n  - from: a\n  - from: b\n    verify: {{ mode: warn }}\n  - from: c\n    verify: {{ keys: [{own_path}] }}\n  - from: d\n    verify: {{ mode: off }}\n  - from: e\n    source: src\n"
+            "defaults:\n  source: src\n  targets: dst\n  verify:\n    keys: [{vendor_path}]\n    trusted_root: {root}\n    keyless:\n      - {{ issuer: https://token.actions.githubusercontent.com, subject_regexp: '^https://github\\.com/chainguard-images/' }}\nmappings:\n  - from: a\n  - from: b\n    verify: {{ mode: warn }}\n  - from: c\n    verify: {{ keys: [{own_path}] }}\n  - from: d\n    verify: {{ mode: off }}\n  - from: e\n    source: src\n"
         ))
         .unwrap();
         let policies: Vec<_> = config.mappings.iter().map(|m| m.verify.clone()).collect();
@@ -195,6 +210,19 @@ mod tests {
         assert!(found.iter().any(|p| p.contains("\"PRIVATE KEY\"")), "{found:#?}");
         assert!(found.iter().any(|p| p.contains("did you mean `mode`?")), "{found:#?}");
         assert_eq!(found.len(), 5, "{found:#?}");
+    }
+
+    #[test]
+    fn keyless_identities_need_a_readable_trusted_root() {
+        let keyless = "keyless: [{ issuer: https://accounts.google.com, subject: a@b.c }]";
+        let found = problems(&format!(
+            "defaults:\n  source: src\n  targets: dst\nmappings:\n  - from: a\n    verify: {{ {keyless} }}\n  - from: b\n    verify: {{ {keyless}, trusted_root: /nonexistent/root.json }}\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].starts_with("mappings[0].verify.trusted_root (line 9): keyless identities need a trusted_root")
+        );
+        assert!(found[1].starts_with("mappings[1].verify.trusted_root (line 11): cannot read /nonexistent/root.json"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use super::keyless::{self, Evidence};
 use super::{Candidate, MAX_CANDIDATES, Policy, base64_decode, by_key, read_small, shown};
 use crate::oci::{BlobDescriptor, Digest, Referrer, fallback_tag, parse_index};
 use crate::registry::Registry;
@@ -39,8 +40,22 @@ struct Bundle {
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct VerificationMaterial {
-    certificate: Option<serde_json::Value>,
-    x509_certificate_chain: Option<serde_json::Value>,
+    certificate: Option<RawCertificate>,
+    x509_certificate_chain: Option<RawChain>,
+    #[serde(default)]
+    tlog_entries: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawCertificate {
+    raw_bytes: String,
+}
+
+#[derive(Deserialize)]
+struct RawChain {
+    #[serde(default)]
+    certificates: Vec<RawCertificate>,
 }
 
 #[derive(Deserialize)]
@@ -133,16 +148,32 @@ async fn check_referrer<R: Registry>(
             statement.subject.iter().flat_map(|s| s.digest.iter().map(|(a, h)| format!("{a}:{h}"))).collect();
         return Err(format!("signs {}, not this image", shown(&named.join(", "))));
     }
-    if bundle.verification_material.certificate.is_some()
-        || bundle.verification_material.x509_certificate_chain.is_some()
-    {
-        return Err("keyless signature; keyless verification is not available in this build".into());
-    }
     let message = pae(&envelope.payload_type, &payload);
+    let material = &bundle.verification_material;
+    // A certificate (or a chain, leaf first) makes it keyless; otherwise a key signed it.
+    let certificates: Vec<&RawCertificate> = match (&material.certificate, &material.x509_certificate_chain) {
+        (Some(leaf), _) => vec![leaf],
+        (None, Some(chain)) => chain.certificates.iter().collect(),
+        (None, None) => Vec::new(),
+    };
     let mut last = Err("the envelope holds no signature".to_string());
     for signature in envelope.signatures.iter().take(MAX_CANDIDATES) {
         let signature = base64_decode(&signature.sig).map_err(|e| format!("signature {e}"))?;
-        last = by_key(policy, &message, &signature);
+        last = match certificates.split_first() {
+            None => by_key(policy, &message, &signature),
+            Some((leaf, chain)) => {
+                let der = |c: &&RawCertificate| base64_decode(&c.raw_bytes);
+                let evidence = Evidence {
+                    certificate: der(leaf).map_err(|e| format!("certificate {e}"))?,
+                    chain: chain.iter().map(der).collect::<Result<_, _>>().map_err(|e| format!("chain {e}"))?,
+                    message: &message,
+                    logged: &payload,
+                    signature: &signature,
+                    entry: material.tlog_entries.first().map(keyless::bundle_entry).transpose()?,
+                };
+                keyless::verify(policy, &evidence)
+            }
+        };
         if last.is_ok() {
             break;
         }

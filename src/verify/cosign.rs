@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use super::keyless::{self, Evidence};
 use super::{Candidate, MAX_CANDIDATES, Policy, base64_decode, by_key, read_small, shown};
 use crate::oci::{BlobDescriptor, Digest, cosign_tag};
 use crate::registry::Registry;
@@ -12,8 +13,12 @@ use crate::registry::Registry;
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The annotation holding the base64 signature over the payload.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-/// The annotation holding a keyless signature's Fulcio certificate.
+/// The annotation holding a keyless signature's Fulcio certificate (PEM).
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// The annotation holding the certificate's intermediates (PEM).
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// The annotation holding the Rekor entry and its signed entry timestamp (JSON).
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 
 /// The parts of a `.sig` manifest read here.
 #[derive(Deserialize)]
@@ -97,8 +102,15 @@ async fn check_layer<R: Registry>(
     if named.critical.image.digest != digest.as_str() {
         return Err(format!("signs {}, not this image", shown(&named.critical.image.digest)));
     }
-    if layer.annotations.contains_key(CERTIFICATE_ANNOTATION) {
-        return Err("keyless signature; keyless verification is not available in this build".into());
-    }
-    by_key(policy, &payload, &signature)
+    let Some(certificate) = layer.annotations.get(CERTIFICATE_ANNOTATION) else {
+        return by_key(policy, &payload, &signature);
+    };
+    let certificate = keyless::pem_certificates(certificate)?.into_iter().next().ok_or("empty certificate")?;
+    let chain = match layer.annotations.get(CHAIN_ANNOTATION) {
+        Some(chain) => keyless::pem_certificates(chain)?,
+        None => Vec::new(),
+    };
+    let entry = layer.annotations.get(BUNDLE_ANNOTATION).map(|b| keyless::legacy_entry(b)).transpose()?;
+    let evidence = Evidence { certificate, chain, message: &payload, logged: &payload, signature: &signature, entry };
+    keyless::verify(policy, &evidence)
 }

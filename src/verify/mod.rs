@@ -10,11 +10,13 @@
 
 pub mod bundle;
 mod cosign;
+pub mod keyless;
 pub mod keys;
 pub mod policy;
 
 use futures_util::StreamExt;
 
+pub use keyless::TrustedRoot;
 pub use keys::PublicKey;
 pub use policy::{Identity, Mode, Policy, Subject};
 

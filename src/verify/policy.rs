@@ -2,10 +2,11 @@
 //! trust (public keys, keyless identities).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::keyless::TrustedRoot;
 use super::keys::PublicKey;
 
 /// What happens to an image without a verifying signature.
@@ -79,8 +80,8 @@ pub struct Policy {
     pub keys: Vec<PublicKey>,
     /// Trusted keyless identities; any one suffices.
     pub identities: Vec<Identity>,
-    /// The Sigstore trusted root for keyless signatures, as configured.
-    pub trusted_root: Option<PathBuf>,
+    /// The Sigstore trusted root keyless signatures are checked against.
+    pub trusted_root: Option<Arc<TrustedRoot>>,
 }
 
 impl Serialize for Policy {

@@ -9,6 +9,7 @@ use std::process::Command;
 use ocync::oci::{Referrer, cosign_tag, fallback_tag, index_of};
 use ocync::registry::Registry;
 use ocync::testing::keys::{KeyPair, SigningKind};
+use ocync::testing::sigstore::{TestSigstore, now};
 use ocync::testing::testdata::{self, Built};
 
 use crate::copy::{describe, ocync, seed};
@@ -237,4 +238,76 @@ fn a_policy_with_an_unreadable_key_a_bad_regexp_or_an_unknown_key_is_a_config_er
     ] {
         assert!(stderr.contains(want), "missing {want:?}: {}", describe(&output));
     }
+}
+
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+const RELEASE: &str = "https://github.com/acme/images/.github/workflows/release.yaml@refs/heads/main";
+
+#[tokio::test]
+async fn keyless_signatures_verify_against_the_trusted_root_and_the_identity() {
+    let sigstore = TestSigstore::new();
+    let registry = TestRegistry::plain();
+    let client = registry.anonymous_client();
+    let mut images = BTreeMap::new();
+    for (seed_value, tag) in ["keyless", "bundled", "stranger", "expired"].into_iter().enumerate() {
+        let built = testdata::index(seed_value as u64 + 70, &[(0, 10_000)], &PLATFORMS, false);
+        seed(&registry, "app", tag, &built).await;
+        images.insert(tag, built);
+    }
+    // A minute into the certificates' day of validity, as Rekor logs just after Fulcio issues.
+    let now = now() + 60;
+    let signatures = [
+        ("keyless", sigstore.keyless_signature(images["keyless"].digest(), ISSUER, RELEASE, now)),
+        ("stranger", sigstore.keyless_signature(images["stranger"].digest(), ISSUER, "https://github.com/evil/x", now)),
+        // Logged three days after its one-day certificate expired.
+        ("expired", sigstore.keyless_signature(images["expired"].digest(), ISSUER, RELEASE, now + 3 * 86_400)),
+    ];
+    for (tag, signature) in signatures {
+        let reference = cosign_tag(images[tag].digest(), "sig");
+        testdata::push(&client, "app", &reference, &Built::Image(signature)).await.unwrap();
+    }
+    let Built::Index { index, .. } = &images["bundled"] else { panic!("an index") };
+    let bundle = sigstore.keyless_bundle(index, ISSUER, RELEASE, now);
+    testdata::push(&client, "app", bundle.manifest.digest.as_str(), &Built::Image(bundle.clone())).await.unwrap();
+    let listing = index_of(&[Referrer::describe(&bundle.manifest).unwrap().1]);
+    client.put_manifest("app", &fallback_tag(&index.digest), &listing).await.unwrap();
+    let target = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    sigstore.write_trusted_root(&root);
+    let config = TempConfig::new(&format!(
+        "registries:\n  up: {{ url: \"http://{}\" }}\n  down: {{ url: \"http://{}\" }}\n\
+         defaults:\n  source: up\n  targets: down\n  artifacts: {{ enabled: false }}\n  tags: {{ exclude: \"sha256-*\" }}\n\
+         \x20 verify:\n    trusted_root: {}\n    keyless:\n      - {{ issuer: \"{ISSUER}\", subject_regexp: '^https://github\\.com/acme/' }}\n\
+         mappings:\n  - from: app\n    to: mirror\n",
+        registry.host,
+        target.host,
+        root.display()
+    ));
+
+    let output = ocync(&["sync", "--config", &config.path, "--json"]);
+
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let outcomes = outcomes(&output);
+    for tag in ["keyless", "bundled"] {
+        assert_eq!(outcomes[tag]["status"], "synced", "{tag}: {}", describe(&output));
+        assert_eq!(outcomes[tag]["signer"], format!("keyless {ISSUER} {RELEASE}").as_str(), "{tag}");
+        assert_eq!(
+            skopeo_digest(&target.skopeo_reference(&format!("mirror:{tag}")), &[]),
+            images[tag].digest().to_string()
+        );
+    }
+    let error = |tag: &str| outcomes[tag]["error"].as_str().unwrap().to_string();
+    assert!(
+        error("stranger")
+            .contains(&format!("certificate identity {ISSUER} https://github.com/evil/x matches no keyless identity")),
+        "{}",
+        error("stranger")
+    );
+    assert!(
+        error("expired").contains("certificate does not chain to a Fulcio CA of the trusted root at the log time"),
+        "{}",
+        error("expired")
+    );
+    assert_eq!(tags(&target.skopeo_reference("mirror")), ["bundled", "keyless"]);
 }

@@ -111,17 +111,40 @@ fn simple_signing_payload(signed: &Digest) -> Bytes {
 /// What `cosign sign --key` pushes as `sha256-<hex>.sig`: a simple-signing payload naming
 /// `signed` (the subject's digest, unless a test forges another) with `sign`'s real signature.
 pub fn signed_cosign_signature(signed: &Digest, sign: impl Fn(&[u8]) -> Vec<u8>) -> Image {
+    cosign_signature_with(signed, sign, |_, _| json!({}))
+}
+
+/// [`signed_cosign_signature`] with more annotations on the layer, made from the payload and
+/// the signature (keyless: the certificate and the Rekor entry).
+pub fn cosign_signature_with(
+    signed: &Digest,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+    annotate: impl Fn(&[u8], &[u8]) -> Value,
+) -> Image {
     use base64::Engine as _;
     let payload = simple_signing_payload(signed);
-    let signature = base64::engine::general_purpose::STANDARD.encode(sign(&payload));
-    let layers: Vec<Layer> =
-        vec![(COSIGN_SIMPLESIGNING, payload, json!({ "dev.cosignproject.cosign/signature": signature }))];
+    let signature = sign(&payload);
+    let mut annotations = annotate(&payload, &signature);
+    annotations["dev.cosignproject.cosign/signature"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(&signature));
+    let layers: Vec<Layer> = vec![(COSIGN_SIMPLESIGNING, payload, annotations)];
     assemble(cosign_config(&layers), layers, None, None, None)
 }
 
 /// What `cosign sign --key --new-bundle-format` attaches to `subject`: a Sigstore bundle whose
 /// DSSE envelope holds an in-toto statement naming `signed`, signed by `sign`.
 pub fn signed_bundle(subject: &Manifest, signed: &Digest, sign: impl Fn(&[u8]) -> Vec<u8>) -> Image {
+    bundle_with(subject, signed, sign, |_, _| json!({ "publicKey": { "hint": "" }, "tlogEntries": [] }))
+}
+
+/// [`signed_bundle`] with the `verificationMaterial` made from the envelope's payload and
+/// signature (keyless: the certificate and the Rekor entry).
+pub fn bundle_with(
+    subject: &Manifest,
+    signed: &Digest,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+    material: impl Fn(&[u8], &[u8]) -> Value,
+) -> Image {
     use base64::Engine as _;
     let base64 = base64::engine::general_purpose::STANDARD;
     let statement = json!({
@@ -134,7 +157,7 @@ pub fn signed_bundle(subject: &Manifest, signed: &Digest, sign: impl Fn(&[u8]) -
     let signature = sign(&crate::verify::bundle::pae(IN_TOTO, &payload));
     let bundle = json!({
         "mediaType": SIGSTORE_BUNDLE,
-        "verificationMaterial": { "publicKey": { "hint": "" }, "tlogEntries": [] },
+        "verificationMaterial": material(&payload, &signature),
         "dsseEnvelope": {
             "payload": base64.encode(&payload),
             "payloadType": IN_TOTO,
