@@ -308,3 +308,88 @@ pub(super) fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
         Certificate::load_pem_chain(text.as_bytes()).map_err(|e| format!("not PEM certificates ({e})"))?;
     certificates.iter().map(|c| c.to_der().map_err(|e| e.to_string())).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::oci::cosign_tag;
+    use crate::testing::memory::MemoryRegistry;
+    use crate::testing::sigstore::{TestSigstore, now};
+    use crate::testing::testdata::{self, Built};
+    use crate::verify::{Identity, Mode, Verdict, check};
+
+    const ISSUER: &str = "https://accounts.google.com";
+    const SUBJECT: &str = "https://ci.example/release";
+
+    fn policy(root: &str) -> Policy {
+        Policy {
+            mode: Mode::Enforce,
+            keys: Vec::new(),
+            identities: vec![Identity {
+                issuer: ISSUER.into(),
+                subject: crate::verify::Subject::Exact(SUBJECT.into()),
+            }],
+            trusted_root: Some(Arc::new(TrustedRoot::from_json(root.as_bytes()).unwrap())),
+        }
+    }
+
+    /// `app:v1`, signed keyless through `sigstore`.
+    fn signed_by(sigstore: &TestSigstore) -> (MemoryRegistry, Digest) {
+        let registry = MemoryRegistry::new("src");
+        let built = testdata::index(1, &[(0, 100)], &[("linux", "amd64")], false);
+        registry.insert("app", "v1", &built);
+        let signature = sigstore.keyless_signature(built.digest(), ISSUER, SUBJECT, now() + 60);
+        registry.insert("app", &cosign_tag(built.digest(), "sig"), &Built::Image(signature));
+        (registry, built.digest().clone())
+    }
+
+    async fn reason(registry: &MemoryRegistry, digest: &Digest, policy: &Policy) -> String {
+        match check(registry, "app", digest, policy).await {
+            Verdict::Unverified { reason } => reason,
+            Verdict::Verified { signer } => panic!("verified by {signer}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_from_a_log_outside_the_trusted_root_is_refused() {
+        let (ours, theirs) = (TestSigstore::new(), TestSigstore::new());
+        let (registry, digest) = signed_by(&theirs);
+        let reason = reason(&registry, &digest, &policy(&ours.trusted_root())).await;
+        assert!(
+            reason.contains(&format!("log entry from log {} not in the trusted root", theirs.log_id())),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_a_ca_outside_the_trusted_root_is_refused() {
+        let (ours, theirs) = (TestSigstore::new(), TestSigstore::new());
+        let (registry, digest) = signed_by(&theirs);
+        // Their log is trusted, their CA is not.
+        let mut root: serde_json::Value = serde_json::from_str(&ours.trusted_root()).unwrap();
+        let theirs_root: serde_json::Value = serde_json::from_str(&theirs.trusted_root()).unwrap();
+        root["tlogs"] = theirs_root["tlogs"].clone();
+        let reason = reason(&registry, &digest, &policy(&root.to_string())).await;
+        assert!(reason.contains("certificate does not chain to a Fulcio CA of the trusted root"), "{reason}");
+        assert!(matches!(
+            check(&registry, "app", &digest, &policy(&theirs.trusted_root())).await,
+            Verdict::Verified { .. }
+        ));
+    }
+
+    #[test]
+    fn a_trusted_root_without_a_log_or_with_a_broken_certificate_is_refused() {
+        let sigstore = TestSigstore::new();
+        let root: serde_json::Value = serde_json::from_str(&sigstore.trusted_root()).unwrap();
+        let mut broken = root.clone();
+        broken["certificateAuthorities"][0]["certChain"]["certificates"][0]["rawBytes"] = serde_json::json!("AAAA");
+        let error = TrustedRoot::from_json(broken.to_string().as_bytes()).unwrap_err();
+        assert!(error.starts_with("certificateAuthorities[0]: not a certificate"), "{error}");
+        let mut root = root;
+        root["tlogs"] = serde_json::json!([]);
+        let error = TrustedRoot::from_json(root.to_string().as_bytes()).unwrap_err();
+        assert!(error.contains("names no transparency log"), "{error}");
+    }
+}
