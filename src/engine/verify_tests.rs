@@ -195,3 +195,27 @@ async fn with_referrers_an_unverified_image_brings_none_of_them() {
     assert!(failure(&report).contains("no listed key"), "{report:?}");
     untouched(&target);
 }
+
+#[tokio::test]
+async fn with_platforms_the_source_index_is_verified_and_the_rebuilt_one_copied() {
+    let key = KeyPair::generate(SigningKind::P256);
+    let (source, built) = signed_source(12, &[&key]);
+    let (unsigned_source, _) = signed_source(13, &[]);
+    let platforms: Vec<crate::oci::Platform> = vec!["linux/arm64".parse().unwrap()];
+    let policy = policy(Mode::Enforce, &[&key]);
+
+    let target = MemoryRegistry::new("dst");
+    let report = engine().copy(&ImageJob { platforms: &platforms, ..job(&source, &target, &policy) }).await;
+
+    assert_eq!(report.targets[0].outcome, Outcome::Synced, "{report:?}");
+    assert_eq!(report.signer, Some(format!("key {}", key.fingerprint())), "the source index's signer");
+    let rebuilt = report.target_digest.clone().expect("a rebuilt index");
+    assert_ne!(rebuilt, *built.digest());
+    assert_eq!(target.tags("mirror")["v1"], rebuilt);
+    assert!(report.warnings.iter().any(|w| w.contains(&format!("rebuilt from {}", built.digest()))), "{report:?}");
+
+    let target = MemoryRegistry::new("dst");
+    let report = engine().copy(&ImageJob { platforms: &platforms, ..job(&unsigned_source, &target, &policy) }).await;
+    assert!(failure(&report).starts_with("unverified: "), "{report:?}");
+    untouched(&target);
+}
