@@ -219,3 +219,28 @@ async fn with_platforms_the_source_index_is_verified_and_the_rebuilt_one_copied(
     assert!(failure(&report).starts_with("unverified: "), "{report:?}");
     untouched(&target);
 }
+
+#[tokio::test]
+async fn a_digest_under_two_tags_is_verified_once_per_run() {
+    let key = KeyPair::generate(SigningKind::P256);
+    let (source, built) = signed_source(14, &[&key]);
+    source.insert("app", "latest", &built);
+    let target = MemoryRegistry::new("dst");
+    let policy = policy(Mode::Enforce, &[&key]);
+    let run = engine();
+    run.copy(&job(&source, &target, &policy)).await;
+    source.reset_counts();
+
+    let mut latest = job(&source, &target, &policy);
+    latest.source.reference = "latest".into();
+    latest.targets[0].reference = "latest".into();
+    let report = run.copy(&latest).await;
+
+    assert_eq!(report.targets[0].outcome, Outcome::Synced, "{report:?}");
+    assert_eq!(report.signer, Some(format!("key {}", key.fingerprint())));
+    assert_eq!(source.count(Op::GetManifest) + source.count(Op::GetBlob), 0, "{:?}", source.counts());
+    // A new run verifies again.
+    let fresh = MemoryRegistry::new("dst2");
+    engine().copy(&job(&source, &fresh, &policy)).await;
+    assert!(source.count(Op::GetBlob) > 0);
+}

@@ -82,6 +82,11 @@ impl TrustedRoot {
         TrustedRoot::from_json(&bytes).map_err(|reason| format!("{}: {reason}", path.display()))
     }
 
+    /// `sha256:` of the document, which tells roots apart.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
     /// Parses a trusted root document.
     pub fn from_json(bytes: &[u8]) -> Result<TrustedRoot, String> {
         let raw: RawRoot = serde_json::from_slice(bytes).map_err(|e| format!("not a Sigstore trusted root ({e})"))?;

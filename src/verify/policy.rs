@@ -84,6 +84,17 @@ pub struct Policy {
     pub trusted_root: Option<Arc<TrustedRoot>>,
 }
 
+impl Policy {
+    /// Whom the policy trusts (keys, identities, root), as one string: policies that trust
+    /// the same signers reach the same verdicts.
+    pub fn trusted(&self) -> String {
+        let keys: Vec<&str> = self.keys.iter().map(PublicKey::fingerprint).collect();
+        let identities: Vec<String> = self.identities.iter().map(ToString::to_string).collect();
+        let root = self.trusted_root.as_ref().map(|root| root.digest().to_string()).unwrap_or_default();
+        format!("{keys:?} {identities:?} {root}")
+    }
+}
+
 impl Serialize for Policy {
     /// The policy as `plan --json` shows it: mode, key fingerprints, identities.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
