@@ -244,3 +244,23 @@ async fn a_digest_under_two_tags_is_verified_once_per_run() {
     engine().copy(&job(&source, &fresh, &policy)).await;
     assert!(source.count(Op::GetBlob) > 0);
 }
+
+#[tokio::test]
+async fn verifying_a_cosign_signature_costs_the_source_one_manifest_and_one_blob_get() {
+    let key = KeyPair::generate(SigningKind::P256);
+    let (source, _) = signed_source(15, &[&key]);
+    let policy = policy(Mode::Enforce, &[&key]);
+    let first = MemoryRegistry::new("a");
+    let unchecked = ImageJob { verify: None, ..job(&source, &first, &policy) };
+    engine().copy(&unchecked).await;
+    let without = source.counts();
+    source.reset_counts();
+
+    let target = MemoryRegistry::new("b");
+    engine().copy(&job(&source, &target, &policy)).await;
+
+    let with = source.counts();
+    assert_eq!(with[&Op::GetManifest], without[&Op::GetManifest] + 1, "the .sig tag: {with:?} {without:?}");
+    assert_eq!(with[&Op::GetBlob], without[&Op::GetBlob] + 1, "its payload");
+    assert_eq!(with.get(&Op::ListReferrers), without.get(&Op::ListReferrers), "no bundle lookup once one verified");
+}

@@ -52,10 +52,13 @@ type Candidate = Result<String, String>;
 /// Checks `digest` in `repository` against `policy`, reading signatures from `registry`.
 pub async fn check<R: Registry>(registry: &R, repository: &str, digest: &Digest, policy: &Policy) -> Verdict {
     let mut reasons = Vec::new();
-    for candidates in [
-        cosign::candidates(registry, repository, digest, policy).await,
-        bundle::candidates(registry, repository, digest, policy).await,
-    ] {
+    // The legacy tag first (what most publishers push); bundles are looked up only if it
+    // holds nothing that verifies.
+    for format in [Format::Cosign, Format::Bundle] {
+        let candidates = match format {
+            Format::Cosign => cosign::candidates(registry, repository, digest, policy).await,
+            Format::Bundle => bundle::candidates(registry, repository, digest, policy).await,
+        };
         match candidates {
             Ok(found) => {
                 for (name, candidate) in found {
@@ -69,6 +72,14 @@ pub async fn check<R: Registry>(registry: &R, repository: &str, digest: &Digest,
         }
     }
     Verdict::Unverified { reason: reasons.join("; ") }
+}
+
+/// Where signatures are looked for, in order.
+enum Format {
+    /// cosign's `sha256-<hex>.sig` tag.
+    Cosign,
+    /// Sigstore bundle referrers.
+    Bundle,
 }
 
 /// The signer named for a key.
