@@ -16,6 +16,7 @@
 //! - [`engine`]: copies one image to any number of targets: children before index, blobs
 //!   before manifest, each blob read once.
 //! - [`sync`]: a whole run: discover, plan, execute, report.
+//! - [`verify`]: signature checks before mirroring (cosign `.sig` tags, Sigstore bundles).
 //! - [`watch`]: watch mode: the sync loop, health and metrics endpoints.
 //! - `lambda` (feature `lambda`): the Lambda handler (schedule fan-out, SQS workers).
 //! - [`mirror`]: mirror configuration for clusters and hosts that pull from the mirror (pure).
@@ -50,4 +51,5 @@ pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
+pub mod verify;
 pub mod watch;

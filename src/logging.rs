@@ -188,6 +188,7 @@ mod tests {
                 digest: None,
                 target_digest: None,
                 warnings: vec!["the index was rebuilt".into()],
+                signer: None,
                 targets: [
                     crate::engine::Outcome::Synced,
                     crate::engine::Outcome::Failed { error: "manifest unknown".into(), auth: false },

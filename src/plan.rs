@@ -148,6 +148,10 @@ pub struct ImagePlan {
     /// Referrers upstream that would come along (dry runs only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub referrers: Vec<PlannedReferrer>,
+    /// The `verify` outcome of an image that would be copied (dry runs only): who signed it,
+    /// or why nothing verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
 }
 
 /// Why a mapping, an image or a registry client cannot go ahead, classified so the exit code
@@ -321,6 +325,7 @@ pub fn plan_image(
         blobs: Vec::new(),
         media_type: None,
         referrers: Vec::new(),
+        verify: None,
     }
 }
 
@@ -382,6 +387,7 @@ mod tests {
             tags,
             artifacts: None,
             platforms: Vec::new(),
+            verify: None,
         }
     }
 

@@ -97,6 +97,7 @@ pub async fn run(args: CopyArgs, screen: Screen) -> Exit {
                 }],
                 artifacts: (!args.no_referrers).then_some(&policy),
                 platforms: &args.platforms,
+                verify: None,
             };
             // A panic fails the copy like any other error, with the report printed.
             let copy = contained("copying the image", engine.copy(&job));
@@ -125,7 +126,7 @@ pub async fn run(args: CopyArgs, screen: Screen) -> Exit {
 fn failed_report(source: String, target: String, digest: Option<Digest>, failure: Failure) -> ImageReport {
     let outcome = Outcome::Failed { error: failure.message, auth: failure.auth };
     let target = TargetReport { target, outcome, stats: StatsSnapshot::default(), duration_ms: 0 };
-    ImageReport { source, digest, target_digest: None, warnings: Vec::new(), targets: vec![target] }
+    ImageReport { source, digest, target_digest: None, signer: None, warnings: Vec::new(), targets: vec![target] }
 }
 
 /// Logs and prints the report; the exit code says how it went. A copy that a signal cut

@@ -130,6 +130,9 @@ fn render_plan(plan: &Plan) -> String {
                 let reason = target.error.as_ref().map(ToString::to_string).unwrap_or_default();
                 lines.push(format!("  FAIL {} -> {} ({}): {reason}", image.tag, target.registry, target.repository));
             }
+            if let Some(verify) = &image.verify {
+                lines.push(format!("    verify {}: {verify}", image.tag));
+            }
             for referrer in &image.referrers {
                 lines.push(format!("    referrer {} {} (of {})", referrer.kind, referrer.digest, referrer.subject));
             }

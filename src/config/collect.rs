@@ -170,6 +170,7 @@ fn placeholder() -> RawMapping {
         tags: None,
         artifacts: None,
         platforms: None,
+        verify: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod raw;
 mod resolve;
 mod source;
 mod tree;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,7 @@ pub use raw::{
 };
 pub use resolve::Mapping;
 pub use source::{ConfigLocation, Loaded, S3Config, S3ConfigCache, Source, s3_client};
+pub use verify::{RawIdentity, RawVerify};
 
 use crate::oci::endpoint_host;
 use crate::registry::UploadMode;

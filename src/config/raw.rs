@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::Problem;
+use super::verify::RawVerify;
 use crate::registry::UploadMode;
 
 /// The whole `ocync.yaml`.
@@ -176,6 +177,8 @@ pub struct RawDefaults {
     pub artifacts: Option<RawArtifacts>,
     /// Platforms to keep of multi-platform indexes (`linux/amd64`).
     pub platforms: Option<Vec<String>>,
+    /// Signatures checked before anything is copied.
+    pub verify: Option<RawVerify>,
 }
 
 /// One entry of `mappings:`.
@@ -196,6 +199,8 @@ pub struct RawMapping {
     pub artifacts: Option<RawArtifacts>,
     /// Platforms, replacing `defaults.platforms`.
     pub platforms: Option<Vec<String>>,
+    /// Signature policy, overriding `defaults.verify` key by key.
+    pub verify: Option<RawVerify>,
 }
 
 /// Turns a serde error into a [`Problem`] with path, line and a "did you mean" for unknown keys

@@ -33,6 +33,8 @@ pub struct Mapping {
     pub artifacts: Option<ArtifactPolicy>,
     /// Platforms kept of multi-platform indexes; empty: all (the index is copied unchanged).
     pub platforms: Vec<Platform>,
+    /// Signatures checked before an image is copied; `None`: none.
+    pub verify: Option<std::sync::Arc<crate::verify::Policy>>,
 }
 
 impl Mapping {
@@ -87,6 +89,7 @@ pub(super) fn resolve(
         problem(problems, format!("defaults.tags.{}", error.field), error.message);
     }
     super::artifacts::check_defaults(&defaults, problems);
+    let default_verify = super::verify::check("defaults.verify", defaults.verify.as_ref(), problems);
     if unparsed.defaults {
         // What every mapping inherits is unknown; checking them now would only report its absence.
         return Vec::new();
@@ -148,9 +151,12 @@ pub(super) fn resolve(
             problem(problems, path(&format!("tags.{}", error.field)), error.message);
         }
         let (artifacts, platforms) = super::artifacts::resolve(&defaults, entry, index, problems);
+        let own_verify = super::verify::check(&path("verify"), entry.verify.as_ref(), problems);
+        let verify_at = if entry.verify.is_some() { path("verify") } else { "defaults.verify".to_string() };
+        let verify = super::verify::merge(&default_verify, own_verify, &verify_at, problems).map(std::sync::Arc::new);
         if problems.len() == before {
             let (from, tags) = (entry.from.clone(), to_filter(&tags));
-            mappings.push(Mapping { index, source, from, to, targets, prefixed, tags, artifacts, platforms });
+            mappings.push(Mapping { index, source, from, to, targets, prefixed, tags, artifacts, platforms, verify });
         }
     }
     mappings

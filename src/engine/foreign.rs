@@ -70,6 +70,7 @@ mod tests {
             },
             targets: vec![Target { registry: target, repository: "mirror", reference: "v1".into(), current: None }],
             artifacts: None,
+            verify: None,
             platforms: &[],
         }
     }

@@ -15,6 +15,7 @@ fn job<'a>(source: &'a MemoryRegistry, tag: &str, target: &'a MemoryRegistry) ->
         targets: vec![Target { registry: target, repository: "mirror", reference: tag.into(), current: None }],
         artifacts: None,
         platforms: &[],
+        verify: None,
     }
 }
 

@@ -23,6 +23,7 @@ mod mounts;
 mod peers;
 mod referrers;
 mod report;
+mod signatures;
 mod stats;
 mod supply_chain;
 mod tee;
@@ -88,6 +89,15 @@ pub enum Error {
         /// The source reference.
         reference: String,
     },
+    /// `verify` is enforced and no signature over the image's digest verifies; nothing of it
+    /// was written.
+    #[error("unverified: {reference}: {reason}")]
+    Unverified {
+        /// The source reference.
+        reference: String,
+        /// What was found upstream and why each signature did not verify.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -135,6 +145,8 @@ pub struct ImageJob<'a, R> {
     pub artifacts: Option<&'a ArtifactPolicy>,
     /// Platforms to keep of an index (the index is rebuilt); empty: all, bytes unchanged.
     pub platforms: &'a [Platform],
+    /// Signatures that must verify before the image is written; `None`: none checked.
+    pub verify: Option<&'a crate::verify::Policy>,
 }
 
 /// A target while its image is being copied.
@@ -167,6 +179,7 @@ pub struct Engine {
     ledger: BlobLedger,
     manifests: Manifests,
     referrers: Referrers,
+    verdicts: signatures::Verdicts,
     limits: Limits,
     peers: peers::Peers,
     stats: Arc<Stats>,
@@ -181,6 +194,7 @@ impl Engine {
             ledger: BlobLedger::default(),
             manifests: Manifests::default(),
             referrers: Referrers::default(),
+            verdicts: signatures::Verdicts::default(),
             limits,
             peers: peers::Peers::default(),
             stats: Arc::new(Stats::default()),
@@ -246,7 +260,7 @@ impl Engine {
                 extras = self.copy_with_extras(job, digest, &lives).await;
             } else {
                 let pending = self.pending_targets(digest, &lives).await;
-                if !pending.is_empty() {
+                if !pending.is_empty() && self.admitted(job, digest, &pending, &mut extras).await {
                     self.copy_top(source, digest, pending).await;
                 }
             }
@@ -261,6 +275,7 @@ impl Engine {
             source: label(source.registry, source.repository, &source.reference),
             digest,
             target_digest: extras.target_digest,
+            signer: extras.signer,
             warnings: extras.warnings,
             targets,
         }
@@ -505,3 +520,6 @@ mod graph_tests;
 
 #[cfg(test)]
 mod rerun_tests;
+
+#[cfg(test)]
+mod verify_tests;

@@ -23,6 +23,7 @@ fn job<'a>(
         targets: vec![Target { registry: target, repository: "mirror", reference: "v1".into(), current: None }],
         artifacts: Some(policy),
         platforms,
+        verify: None,
     }
 }
 

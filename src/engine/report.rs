@@ -56,6 +56,10 @@ pub struct ImageReport {
     /// The digest pushed to the targets, when it is not the source's (a platform subset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_digest: Option<Digest>,
+    /// Who signed the source digest (`key sha256:…`, `keyless <issuer> <subject>`), when a
+    /// `verify` policy checked it before copying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
     /// What the user should know about this image (a rebuilt index is not what was signed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

@@ -17,6 +17,7 @@ fn job<'a>(
         source: Source { registry: source, repository, reference: "v1".into(), digest: None, media_type: None },
         targets: vec![Target { registry: target, repository: to, reference: "v1".into(), current: None }],
         artifacts: None,
+        verify: None,
         platforms: &[],
     }
 }

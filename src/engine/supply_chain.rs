@@ -20,6 +20,8 @@ pub(super) struct Extras {
     pub target_digest: Option<Digest>,
     /// Notes for the user.
     pub warnings: Vec<String>,
+    /// Who signed the image, when `verify` checked it.
+    pub signer: Option<String>,
 }
 
 impl Engine {
@@ -111,7 +113,8 @@ impl Engine {
             Some(pending) => pending,
             None => self.pending_targets(pushed.as_ref().map_or(digest, |m| &m.digest), lives).await,
         };
-        if !pending.is_empty() {
+        // The source's digest is what its publisher signed, also when a subset is pushed.
+        if !pending.is_empty() && self.admitted(job, digest, &pending, &mut extras).await {
             if self.cancel.is_cancelled() {
                 pending.iter().for_each(|live| live.fail(Arc::new(Error::Cancelled)));
             } else {

@@ -30,6 +30,7 @@ fn job<'a>(
         targets,
         artifacts: None,
         platforms: &[],
+        verify: None,
     }
 }
 

@@ -104,6 +104,7 @@ mod tests {
             target: "down/a:v1".into(),
             digest: None,
             target_digest: None,
+            signer: None,
             warnings: Vec::new(),
             outcome,
             stats: StatsSnapshot { bytes_landed, ..StatsSnapshot::default() },

@@ -343,6 +343,7 @@ mod tests {
             digest: None,
             target_digest: None,
             warnings: Vec::new(),
+            signer: None,
             outcome,
             stats: Default::default(),
             duration_ms: 0,

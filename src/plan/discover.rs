@@ -8,13 +8,14 @@ use std::collections::HashSet;
 
 use futures_util::StreamExt;
 
-use super::{Failure, MappingPlan, Plan, PlannedReferrer};
+use super::{Failure, ImagePlan, MappingPlan, Plan, PlannedReferrer};
 use crate::config::Mapping;
 use crate::engine::{Manifests, Referrers, Shape, WalkError};
 use crate::oci::{ArtifactPolicy, BlobDescriptor, Digest, ManifestKind};
 use crate::plan;
 use crate::registry::Registry;
 use crate::sync::{Clients, contained};
+use crate::verify::{Mode, Verdict};
 
 /// Mappings discovered at once (each also HEADs its tags concurrently).
 const DISCOVERY_CONCURRENCY: usize = 16;
@@ -98,6 +99,9 @@ pub async fn discover_mapping<R: Registry>(
                 Err(None) => {}
             }
         }
+        if estimate_bytes && let Some(policy) = &mapping.verify {
+            planned_verification(&mut image, source, &mapping.from, policy).await;
+        }
         if estimate_bytes && let (Some(policy), Some(digest)) = (&mapping.artifacts, &image.digest) {
             match planned_referrers(source, &mapping.from, digest, policy, run).await {
                 Ok(referrers) if referrers.is_empty() && policy.require => {
@@ -115,6 +119,27 @@ pub async fn discover_mapping<R: Registry>(
     .collect()
     .await;
     MappingPlan { invalid_tags, ..plan::mapping_plan(mapping, selection, images) }
+}
+
+/// What `verify` would decide for an image about to be copied: an enforced refusal is an
+/// error the plan shows, a warned one and a signer are noted. Images in place are not checked
+/// (nor would the copy check them).
+async fn planned_verification<R: Registry>(
+    image: &mut ImagePlan,
+    source: &R,
+    repository: &str,
+    policy: &crate::verify::Policy,
+) {
+    let Some(digest) = image.digest.clone().filter(|_| image.needs_copy()) else {
+        return;
+    };
+    match crate::verify::check(source, repository, &digest, policy).await {
+        Verdict::Verified { signer } => image.verify = Some(format!("signed by {signer}")),
+        Verdict::Unverified { reason } if policy.mode == Mode::Warn => {
+            image.verify = Some(format!("unverified, copied under mode warn: {reason}"));
+        }
+        Verdict::Unverified { reason } => image.error = Some(Failure::new(format!("would fail: unverified: {reason}"))),
+    }
 }
 
 /// The referrers a copy would bring along: of the image, of its children, and theirs.

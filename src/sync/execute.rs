@@ -174,6 +174,7 @@ async fn copy_image<R: Registry>(
         targets,
         artifacts: mapping.artifacts.as_ref(),
         platforms: &mapping.platforms,
+        verify: mapping.verify.as_deref(),
     };
     let report = engine.copy_counted(&job, stats).await;
     report.log();

@@ -28,6 +28,9 @@ pub struct ImageResult {
     /// The digest pushed, when it is not the source's (a platform subset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_digest: Option<Digest>,
+    /// Who signed the source digest, when `verify` checked it before copying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
     /// Notes for the user (a rebuilt index is not covered by the source's signatures).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -227,6 +230,9 @@ impl SyncReport {
                 for warning in &image.warnings {
                     lines.push(format!("  note {} -> {}: {warning}", image.source, image.target));
                 }
+                if let (Some(signer), Outcome::Synced) = (&image.signer, &image.outcome) {
+                    lines.push(format!("  verified {} -> {}: signed by {signer}", image.source, image.target));
+                }
             }
         }
         let t = &self.totals;
@@ -296,6 +302,7 @@ pub(super) fn assemble<R: Registry>(
                     target: target.target,
                     digest: done.digest.clone(),
                     target_digest: done.target_digest.clone(),
+                    signer: done.signer.clone(),
                     warnings: done.warnings.clone(),
                     outcome: target.outcome,
                     stats: target.stats,
@@ -362,6 +369,7 @@ fn decided(source: String, target: String, image: &ImagePlan, outcome: Outcome) 
         target,
         digest: image.digest.clone(),
         target_digest: None,
+        signer: None,
         warnings: Vec::new(),
         outcome,
         stats: StatsSnapshot::default(),
@@ -384,6 +392,7 @@ mod tests {
             target: "t".into(),
             digest: None,
             target_digest: None,
+            signer: None,
             warnings: Vec::new(),
             outcome,
             stats: StatsSnapshot::default(),

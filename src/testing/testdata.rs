@@ -18,8 +18,9 @@ mod signing;
 pub use graphs::{Nested, nested, push_nested};
 
 pub use signing::{
-    NOTATION_SIGNATURE, SIGSTORE_BUNDLE, SPDX, buildx_index, bundle_signature, cosign_attestation, cosign_sbom,
-    cosign_signature, notation_signature, sbom_referrer,
+    NOTATION_SIGNATURE, SIGSTORE_BUNDLE, SPDX, buildx_index, bundle_signature, bundle_with, cosign_attestation,
+    cosign_sbom, cosign_signature, cosign_signature_with, notation_signature, sbom_referrer, signed_bundle,
+    signed_cosign_signature,
 };
 
 /// Seven platforms, as a widely used multi-platform index lists them.

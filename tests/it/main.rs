@@ -39,4 +39,5 @@ mod secrets;
 mod sync;
 mod template;
 mod terminal;
+mod verify;
 mod watch;

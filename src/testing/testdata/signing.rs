@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{Blob, Built, Image, descriptor, image, manifest_of};
-use crate::oci::{Manifest, media_type};
+use crate::oci::{Digest, Manifest, media_type};
 
 /// cosign's simple-signing layer.
 const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -88,20 +88,89 @@ fn cosign_config(layers: &[Layer]) -> (&'static str, Bytes) {
 /// What cosign pushes as `sha256-<hex>.sig`: a simple-signing payload naming the subject,
 /// with the signature in an annotation; `seed` varies the signature.
 pub fn cosign_signature(subject: &Manifest, seed: u64) -> Image {
-    let payload = json!({
-        "critical": {
-            "identity": { "docker-reference": "registry.test/app" },
-            "image": { "docker-manifest-digest": subject.digest },
-            "type": "cosign container image signature",
-        },
-        "optional": null,
-    });
     let layers: Vec<Layer> = vec![(
         COSIGN_SIMPLESIGNING,
-        json_bytes(payload),
+        simple_signing_payload(&subject.digest),
         json!({ "dev.cosignproject.cosign/signature": format!("MEUCIQ{seed:016x}") }),
     )];
     assemble(cosign_config(&layers), layers, None, None, None)
+}
+
+/// The simple-signing payload cosign signs for an image digest.
+fn simple_signing_payload(signed: &Digest) -> Bytes {
+    json_bytes(json!({
+        "critical": {
+            "identity": { "docker-reference": "registry.test/app" },
+            "image": { "docker-manifest-digest": signed },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+}
+
+/// What `cosign sign --key` pushes as `sha256-<hex>.sig`: a simple-signing payload naming
+/// `signed` (the subject's digest, unless a test forges another) with `sign`'s real signature.
+pub fn signed_cosign_signature(signed: &Digest, sign: impl Fn(&[u8]) -> Vec<u8>) -> Image {
+    cosign_signature_with(signed, sign, |_, _| json!({}))
+}
+
+/// [`signed_cosign_signature`] with more annotations on the layer, made from the payload and
+/// the signature (keyless: the certificate and the Rekor entry).
+pub fn cosign_signature_with(
+    signed: &Digest,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+    annotate: impl Fn(&[u8], &[u8]) -> Value,
+) -> Image {
+    use base64::Engine as _;
+    let payload = simple_signing_payload(signed);
+    let signature = sign(&payload);
+    let mut annotations = annotate(&payload, &signature);
+    annotations["dev.cosignproject.cosign/signature"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(&signature));
+    let layers: Vec<Layer> = vec![(COSIGN_SIMPLESIGNING, payload, annotations)];
+    assemble(cosign_config(&layers), layers, None, None, None)
+}
+
+/// What `cosign sign --key --new-bundle-format` attaches to `subject`: a Sigstore bundle whose
+/// DSSE envelope holds an in-toto statement naming `signed`, signed by `sign`.
+pub fn signed_bundle(subject: &Manifest, signed: &Digest, sign: impl Fn(&[u8]) -> Vec<u8>) -> Image {
+    bundle_with(subject, signed, sign, |_, _| json!({ "publicKey": { "hint": "" }, "tlogEntries": [] }))
+}
+
+/// [`signed_bundle`] with the `verificationMaterial` made from the envelope's payload and
+/// signature (keyless: the certificate and the Rekor entry).
+pub fn bundle_with(
+    subject: &Manifest,
+    signed: &Digest,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+    material: impl Fn(&[u8], &[u8]) -> Value,
+) -> Image {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": "registry.test/app", "digest": { signed.algorithm(): signed.hex() } }],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    });
+    let payload = serde_json::to_vec(&statement).expect("JSON values serialise");
+    let signature = sign(&crate::verify::bundle::pae(IN_TOTO, &payload));
+    let bundle = json!({
+        "mediaType": SIGSTORE_BUNDLE,
+        "verificationMaterial": material(&payload, &signature),
+        "dsseEnvelope": {
+            "payload": base64.encode(&payload),
+            "payloadType": IN_TOTO,
+            "signatures": [{ "sig": base64.encode(signature), "keyid": "" }],
+        },
+    });
+    assemble(
+        (media_type::OCI_EMPTY, Bytes::from_static(b"{}")),
+        vec![(SIGSTORE_BUNDLE, json_bytes(bundle), Value::Null)],
+        Some(SIGSTORE_BUNDLE),
+        Some(subject),
+        Some(json!({ "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1" })),
+    )
 }
 
 /// What cosign pushes as `sha256-<hex>.att`: a DSSE envelope with an in-toto statement.
