@@ -7,7 +7,9 @@ mod copy;
 mod mirror_config;
 mod progress;
 mod pull_secret;
+pub mod schema;
 mod sync;
+mod version;
 mod watch;
 
 use std::path::PathBuf;
@@ -90,8 +92,10 @@ enum Command {
     MirrorConfig(mirror_config::MirrorConfigArgs),
     /// Write fresh ECR tokens into a Kubernetes pull secret (create or merge).
     PullSecret(pull_secret::PullSecretArgs),
-    /// Print the version.
+    /// Print the version, git commit, target and features.
     Version,
+    /// Print the JSON Schema (2020-12) of ocync.yaml, for editors and CI.
+    Schema,
 }
 
 /// Options shared by commands that read a config.
@@ -128,10 +132,8 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Command::Auth(args) => auth::run(args).await.into(),
         Command::MirrorConfig(args) => mirror_config::run(args).await.into(),
         Command::PullSecret(args) => pull_secret::run(args).await.into(),
-        Command::Version => {
-            println!("ocync {}", env!("CARGO_PKG_VERSION"));
-            Exit::Success.into()
-        }
+        Command::Version => version::run().into(),
+        Command::Schema => schema::run().into(),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Problem;
@@ -10,7 +11,7 @@ use super::verify::RawVerify;
 use crate::registry::UploadMode;
 
 /// The whole `ocync.yaml`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Run-wide settings.
@@ -29,7 +30,7 @@ pub struct RawConfig {
 }
 
 /// `global:`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGlobal {
     /// Transfers in flight at once.
@@ -43,7 +44,7 @@ pub struct RawGlobal {
 }
 
 /// How ocync authenticates to a registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
     /// AWS ECR through the AWS SDK.
@@ -63,7 +64,7 @@ pub enum AuthType {
 }
 
 /// `registries.<name>:`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRegistry {
     /// `host[:port]`, with an optional `http://` or `https://`.
@@ -93,7 +94,7 @@ pub struct RawRegistry {
 }
 
 /// Tag mutability of repositories ocync creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TagMutability {
     /// Tags may be moved.
@@ -103,7 +104,7 @@ pub enum TagMutability {
 }
 
 /// `credentials: { username, password }`.
-#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCredentials {
     /// User name.
@@ -119,7 +120,7 @@ impl std::fmt::Debug for RawCredentials {
 }
 
 /// A string or a list of strings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// A single value.
@@ -129,7 +130,7 @@ pub enum OneOrMany {
 }
 
 /// `tags:` in `defaults` or a mapping.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTags {
     /// Glob patterns, OR-ed.
@@ -139,6 +140,7 @@ pub struct RawTags {
     /// Glob patterns to drop.
     pub exclude: Option<OneOrMany>,
     /// `semver` or `alpha`.
+    #[schemars(extend("enum" = ["semver", "alpha"]))]
     pub sort: Option<String>,
     /// Keep the newest N after sorting.
     pub latest: Option<usize>,
@@ -150,7 +152,7 @@ pub struct RawTags {
 
 /// `artifacts:` in `defaults` or a mapping: which referrers (signatures, SBOMs,
 /// attestations) follow their images.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawArtifacts {
     /// Copy referrers at all (default true).
@@ -164,7 +166,7 @@ pub struct RawArtifacts {
 }
 
 /// `defaults:`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     /// Source registry name.
@@ -182,7 +184,7 @@ pub struct RawDefaults {
 }
 
 /// One entry of `mappings:`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMapping {
     /// Source repository.

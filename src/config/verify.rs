@@ -11,7 +11,7 @@ use super::Problem;
 use crate::verify::{Identity, Mode, Policy, PublicKey, Subject, TrustedRoot};
 
 /// `verify:` as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawVerify {
     /// `enforce` (default) | `warn` | `off`.
@@ -25,7 +25,7 @@ pub struct RawVerify {
 }
 
 /// One entry of `verify.keyless`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
     /// OIDC issuer URL.

@@ -10,7 +10,7 @@ use super::keyless::TrustedRoot;
 use super::keys::PublicKey;
 
 /// What happens to an image without a verifying signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// It is refused: nothing of it reaches any target.

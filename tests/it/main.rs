@@ -35,6 +35,7 @@ mod pull_secret;
 mod quota;
 mod referrers;
 mod rerun;
+mod schema;
 mod secrets;
 mod sync;
 mod template;

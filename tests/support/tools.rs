@@ -74,3 +74,14 @@ pub fn terminate(mut child: Child, limit: Duration) -> (ExitStatus, Duration, Ou
     let stopped_after = signalled.elapsed();
     (status, stopped_after, child.wait_with_output().expect("child output"))
 }
+
+/// A tool from the repository's `.venv`, or a panic saying how to install it (never a skip).
+pub fn venv_tool(name: &str, packages: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing; install it with: python3 -m venv .venv && .venv/bin/pip install {packages} (or run .ci/run)",
+        path.display()
+    );
+    path
+}

@@ -28,7 +28,7 @@ use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer, endpoint_host};
 
 /// How blobs are uploaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadMode {
     /// One streamed `PUT` with `Content-Length`; switches to chunks if the registry refuses it.
