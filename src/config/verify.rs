@@ -118,14 +118,17 @@ pub(super) fn merge(defaults: &Parts, own: Parts, at: &str, problems: &mut Vec<P
         trusted_root: own.trusted_root.or_else(|| defaults.trusted_root.clone()),
     };
     let reported = problems.iter().any(|p| p.path.starts_with(at));
-    if !policy.identities.is_empty() && policy.trusted_root.is_none() && !reported {
-        // The public-good root is not pinned in this build: a keyless policy names its root.
-        problems.push(Problem {
-            path: format!("{at}.trusted_root"),
-            line: None,
-            message: "keyless identities need a trusted_root (Sigstore trusted_root.json)".into(),
-        });
-    }
+    let policy = match policy.trusted_root {
+        // Keyless without a root of its own trusts the public-good Sigstore instance.
+        None if !policy.identities.is_empty() => match TrustedRoot::public_good() {
+            Ok(root) => Policy { trusted_root: Some(Arc::new(root)), ..policy },
+            Err(message) => {
+                problems.push(Problem { path: format!("{at}.trusted_root"), line: None, message });
+                policy
+            }
+        },
+        _ => policy,
+    };
     if policy.keys.is_empty() && policy.identities.is_empty() && !reported {
         problems.push(Problem {
             path: at.to_string(),
@@ -213,16 +216,13 @@ mod tests {
     }
 
     #[test]
-    fn keyless_identities_need_a_readable_trusted_root() {
+    fn keyless_identities_default_to_the_public_good_root_and_a_named_root_must_be_readable() {
         let keyless = "keyless: [{ issuer: https://accounts.google.com, subject: a@b.c }]";
         let found = problems(&format!(
             "defaults:\n  source: src\n  targets: dst\nmappings:\n  - from: a\n    verify: {{ {keyless} }}\n  - from: b\n    verify: {{ {keyless}, trusted_root: /nonexistent/root.json }}\n"
         ));
-        assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(
-            found[0].starts_with("mappings[0].verify.trusted_root (line 9): keyless identities need a trusted_root")
-        );
-        assert!(found[1].starts_with("mappings[1].verify.trusted_root (line 11): cannot read /nonexistent/root.json"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("mappings[1].verify.trusted_root (line 11): cannot read /nonexistent/root.json"));
     }
 
     #[test]

@@ -75,7 +75,20 @@ struct RawBytes {
     raw_bytes: String,
 }
 
+/// Sigstore's public-good trusted root (Fulcio CAs and Rekor keys of sigstore.dev), as the
+/// Sigstore TUF repository published it; copied from the `sigstore` Python package's bundled
+/// copy (Apache-2.0). The default of a keyless policy that names no `trusted_root`. Keys rotate:
+/// a root older than a signature's log or CA fails that signature, and `trusted_root:` in the
+/// config overrides this copy.
+const PUBLIC_GOOD_ROOT: &[u8] = include_bytes!("public_good_trusted_root.json");
+
 impl TrustedRoot {
+    /// The public-good root pinned in this binary ([`PUBLIC_GOOD_ROOT`]); a unit test parses
+    /// it, so a bad copy fails the tests rather than a user's run.
+    pub fn public_good() -> Result<TrustedRoot, String> {
+        TrustedRoot::from_json(PUBLIC_GOOD_ROOT).map_err(|reason| format!("the pinned public-good root: {reason}"))
+    }
+
     /// Reads a `trusted_root.json`; the error says what is wrong with it.
     pub fn load(path: &Path) -> Result<TrustedRoot, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -319,6 +332,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn the_pinned_public_good_root_names_sigstores_logs_and_fulcio() {
+        let root = TrustedRoot::public_good().unwrap();
+        assert_eq!(root.logs.len(), 2, "rekor.sigstore.dev and its 2025 shard");
+        assert_eq!(root.authorities.len(), 2, "the Fulcio CA and its intermediate chains");
+    }
     use crate::oci::cosign_tag;
     use crate::testing::memory::MemoryRegistry;
     use crate::testing::sigstore::{TestSigstore, now};
