@@ -363,6 +363,18 @@ mod examples {
     }
 }
 
+/// A config with registries `src` and `a`, `defaults` from `src` to `a`, then `rest` (more
+/// defaults and the mappings): the shape the submodules' scenarios share.
+macro_rules! src_to_a {
+    ($rest:literal) => {
+        concat!(
+            "\nregistries:\n  src: { url: src.test }\n  a: { url: a.test }\n",
+            "defaults:\n  source: src\n  targets: a\n",
+            $rest
+        )
+    };
+}
+
 mod graphs;
 mod panics;
 mod referrers;

@@ -5,19 +5,14 @@ use super::*;
 use crate::engine::MAX_INDEX_DEPTH;
 use crate::testing::testdata::nested;
 
-const DIAMOND_AND_DEEP: &str = "
-registries:
-  src: { url: src.test }
-  a: { url: a.test }
-defaults:
-  source: src
-  targets: a
-  artifacts: { enabled: false }
+const DIAMOND_AND_DEEP: &str = src_to_a!(
+    "  artifacts: { enabled: false }
 mappings:
   - from: team/diamond
   - from: team/deep
   - from: team/plain
-";
+"
+);
 
 fn world() -> World {
     let world = World::new(DIAMOND_AND_DEEP, &["src", "a"]);

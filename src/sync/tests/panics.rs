@@ -3,18 +3,13 @@
 
 use super::*;
 
-const THREE_MAPPINGS: &str = "
-registries:
-  src: { url: src.test }
-  a: { url: a.test }
-defaults:
-  source: src
-  targets: a
-mappings:
+const THREE_MAPPINGS: &str = src_to_a!(
+    "mappings:
   - from: team/api
   - from: team/web
   - from: team/db
-";
+"
+);
 
 #[tokio::test]
 async fn a_panic_in_discovery_or_execution_fails_only_its_own_mapping() {
