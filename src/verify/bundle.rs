@@ -6,27 +6,12 @@
 use serde::Deserialize;
 
 use super::keyless::{self, Evidence};
-use super::{Candidate, MAX_CANDIDATES, Policy, base64_decode, by_key, read_small, shown};
+use super::{Candidate, MAX_CANDIDATES, Policy, SignatureManifest, base64_decode, by_key, read_small, shown};
 use crate::oci::{BlobDescriptor, Digest, Referrer, fallback_tag, parse_index};
 use crate::registry::Registry;
 
 /// The artifact type (and layer media type) of a Sigstore bundle, v0.3.
 pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
-
-/// The parts of a bundle's manifest read here.
-#[derive(Deserialize)]
-struct BundleManifest {
-    #[serde(default)]
-    layers: Vec<Layer>,
-}
-
-#[derive(Deserialize)]
-struct Layer {
-    #[serde(rename = "mediaType")]
-    media_type: String,
-    digest: Digest,
-    size: u64,
-}
 
 /// The parts of a bundle read here.
 #[derive(Deserialize)]
@@ -131,7 +116,7 @@ async fn check_referrer<R: Registry>(
 ) -> Candidate {
     let manifest =
         registry.get_manifest(repository, referrer.as_str()).await.map_err(|e| format!("cannot read: {e}"))?;
-    let parsed: BundleManifest =
+    let parsed: SignatureManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| format!("not an artifact manifest ({e})"))?;
     let layer = parsed.layers.iter().find(|l| l.media_type == BUNDLE).ok_or("no bundle layer")?;
     let blob = BlobDescriptor { digest: layer.digest.clone(), size: layer.size };

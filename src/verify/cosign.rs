@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::keyless::{self, Evidence};
-use super::{Candidate, MAX_CANDIDATES, Policy, base64_decode, by_key, read_small, shown};
+use super::{Candidate, Layer, MAX_CANDIDATES, Policy, SignatureManifest, base64_decode, by_key, read_small, shown};
 use crate::oci::{BlobDescriptor, Digest, cosign_tag};
 use crate::registry::Registry;
 
@@ -19,23 +19,6 @@ pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 /// The annotation holding the Rekor entry and its signed entry timestamp (JSON).
 pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
-
-/// The parts of a `.sig` manifest read here.
-#[derive(Deserialize)]
-struct SignatureManifest {
-    #[serde(default)]
-    layers: Vec<Layer>,
-}
-
-#[derive(Deserialize)]
-struct Layer {
-    #[serde(rename = "mediaType")]
-    media_type: String,
-    digest: Digest,
-    size: u64,
-    #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
-}
 
 /// The part of a simple-signing payload that binds it to an image.
 #[derive(Deserialize)]

@@ -31,6 +31,26 @@ pub const MAX_CANDIDATES: usize = 32;
 /// certificate chain and a log entry stays under 20 KiB).
 pub const MAX_SIGNATURE_BYTES: u64 = 256 * 1024;
 
+/// The parts of a signature's manifest read here: a cosign `.sig` image manifest, or a
+/// bundle referrer's artifact manifest.
+#[derive(serde::Deserialize)]
+struct SignatureManifest {
+    #[serde(default)]
+    layers: Vec<Layer>,
+}
+
+/// One layer of a [`SignatureManifest`]: a simple-signing payload (its signature and
+/// certificate in the annotations) or a bundle.
+#[derive(serde::Deserialize)]
+struct Layer {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
 /// The outcome of checking one image against a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
