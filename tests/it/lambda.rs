@@ -203,7 +203,7 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     // Mapping 0's blobs come slowly; the deadline passes while they are in flight.
     let proxy = FaultProxy::start(&world.source.host, |request| {
         if request.method == "GET" && request.target.contains("/demo/app/blobs/") {
-            Action::Delay(Duration::from_secs(3))
+            Action::Delay(Duration::from_secs(4))
         } else {
             Action::Forward
         }
@@ -211,14 +211,15 @@ async fn a_near_deadline_leaves_records_for_redelivery_and_the_rerun_sends_no_bl
     world.put_config(&config_text(&proxy.host, &world.target)).await;
     let mut handler = world.handler(true);
     handler.settings.records_at_once = 1;
-    handler.settings.deadline_margin = Duration::from_millis(1300);
-    handler.settings.finish_margin = Duration::from_millis(300);
+    handler.settings.deadline_margin = Duration::from_millis(2000);
+    handler.settings.finish_margin = Duration::from_millis(600);
     let messages = records(&config_text(&proxy.host, &world.target));
 
-    // Transfers must stop starting 2.7 s from now: mapping 0 finishes (its blobs take 3 s)
-    // before in-flight work is abandoned at 3.7 s, the others never start.
+    // Transfers must stop starting 4 s from now, while mapping 0's blobs (4 s late, so done
+    // after 4 s) are in flight; they finish before in-flight work is abandoned at 5.4 s (the
+    // margins are at their caps, a third and a tenth of 6 s), and the others never start.
     let response =
-        handler.handle(sqs_event(&messages), Instant::now() + Duration::from_millis(4000)).await.expect("batch");
+        handler.handle(sqs_event(&messages), Instant::now() + Duration::from_millis(6000)).await.expect("batch");
     assert_eq!(failures(&response), ["record-1", "record-2"]);
     assert_eq!(world.target_digest("demo/app").await.as_deref(), Some(world.images[0].digest().as_str()));
     assert_eq!(world.target_digest("demo/api").await, None);
