@@ -39,7 +39,7 @@ pub fn auth_method(host: &str, entry: Option<&RegistryConfig>) -> AuthMethod {
     let basic = entry
         .and_then(|e| e.credentials.as_ref())
         .map(|c| Credentials::Basic { username: c.username.clone(), password: Secret::new(c.password.clone()) });
-    let token = entry.and_then(|e| e.token.as_ref()).map(|t| Credentials::Bearer(Secret::new(t.clone())));
+    let token = entry.and_then(|e| e.token.as_ref()).map(|t| Credentials::Bearer(Secret::new(t.0.clone())));
     match configured {
         Some(AuthType::Anonymous) => AuthMethod::Anonymous,
         Some(AuthType::Basic) => basic.map_or(AuthMethod::Anonymous, AuthMethod::Static),

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use interpolate::{interpolate, is_platform_credential, looks_secret};
 pub use raw::{
     AuthType, OneOrMany, RawArtifacts, RawConfig, RawCredentials, RawDefaults, RawMapping, RawRegistry, RawTags,
-    TagMutability, problem_from_serde,
+    SecretText, TagMutability, problem_from_serde,
 };
 pub use resolve::Mapping;
 pub use source::{ConfigLocation, Loaded, S3Config, S3ConfigCache, Source, s3_client};
@@ -87,7 +87,7 @@ pub struct RegistryConfig {
     /// Username/password for `auth_type: basic`.
     pub credentials: Option<RawCredentials>,
     /// Token for `auth_type: static_token`.
-    pub token: Option<String>,
+    pub token: Option<SecretText>,
     /// Extra CA bundle trusted for this registry.
     pub ca_file: Option<PathBuf>,
     /// Concurrent transfers allowed against this registry.
@@ -426,6 +426,22 @@ mod tests {
         assert!(error.contains("unknown field `auth_typ`"), "{error}");
         assert!(error.contains("did you mean `auth_type`?"), "{error}");
         assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn debug_output_of_a_config_shows_no_token_or_password() {
+        let config = parse(
+            "registries:\n  a: { url: a.io, auth_type: static_token, token: tok-3x4mpl3 }\n  b: { url: b.io, credentials: { username: u, password: pw-3x4mpl3 } }\nmappings:\n  - { from: x, source: a, targets: b }\n",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("3x4mpl3"), "{shown}");
+        assert!(shown.contains("token: Some(\"***\")"), "{shown}");
+        assert_eq!(
+            config.registries["a"].token.as_ref().map(|t| t.0.as_str()),
+            Some("tok-3x4mpl3"),
+            "the value itself is kept"
+        );
     }
 
     #[test]

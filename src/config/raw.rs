@@ -76,7 +76,7 @@ pub struct RawRegistry {
     /// Basic credentials.
     pub credentials: Option<RawCredentials>,
     /// Static Bearer token.
-    pub token: Option<String>,
+    pub token: Option<SecretText>,
     /// Extra CA bundle (PEM).
     pub ca_file: Option<PathBuf>,
     /// Concurrent transfers against this registry.
@@ -111,6 +111,19 @@ pub struct RawCredentials {
     pub username: String,
     /// Password or token.
     pub password: String,
+}
+
+/// A secret written in the config (a static token): read and written as the plain string, never
+/// shown by `Debug`, so a config or registry entry in a debug log or panic message leaks nothing.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(inline)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 impl std::fmt::Debug for RawCredentials {
