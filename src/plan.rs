@@ -66,11 +66,12 @@ impl PlanTotals {
                     Action::Copy => {
                         totals.images_to_copy += 1;
                         totals.referrers_to_copy += image.referrers.len();
-                        totals.bytes_per_image_sum += image.bytes.unwrap_or(0);
+                        // Sizes are the registry's declarations: saturate rather than overflow.
+                        totals.bytes_per_image_sum =
+                            totals.bytes_per_image_sum.saturating_add(image.bytes.unwrap_or(0));
                         let at = (target.registry.as_str(), target.repository.as_str());
-                        for blob in image.blobs.iter().filter(|blob| sent.insert((at.0, at.1, &blob.digest))) {
-                            totals.bytes_to_move += blob.size;
-                        }
+                        let new = image.blobs.iter().filter(|blob| sent.insert((at.0, at.1, &blob.digest)));
+                        totals.bytes_to_move = totals.bytes_to_move.saturating_add(BlobDescriptor::total_size(new));
                     }
                 }
             }
@@ -250,7 +251,7 @@ impl ImagePlan {
 
     /// Records the image's distinct blobs, and so its size.
     pub fn set_blobs(&mut self, blobs: Vec<BlobDescriptor>) {
-        self.bytes = Some(blobs.iter().map(|blob| blob.size).sum());
+        self.bytes = Some(BlobDescriptor::total_size(&blobs));
         self.blobs = blobs;
     }
 

@@ -488,7 +488,8 @@ impl Engine {
             let mut seen = std::collections::HashSet::new();
             let distinct: Vec<_> = blobs.into_iter().filter(|blob| seen.insert(&blob.digest)).collect();
             // What a live view expects to move; `prepare_blob` takes back what need not.
-            self.stats.expect_bytes(distinct.iter().map(|b| b.size).sum::<u64>() * lives.len() as u64);
+            let expected = BlobDescriptor::total_size(distinct.iter().copied()).saturating_mul(lives.len() as u64);
+            self.stats.expect_bytes(expected);
             futures_util::stream::iter(distinct.into_iter().map(|blob| self.copy_blob(source, blob, &lives)))
                 .buffer_unordered(self.fan_out)
                 .collect::<Vec<()>>()

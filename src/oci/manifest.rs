@@ -37,6 +37,14 @@ pub struct BlobDescriptor {
     pub size: u64,
 }
 
+impl BlobDescriptor {
+    /// The declared sizes of `blobs` added up, saturating: sizes come from the registry, and a
+    /// manifest declaring `u64::MAX` must give a huge figure, not an overflow panic.
+    pub fn total_size<'b>(blobs: impl IntoIterator<Item = &'b BlobDescriptor>) -> u64 {
+        blobs.into_iter().fold(0, |total, blob| total.saturating_add(blob.size))
+    }
+}
+
 /// The parsed view of a manifest: an index of child manifests or a single image/artifact.
 #[derive(Debug, Clone)]
 pub enum ManifestKind {
@@ -183,6 +191,13 @@ mod tests {
         assert_eq!(blobs.iter().map(|b| b.size).collect::<Vec<_>>(), [7, 9]);
         assert_eq!(blobs[0].digest.as_str(), digest('a'));
         assert!(foreign.is_empty());
+    }
+
+    #[test]
+    fn declared_sizes_add_up_saturating_instead_of_overflowing() {
+        let blob = |size| BlobDescriptor { digest: Digest::sha256_of(b"x"), size };
+        assert_eq!(BlobDescriptor::total_size(&[blob(2), blob(3)]), 5);
+        assert_eq!(BlobDescriptor::total_size(&[blob(u64::MAX), blob(u64::MAX)]), u64::MAX);
     }
 
     #[test]
