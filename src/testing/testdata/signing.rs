@@ -164,13 +164,7 @@ pub fn bundle_with(
             "signatures": [{ "sig": base64.encode(signature), "keyid": "" }],
         },
     });
-    assemble(
-        (media_type::OCI_EMPTY, Bytes::from_static(b"{}")),
-        vec![(SIGSTORE_BUNDLE, json_bytes(bundle), Value::Null)],
-        Some(SIGSTORE_BUNDLE),
-        Some(subject),
-        Some(json!({ "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1" })),
-    )
+    bundle_referrer(bundle, subject)
 }
 
 /// What cosign pushes as `sha256-<hex>.att`: a DSSE envelope with an in-toto statement.
@@ -192,9 +186,8 @@ fn spdx_document(subject: &Manifest) -> Value {
     json!({ "spdxVersion": "SPDX-2.3", "name": subject.digest, "packages": [] })
 }
 
-/// cosign's OCI 1.1 signature: a sigstore bundle referring to `subject`.
-pub fn bundle_signature(subject: &Manifest, seed: u64) -> Image {
-    let bundle = json!({ "mediaType": SIGSTORE_BUNDLE, "messageSignature": { "signature": format!("{seed:032x}") } });
+/// The OCI 1.1 referrer cosign pushes for a sigstore `bundle` of `subject`.
+fn bundle_referrer(bundle: Value, subject: &Manifest) -> Image {
     assemble(
         (media_type::OCI_EMPTY, Bytes::from_static(b"{}")),
         vec![(SIGSTORE_BUNDLE, json_bytes(bundle), Value::Null)],
@@ -202,6 +195,12 @@ pub fn bundle_signature(subject: &Manifest, seed: u64) -> Image {
         Some(subject),
         Some(json!({ "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1" })),
     )
+}
+
+/// cosign's OCI 1.1 signature: a sigstore bundle referring to `subject`.
+pub fn bundle_signature(subject: &Manifest, seed: u64) -> Image {
+    let bundle = json!({ "mediaType": SIGSTORE_BUNDLE, "messageSignature": { "signature": format!("{seed:032x}") } });
+    bundle_referrer(bundle, subject)
 }
 
 /// notation's signature: a JWS envelope referring to `subject`.
