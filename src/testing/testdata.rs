@@ -251,6 +251,11 @@ pub fn index(seed: u64, base: &[(u64, u64)], platforms: &[(&str, &str)], docker:
             image(&layers, platform, docker)
         })
         .collect();
+    index_of(children, platforms, docker)
+}
+
+/// The index listing `children`, one per entry of `platforms`.
+fn index_of(children: Vec<Image>, platforms: &[(&str, &str)], docker: bool) -> Built {
     let index_type = if docker { media_type::DOCKER_MANIFEST_LIST } else { media_type::OCI_INDEX };
     let entries: Vec<serde_json::Value> = children
         .iter()
@@ -317,16 +322,28 @@ pub async fn push<R: Registry>(registry: &R, repository: &str, tag: &str, built:
     }
 }
 
-/// Two shared base layers every corpus image carries (the second half the size of the first).
-fn corpus_base(base_bytes: u64) -> Vec<(u64, u64)> {
-    vec![(0, base_bytes), (1, base_bytes / 2)]
-}
+/// The platforms of every corpus image.
+const CORPUS_PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
 
-/// One image of the benchmark corpus: a 2-platform index whose children share the corpus base
-/// layers and each add a small layer unique to (`repository`, `tag`, `generation`).
+/// One image of the benchmark corpus, shaped like real multi-arch images: a 2-platform index
+/// whose children differ per platform and share layers the way application images do. Per
+/// platform: a distribution layer of `base_bytes / 4` shared by every repository (what cross
+/// repository mounts are for), a runtime layer of `base_bytes` shared by the tags of one
+/// repository, and a 256 KiB application layer unique to (`repository`, `tag`, `generation`).
 pub fn corpus_image(repository: u64, tag: u64, generation: u64, base_bytes: u64) -> Built {
     let seed = 1_000_000 * (generation + 1) + 1000 * (repository + 1) + tag;
-    index(seed, &corpus_base(base_bytes), &[("linux", "amd64"), ("linux", "arm64")], false)
+    let children = (0..CORPUS_PLATFORMS.len() as u64)
+        .zip(CORPUS_PLATFORMS)
+        .map(|(i, platform)| {
+            let layers = [
+                (i + 1, base_bytes / 4),
+                (100 + 10 * repository + i, base_bytes),
+                (seed.wrapping_mul(1000).wrapping_add(i + 1), 256 * 1024 + i),
+            ];
+            image(&layers, platform, false)
+        })
+        .collect();
+    index_of(children, &CORPUS_PLATFORMS, false)
 }
 
 /// Pushes `repositories` × `tags` corpus images (`bench/repo-NN:1.0.T`); with `changed`, only
