@@ -27,7 +27,8 @@ pub struct CopyArgs {
     /// Print a JSON report on stdout instead of the summary line.
     #[arg(long)]
     json: bool,
-    /// Blob transfers in flight at once (default: global.max_concurrent_transfers, or 32).
+    /// Blob transfers in flight at once, fixed (default: adapting to throughput, at most
+    /// global.max_concurrent_transfers, or 32).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
     /// Leave referrers (signatures, SBOMs, attestations) behind; by default they come along.
@@ -61,13 +62,14 @@ pub async fn run(args: CopyArgs, screen: Screen) -> Exit {
         Ok(config) => config,
         Err(exit) => return exit,
     };
-    let concurrency = args
-        .concurrency
-        .map(usize::from)
-        .or(config.as_deref().map(|c| c.global.max_concurrent_transfers))
-        .unwrap_or(32);
+    // `--concurrency` is a fixed number; otherwise the config's (or 32) is a ceiling.
+    let limits = match args.concurrency.map(usize::from) {
+        Some(fixed) => Limits::new(fixed, []),
+        None => Limits::adaptive(config.as_deref().map_or(32, |c| c.global.max_concurrent_transfers), []),
+    };
+    let concurrency = limits.ceiling();
     let shutdown = Shutdown::on_signals(Duration::from_secs(args.grace_period));
-    let engine = Engine::new(Limits::new(concurrency, []), shutdown.cancel().clone(), concurrency);
+    let engine = Engine::new(limits, shutdown.cancel().clone(), concurrency);
     // One image to one target: the view's overall line counts it, its lines show the blobs.
     engine.stats().plan_images(1, 0, 0);
     let progress = Progress::start(engine.stats(), screen, !args.json);

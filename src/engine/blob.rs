@@ -16,7 +16,7 @@ use super::ledger::{self, Claim, Owner};
 use super::stats::Event;
 use super::{Engine, Error, Live, Source, tee};
 use crate::oci::BlobDescriptor;
-use crate::registry::{BlobStream, MountOutcome, Registry, UploadSession};
+use crate::registry::{BlobStream, MountOutcome, Presence, Registry, UploadSession};
 
 /// Attempts per blob transfer (a failed attempt restarts from the source).
 const BLOB_ATTEMPTS: u32 = 3;
@@ -89,48 +89,49 @@ impl Engine {
             Claim::Owner(owner) => owner,
         };
         let known = live.known.lock().expect("known lock poisoned").get(&blob.digest).copied();
-        // Found lacking it earlier in this run (another repository's probe for a mount source)
-        // and the blob is in the registry now: mount without asking again.
-        let lacking = self.peers.known_to_lack(registry_name, target.repository, &blob.digest)
-            && self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).is_some();
-        let exists = match known {
-            Some(present) => Ok(present),
-            None if lacking => Ok(false),
-            None => target.registry.blob_exists(target.repository, &blob.digest).await,
-        };
-        match exists {
-            Ok(true) => {
-                owner.confirm();
-                self.stats.unexpect_bytes(blob.size);
-                self.record(live, Event::Skipped);
-                return Preparation::Done;
-            }
-            Ok(false) => self.peers.lacks(registry_name, target.repository, &blob.digest),
-            Err(error) => {
-                live.fail(Arc::new(error.into()));
-                return Preparation::Done;
-            }
-        }
         let known_source =
             self.ledger.present_elsewhere(registry_name, &blob.digest, target.repository).or_else(|| {
                 (target.registry.same_registry(source.registry) && target.repository != source.repository)
                     .then(|| source.repository.to_string())
             });
+        // With a repository known to hold it, the mount request is the existence check too
+        // (201 whether or not the target already had it), unless the registry declines mounts.
+        let mount_first = known.is_none() && known_source.is_some() && !self.ledger.declined_mounts_at(registry_name);
+        let mut session = None;
+        if !mount_first {
+            let presence = match known {
+                Some(true) => Ok(Presence::Present),
+                Some(false) => Ok(Presence::Absent(None)),
+                None => target.registry.check_before_upload(target.repository, &blob.digest).await,
+            };
+            match presence {
+                Ok(Presence::Present) => return self.settled(owner, live, blob, Event::Skipped),
+                Ok(Presence::Absent(opened)) => {
+                    self.peers.lacks(registry_name, target.repository, &blob.digest);
+                    session = opened;
+                }
+                Err(error) => {
+                    live.fail(Arc::new(error.into()));
+                    return Preparation::Done;
+                }
+            }
+        }
         let mount_from = match known_source {
             Some(from) => Some(from),
             None => self.probe_mount_source(target.registry, target.repository, &blob.digest).await,
         };
-        let mut session = None;
         if let Some(from) = mount_from {
             match target.registry.mount_blob(target.repository, &blob.digest, &from).await {
-                Ok(MountOutcome::Mounted) => {
-                    owner.confirm();
-                    self.stats.unexpect_bytes(blob.size);
-                    self.record(live, Event::Mounted);
-                    return Preparation::Done;
-                }
+                Ok(MountOutcome::Mounted) => return self.settled(owner, live, blob, Event::Mounted),
                 Ok(MountOutcome::NotMounted(opened)) => {
                     self.mount_declined(live, &blob.digest, &from);
+                    // Asked instead of checked, and the registry does not mount: check now,
+                    // as a blob already at the target is never uploaded again.
+                    if mount_first
+                        && matches!(target.registry.blob_exists(target.repository, &blob.digest).await, Ok(true))
+                    {
+                        return self.settled(owner, live, blob, Event::Skipped);
+                    }
                     session = Some(opened);
                 }
                 Err(error) => {
@@ -139,6 +140,20 @@ impl Engine {
             }
         }
         Preparation::Upload(owner, live, session)
+    }
+
+    /// The blob is at the target without an upload (`how`: skipped or mounted).
+    fn settled<'l, 'j, R>(
+        &self,
+        owner: Owner<'l>,
+        live: &'j Live<'j, R>,
+        blob: &BlobDescriptor,
+        how: Event,
+    ) -> Preparation<'l, 'j, R> {
+        owner.confirm();
+        self.stats.unexpect_bytes(blob.size);
+        self.record(live, how);
+        Preparation::Done
     }
 
     /// Streams the blob from the source to every upload at once; retryable failures go again.

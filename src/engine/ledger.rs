@@ -65,6 +65,11 @@ impl BlobLedger {
         self.declined_mounts.lock().expect("declined mounts lock poisoned").insert(registry.to_string())
     }
 
+    /// Whether `registry` declined a mount in this run.
+    pub fn declined_mounts_at(&self, registry: &str) -> bool {
+        self.declined_mounts.lock().expect("declined mounts lock poisoned").contains(registry)
+    }
+
     /// Claims `digest` for `registry`/`repository`. While another repository of the same
     /// registry is receiving the blob, the answer is to wait (and then mount from there).
     pub fn claim(&self, registry: &str, repository: &str, digest: &Digest) -> Claim<'_> {

@@ -1,15 +1,48 @@
-//! Concurrency bounds: transfers in flight overall and per registry.
+//! Concurrency bounds: transfers in flight overall and per registry. The overall bound is
+//! fixed ([`Limits::new`]) or adapts to throughput under a ceiling ([`Limits::adaptive`],
+//! what runs use; see [`climb`](super::climb)).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::climb::Climb;
+use super::stats::Stats;
+
+/// How often the adaptive bound judges throughput.
+const WINDOW: Duration = Duration::from_secs(1);
 
 /// Semaphores for the whole run and for registries that set `max_concurrent`.
 #[derive(Debug)]
 pub struct Limits {
     global: Arc<Semaphore>,
+    ceiling: usize,
     per_registry: HashMap<String, Arc<Semaphore>>,
+    adaptive: Option<Arc<Adaptive>>,
+}
+
+/// The adaptive bound: the global semaphore holds the ceiling's permits and this keeps back
+/// those above the current level.
+#[derive(Debug)]
+struct Adaptive {
+    state: Mutex<AdaptiveState>,
+    /// Some transfer waited for a global slot in this window.
+    waited: AtomicBool,
+    /// The judging task is running (it starts at the first wait).
+    judging: AtomicBool,
+}
+
+#[derive(Debug)]
+struct AdaptiveState {
+    climb: Climb,
+    ceiling: usize,
+    withheld: Vec<OwnedSemaphorePermit>,
+    /// Bytes moved in the run (the engine's counter), and their count at the last window.
+    moved: Option<Arc<Stats>>,
+    last: u64,
 }
 
 impl Limits {
@@ -17,18 +50,61 @@ impl Limits {
     pub fn new(global: usize, per_registry: impl IntoIterator<Item = (String, usize)>) -> Self {
         Limits {
             global: Arc::new(Semaphore::new(global.max(1))),
+            ceiling: global.max(1),
             per_registry: per_registry
                 .into_iter()
                 .map(|(name, n)| (name, Arc::new(Semaphore::new(n.max(1)))))
                 .collect(),
+            adaptive: None,
         }
+    }
+
+    /// Like [`Limits::new`], with `ceiling` as the most transfers at once: the run starts
+    /// with a few and takes more while that raises throughput.
+    pub fn adaptive(ceiling: usize, per_registry: impl IntoIterator<Item = (String, usize)>) -> Self {
+        let mut limits = Limits::new(ceiling, per_registry);
+        let (climb, ceiling) = (Climb::new(ceiling), ceiling.max(1));
+        let withheld = (climb.level()..ceiling)
+            .map(|_| limits.global.clone().try_acquire_owned().expect("a new semaphore has every permit"))
+            .collect();
+        let state = AdaptiveState { climb, ceiling, withheld, moved: None, last: 0 };
+        limits.adaptive = Some(Arc::new(Adaptive {
+            state: Mutex::new(state),
+            waited: AtomicBool::new(false),
+            judging: AtomicBool::new(false),
+        }));
+        limits
+    }
+
+    /// Judges throughput by `stats`' bytes moved (the engine's own counter).
+    pub(super) fn measure(&self, stats: Arc<Stats>) {
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.state.lock().expect("limits lock poisoned").moved = Some(stats);
+        }
+    }
+
+    /// The most transfers the overall bound ever allows at once.
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
     }
 
     /// Waits for a global slot and a slot at each named registry. Registries are taken in
     /// name order, so two transfers can never each hold what the other waits for.
     pub async fn acquire<'a>(&self, registries: impl Iterator<Item = &'a str>) -> Vec<OwnedSemaphorePermit> {
         let names: BTreeSet<&str> = registries.collect();
-        let mut permits = vec![self.global.clone().acquire_owned().await.expect("semaphores are never closed")];
+        let global = match self.global.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(adaptive) = &self.adaptive {
+                    adaptive.waited.store(true, Ordering::Relaxed);
+                    if !adaptive.judging.swap(true, Ordering::Relaxed) {
+                        tokio::spawn(judge(Arc::downgrade(adaptive), self.global.clone()));
+                    }
+                }
+                self.global.clone().acquire_owned().await.expect("semaphores are never closed")
+            }
+        };
+        let mut permits = vec![global];
         for name in names {
             if let Some(semaphore) = self.per_registry.get(name) {
                 permits.push(semaphore.clone().acquire_owned().await.expect("semaphores are never closed"));
@@ -38,9 +114,63 @@ impl Limits {
     }
 }
 
+/// Once per [`WINDOW`] while the limits live: the window's throughput to the climb, and the
+/// withheld permits adjusted to its answer (taken back only as transfers finish).
+async fn judge(adaptive: Weak<Adaptive>, global: Arc<Semaphore>) {
+    let mut ticks = tokio::time::interval(WINDOW);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(adaptive) = adaptive.upgrade() else { return };
+        let saturated = adaptive.waited.swap(false, Ordering::Relaxed);
+        let mut state = adaptive.state.lock().expect("limits lock poisoned");
+        let moved = state.moved.as_ref().map_or(0, |stats| stats.bytes.load(Ordering::Relaxed));
+        let throughput = moved.saturating_sub(state.last) as f64 / WINDOW.as_secs_f64();
+        state.last = moved;
+        let level = state.climb.observe(throughput, saturated);
+        let keep_back = state.ceiling.saturating_sub(level);
+        state.withheld.truncate(keep_back);
+        while state.withheld.len() < keep_back {
+            match global.clone().try_acquire_owned() {
+                Ok(permit) => state.withheld.push(permit),
+                Err(_) => break,
+            }
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a transfer could start within a moment.
+    async fn starts(limits: &Limits) -> Option<Vec<OwnedSemaphorePermit>> {
+        tokio::time::timeout(Duration::from_millis(10), limits.acquire(std::iter::empty())).await.ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adaptive_bound_starts_with_a_few_and_rises_while_throughput_does() {
+        let limits = Limits::adaptive(32, []);
+        let stats = Arc::new(Stats::default());
+        limits.measure(stats.clone());
+        let mut held = Vec::new();
+        for _ in 0..super::super::climb::START {
+            held.push(starts(&limits).await.expect("a slot of the first few"));
+        }
+        assert!(starts(&limits).await.is_none(), "a fifth transfer waits at first");
+        stats.bytes.fetch_add(4_000_000, Ordering::Relaxed);
+        tokio::time::sleep(WINDOW).await;
+        for _ in 0..4 {
+            held.push(starts(&limits).await.expect("the level doubled after a saturated window"));
+        }
+        assert!(starts(&limits).await.is_none(), "eight now, not more");
+        // Twice the transfers moved no more bytes: back to four, taken back as they finish.
+        stats.bytes.fetch_add(4_000_000, Ordering::Relaxed);
+        tokio::time::sleep(WINDOW).await;
+        held.truncate(2);
+        tokio::time::sleep(WINDOW).await;
+        assert_eq!(limits.global.available_permits(), 2, "two of the four allowed are free");
+    }
 
     #[tokio::test]
     async fn a_registry_bound_limits_transfers_to_it_only() {

@@ -15,6 +15,7 @@
 //! image lists but need not be copied.
 
 mod blob;
+mod climb;
 mod foreign;
 mod graph;
 mod ledger;
@@ -154,6 +155,10 @@ struct Live<'j, R> {
     target: &'j Target<'j, R>,
     /// Blob presence answered in bulk by the target (ECR), instead of one HEAD per blob.
     known: Mutex<HashMap<Digest, bool>>,
+    /// The target had nothing under its reference: the image is new there, so its children
+    /// are pushed without asking for each first (a `PUT` of a manifest the repository may
+    /// already hold costs what the `HEAD` would, and its blobs are checked anyway).
+    new_there: std::sync::atomic::AtomicBool,
     stats: Arc<Stats>,
     failure: Mutex<Option<Arc<Error>>>,
     skipped: Mutex<Option<String>>,
@@ -190,6 +195,8 @@ pub struct Engine {
 impl Engine {
     /// An engine bounded by `limits`; `fan_out` children or blobs of one image run at once.
     pub fn new(limits: Limits, cancel: Cancel, fan_out: usize) -> Self {
+        let stats = Arc::new(Stats::default());
+        limits.measure(Arc::clone(&stats));
         Engine {
             ledger: BlobLedger::default(),
             manifests: Manifests::default(),
@@ -197,7 +204,7 @@ impl Engine {
             verdicts: signatures::Verdicts::default(),
             limits,
             peers: peers::Peers::default(),
-            stats: Arc::new(Stats::default()),
+            stats,
             cancel,
             fan_out: fan_out.max(1),
         }
@@ -241,6 +248,7 @@ impl Engine {
             .map(|(target, stats)| Live {
                 target,
                 known: Mutex::default(),
+                new_there: std::sync::atomic::AtomicBool::new(false),
                 stats,
                 failure: Mutex::new(None),
                 skipped: Mutex::new(None),
@@ -313,6 +321,7 @@ impl Engine {
                     }
                 }
             };
+            live.new_there.store(current.is_none(), std::sync::atomic::Ordering::Relaxed);
             if current.as_ref() == Some(digest) {
                 *live.skipped.lock().expect("skip lock poisoned") = Some("target already has this digest".into());
                 None
@@ -416,6 +425,9 @@ impl Engine {
         let checks = lives.iter().enumerate().filter(|(_, live)| !live.failed()).map(|(n, live)| {
             let digest = &digest;
             async move {
+                if live.new_there.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Some(n);
+                }
                 match live.target.registry.head_manifest(live.target.repository, digest.as_str()).await {
                     Ok(Some(_)) => None,
                     Ok(None) => Some(n),

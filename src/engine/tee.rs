@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 
 use crate::registry::{BlobStream, Error, Result};
 
-/// Chunks buffered per branch.
-const BRANCH_BUFFER: usize = 8;
+/// Chunks buffered per branch: enough to keep every upload busy while the slowest sets the
+/// pace; each chunk is up to one read of the source connection (hyper reads at most ~400 KiB).
+const BRANCH_BUFFER: usize = 2;
 
 /// Splits `source` into `branches` streams; the returned future drives the source and must
 /// run alongside the consumers. A branch whose consumer stops is left behind; a source error

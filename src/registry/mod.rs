@@ -47,6 +47,15 @@ pub enum MountOutcome {
     NotMounted(UploadSession),
 }
 
+/// What a target said of a blob about to be uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// The repository has it.
+    Present,
+    /// It does not, and the registry may have opened an upload session in the same request.
+    Absent(Option<UploadSession>),
+}
+
 /// The operations ocync needs from a registry. One value talks to one registry.
 pub trait Registry: Send + Sync + 'static {
     /// The registry's name as users wrote it (`ghcr.io`, `127.0.0.1:5000`).
@@ -77,6 +86,14 @@ pub trait Registry: Send + Sync + 'static {
     /// Whether a blob exists in `repository`.
     fn blob_exists(&self, repository: &str, digest: &Digest) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Whether a blob is in `repository`, asked right before uploading it. By default a
+    /// `HEAD`; a registry may answer in a way that also opens the upload session.
+    fn check_before_upload(&self, repository: &str, digest: &Digest) -> impl Future<Output = Result<Presence>> + Send {
+        async move {
+            let present = self.blob_exists(repository, digest).await?;
+            Ok(if present { Presence::Present } else { Presence::Absent(None) })
+        }
+    }
     /// Streams a blob; the stream fails if the bytes do not match the descriptor.
     fn get_blob(&self, repository: &str, blob: &BlobDescriptor) -> impl Future<Output = Result<BlobStream>> + Send;
 

@@ -39,14 +39,15 @@ pub enum Error {
     Abandoned,
 }
 
-/// An engine for one run of `config`: `global.max_concurrent_transfers` transfers at once,
-/// and each registry's `max_concurrent` against it. `cancel` is the run's "start nothing new"
+/// An engine for one run of `config`: at most `global.max_concurrent_transfers` transfers
+/// at once (fewer while more would not raise throughput: [`Limits::adaptive`]), and each
+/// registry's `max_concurrent` against it. `cancel` is the run's "start nothing new"
 /// flag ([`Shutdown::cancel`]). One engine may serve several runs (the records of a Lambda
 /// batch), so the limits bound them together and a blob they share is read once.
 pub fn engine(config: &Config, cancel: Cancel) -> Engine {
     let transfers = config.global.max_concurrent_transfers;
     let per_registry = config.registries.values().filter_map(|r| r.max_concurrent.map(|n| (r.host.clone(), n)));
-    Engine::new(Limits::new(transfers, per_registry), cancel, transfers)
+    Engine::new(Limits::adaptive(transfers, per_registry), cancel, transfers)
 }
 
 /// The mappings of `config` at `indices` (0-based positions), in config order; every mapping

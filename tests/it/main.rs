@@ -15,6 +15,7 @@ mod acr;
 mod auth;
 mod bounds;
 mod chart;
+mod checks;
 mod config_cmds;
 mod continuation;
 mod copy;

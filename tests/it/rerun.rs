@@ -116,8 +116,10 @@ async fn a_rerun_after_kill_9_mounts_a_shared_layer_the_killed_run_uploaded() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let log = target.log_text();
     assert_eq!(uploads_of_shared(&log), 0, "the rerun uploaded the shared layer again");
-    let mounts =
-        log.lines().filter(|l| l.contains("\"POST /v2/mirror/b/blobs/uploads/?") && l.contains("mount=")).count();
+    let mounts = log
+        .lines()
+        .filter(|l| l.contains("\"POST /v2/mirror/b/blobs/uploads/?") && l.contains("from=mirror%2Fa"))
+        .count();
     assert_eq!(mounts, 1, "mounted from mirror/a instead");
     assert_eq!(skopeo_digest(&target.skopeo_reference("mirror/b:v1"), &[]), b.digest().to_string());
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");

@@ -1,7 +1,17 @@
 //! Blob endpoints: existence checks, verified downloads, cross-repository mounts, and uploads
 //! (one streamed `PUT` with a known length, or `PATCH` chunks).
+//!
+//! The check before an upload is a mount request from the repository itself
+//! (`POST …/uploads/?mount=D&from=SELF`): a registry that mounts answers 201 when the
+//! repository has the blob and otherwise 202 with the upload session the blob then goes to,
+//! one request where a `HEAD` and a `POST` were two. A registry that does not mount answers
+//! 202 either way (the distribution spec allows it), so a 202 is believed only once the
+//! registry has proven its mount answers true (some mount answered 201); until then each 202
+//! is checked with a `HEAD`, and a `HEAD` finding the blob after a 202, or a declined mount
+//! from a repository known to hold the blob, turns the registry back to `HEAD` checks for
+//! the rest of the run.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,9 +25,33 @@ use super::route::Route;
 use super::send::Call;
 use super::{HttpRegistry, scope};
 use crate::oci::{BlobDescriptor, Digest};
-use crate::registry::{BlobStream, Error, MountOutcome, Result, UploadSession, VerifiedStream};
+use crate::registry::{BlobStream, Error, MountOutcome, Presence, Result, UploadSession, VerifiedStream};
 
 const OCTET_STREAM: &str = "application/octet-stream";
+
+/// What this run has learnt of a registry's answers to mount requests.
+#[derive(Debug, Default)]
+pub(super) struct MountAnswers(AtomicU8);
+
+impl MountAnswers {
+    const UNKNOWN: u8 = 0;
+    const TRUE: u8 = 1;
+    const UNTRUE: u8 = 2;
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A mount answered 201: the registry mounts, so its 202s mean "not there".
+    fn proven_true(&self) {
+        let _ = self.0.compare_exchange(Self::UNKNOWN, Self::TRUE, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// A 202 for a blob that was there: mount answers say nothing here.
+    fn proven_untrue(&self) {
+        self.0.store(Self::UNTRUE, Ordering::Relaxed);
+    }
+}
 
 impl HttpRegistry {
     fn blob_call<'a>(
@@ -68,6 +102,30 @@ impl HttpRegistry {
         Ok(VerifiedStream::new(body, blob.clone(), &self.settings.name, repository).boxed())
     }
 
+    /// See the module notes.
+    pub(super) async fn check_before_upload_impl(&self, repository: &str, digest: &Digest) -> Result<Presence> {
+        if self.mounts.get() == MountAnswers::UNTRUE {
+            let present = self.blob_exists_impl(repository, digest).await?;
+            return Ok(if present { Presence::Present } else { Presence::Absent(None) });
+        }
+        self.prepare_push(repository).await?;
+        let session = match self.start_upload(repository, Some((digest, repository))).await? {
+            (StatusCode::CREATED, _) => {
+                self.mounts.proven_true();
+                return Ok(Presence::Present);
+            }
+            (_, session) => session,
+        };
+        if self.mounts.get() == MountAnswers::TRUE {
+            return Ok(Presence::Absent(session));
+        }
+        if self.blob_exists_impl(repository, digest).await? {
+            self.mounts.proven_untrue();
+            return Ok(Presence::Present);
+        }
+        Ok(Presence::Absent(session))
+    }
+
     /// `POST …/blobs/uploads/`, optionally asking to mount `digest` from repository `from`.
     async fn start_upload(
         &self,
@@ -77,7 +135,9 @@ impl HttpRegistry {
         let mut call = self.blob_call(Method::POST, repository, Route::Uploads, "upload".to_string(), true)?;
         if let Some((digest, from)) = mount {
             call.url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", from);
-            call.scopes.push(scope(from, false));
+            if from != repository {
+                call.scopes.push(scope(from, false));
+            }
             call.what = format!("mount of {digest} from {from}");
         }
         call.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -111,8 +171,15 @@ impl HttpRegistry {
     pub(super) async fn mount_blob_impl(&self, repository: &str, digest: &Digest, from: &str) -> Result<MountOutcome> {
         self.prepare_push(repository).await?;
         match self.start_upload(repository, Some((digest, from))).await? {
-            (StatusCode::CREATED, _) => Ok(MountOutcome::Mounted),
-            (_, Some(session)) => Ok(MountOutcome::NotMounted(session)),
+            (StatusCode::CREATED, _) => {
+                self.mounts.proven_true();
+                Ok(MountOutcome::Mounted)
+            }
+            // Asked only of repositories known to hold the blob: this registry does not mount.
+            (_, Some(session)) => {
+                self.mounts.proven_untrue();
+                Ok(MountOutcome::NotMounted(session))
+            }
             (status, None) => Err(Error::Protocol {
                 registry: self.settings.name.clone(),
                 repository: repository.to_string(),

@@ -24,7 +24,7 @@ use super::auth::{Authenticator, CredentialSource, Credentials};
 use super::ecr::{self, EcrControl};
 use super::kind::RegistryKind;
 use super::pacing::{Throttling, Window};
-use super::{BlobStream, Error, MountOutcome, Registry, Result, UploadSession};
+use super::{BlobStream, Error, MountOutcome, Presence, Registry, Result, UploadSession};
 use crate::oci::{BlobDescriptor, Digest, Manifest, ManifestHead, Referrer, endpoint_host};
 
 /// How blobs are uploaded.
@@ -98,6 +98,8 @@ pub struct HttpRegistry {
     auth: Authenticator,
     /// Set once the registry refused a monolithic upload; later uploads use chunks.
     chunked: AtomicBool,
+    /// Whether this registry's answers to mount requests can be trusted (see `blob.rs`).
+    mounts: blob::MountAnswers,
     /// Adaptive concurrency windows by pacing group (see [`HttpRegistry::pacing_group`]).
     windows: Mutex<HashMap<String, Arc<Window>>>,
     /// ECR control plane, when repositories are to be created.
@@ -144,6 +146,7 @@ impl HttpRegistry {
             client,
             auth,
             chunked,
+            mounts: blob::MountAnswers::default(),
             windows: Mutex::default(),
             ecr: None,
             hub: hub::PullBudget::default(),
@@ -293,6 +296,10 @@ impl Registry for HttpRegistry {
 
     async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
         self.blob_exists_impl(repository, digest).await
+    }
+
+    async fn check_before_upload(&self, repository: &str, digest: &Digest) -> Result<Presence> {
+        self.check_before_upload_impl(repository, digest).await
     }
 
     async fn get_blob(&self, repository: &str, blob: &BlobDescriptor) -> Result<BlobStream> {
