@@ -128,7 +128,16 @@ async fn judge(adaptive: Weak<Adaptive>, global: Arc<Semaphore>) {
         let moved = state.moved.as_ref().map_or(0, |stats| stats.bytes.load(Ordering::Relaxed));
         let throughput = moved.saturating_sub(state.last) as f64 / WINDOW.as_secs_f64();
         state.last = moved;
+        let before = state.climb.level();
         let level = state.climb.observe(throughput, saturated);
+        if level != before {
+            tracing::debug!(
+                transfers = level,
+                was = before,
+                bytes_per_second = throughput as u64,
+                "transfers in flight changed"
+            );
+        }
         let keep_back = state.ceiling.saturating_sub(level);
         state.withheld.truncate(keep_back);
         while state.withheld.len() < keep_back {
@@ -158,15 +167,22 @@ mod tests {
             held.push(starts(&limits).await.expect("a slot of the first few"));
         }
         assert!(starts(&limits).await.is_none(), "a fifth transfer waits at first");
-        stats.bytes.fetch_add(4_000_000, Ordering::Relaxed);
-        tokio::time::sleep(WINDOW).await;
+        // The first window settles; the second is judged.
+        for _ in 0..2 {
+            stats.bytes.fetch_add(4_000_000, Ordering::Relaxed);
+            assert!(starts(&limits).await.is_none(), "still four");
+            tokio::time::sleep(WINDOW).await;
+        }
         for _ in 0..4 {
             held.push(starts(&limits).await.expect("the level doubled after a saturated window"));
         }
         assert!(starts(&limits).await.is_none(), "eight now, not more");
         // Twice the transfers moved no more bytes: back to four, taken back as they finish.
-        stats.bytes.fetch_add(4_000_000, Ordering::Relaxed);
-        tokio::time::sleep(WINDOW).await;
+        for _ in 0..2 {
+            stats.bytes.fetch_add(4_000_000, Ordering::Relaxed);
+            assert!(starts(&limits).await.is_none(), "still eight");
+            tokio::time::sleep(WINDOW).await;
+        }
         held.truncate(2);
         tokio::time::sleep(WINDOW).await;
         assert_eq!(limits.global.available_permits(), 2, "two of the four allowed are free");

@@ -98,7 +98,7 @@ impl HttpRegistry {
             source: e.without_url(),
         });
         let timeout_error = self.timeout_error(repository, &call.action(), idle);
-        let body = with_idle_timeout(body.boxed(), idle, timeout_error);
+        let body = compact(with_idle_timeout(body.boxed(), idle, timeout_error));
         Ok(VerifiedStream::new(body, blob.clone(), &self.settings.name, repository).boxed())
     }
 
@@ -416,6 +416,25 @@ fn track(
             })
         })
     })
+}
+
+/// The most bytes one chunk of a downloaded blob holds on its way to the uploads.
+const CHUNK: usize = 64 * 1024;
+
+/// Copies each chunk the connection yields into pieces of at most [`CHUNK`] bytes. A chunk
+/// straight from the connection shares its read buffer (up to ~400 KiB), keeping the whole
+/// buffer alive while any upload still holds the chunk; the copies let the connection reuse
+/// its buffer at once, so memory per transfer stays a few small pieces. One `memcpy` per byte
+/// is cheap next to hashing it.
+fn compact(body: BlobStream) -> BlobStream {
+    body.flat_map(|item| {
+        let pieces: Vec<Result<Bytes>> = match item {
+            Ok(chunk) => chunk.chunks(CHUNK).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect(),
+            Err(error) => vec![Err(error)],
+        };
+        futures_util::stream::iter(pieces)
+    })
+    .boxed()
 }
 
 /// Fails the stream with `timeout_error` when no chunk arrives for `idle`.
