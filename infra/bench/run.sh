@@ -4,6 +4,7 @@
 # release binaries first.
 #
 #   infra/bench/run.sh [--runs N] [--scenario cold|warm|partial|fan-out|big|quota]... [--json-out FILE]
+#                      [--scale 4,8,16] [--workdir DIR]
 #                      [--workers 1,3,6,12] [--quota 5] [--quota-on manifests|uploads]...
 #   infra/bench/run.sh --tiny      # seconds; what CI runs so the benchmark cannot rot
 set -euo pipefail
@@ -16,4 +17,9 @@ if [ "${1:-}" = "--tiny" ]; then
     --workers 2 --quota-repositories 4 --quota-on manifests "$@"
 fi
 cargo build --release --quiet --all-features --bins
+# The container image's binary too (static musl: its allocator differs), when the target is there.
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl && command -v musl-gcc >/dev/null; then
+  cargo build --release --quiet --locked --target x86_64-unknown-linux-musl --bin ocync
+  exec python3 infra/bench/run.py --musl target/x86_64-unknown-linux-musl/release/ocync "$@"
+fi
 exec python3 infra/bench/run.py "$@"
