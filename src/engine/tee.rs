@@ -12,7 +12,7 @@ use crate::registry::{BlobStream, Error, Result};
 
 /// Chunks buffered per branch: enough to keep every upload busy while the slowest sets the
 /// pace; each chunk is up to one read of the source connection (hyper reads at most ~400 KiB).
-const BRANCH_BUFFER: usize = 2;
+const BRANCH_BUFFER: usize = 1;
 
 /// Splits `source` into `branches` streams; the returned future drives the source and must
 /// run alongside the consumers. A branch whose consumer stops is left behind; a source error

@@ -419,7 +419,7 @@ fn track(
 }
 
 /// The most bytes one chunk of a downloaded blob holds on its way to the uploads.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 32 * 1024;
 
 /// Copies each chunk the connection yields into pieces of at most [`CHUNK`] bytes. A chunk
 /// straight from the connection shares its read buffer (up to ~400 KiB), keeping the whole
