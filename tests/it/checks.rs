@@ -61,8 +61,11 @@ async fn at_a_registry_that_mounts_each_blob_costs_one_request_before_its_upload
         assert_eq!(skopeo_digest(&target.skopeo_reference(&format!("team/r{n}:v1")), &[]), image.digest().to_string());
     }
     assert_eq!(upload_puts(&target), 7, "each distinct blob uploaded once");
-    assert_eq!(target.count("POST", "/blobs/uploads/"), 9, "one POST per blob and repository (mounts included)");
-    // Cold and concurrent, these checks all come before any mount has proven the registry's
+    // One POST per blob and repository (mounts included), and at most one more: the mount
+    // request after the first upload that proves the registry's answers.
+    let posts = target.count("POST", "/blobs/uploads/");
+    assert!(posts == 9 || posts == 10, "{posts} POSTs");
+    // Cold and concurrent, these checks all come before anything has proven the registry's
     // answers, so each 202 is also asked with a HEAD (the rest of a larger run is not: see
     // the benchmark's request counts); the shared layer's mounts ask nothing first.
     assert!(blob_heads(&target) <= 9, "at most one HEAD per blob and repository: {}", blob_heads(&target));

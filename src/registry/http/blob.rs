@@ -9,7 +9,8 @@
 //! registry has proven its mount answers true (some mount answered 201); until then each 202
 //! is checked with a `HEAD`, and a `HEAD` finding the blob after a 202, or a declined mount
 //! from a repository known to hold the blob, turns the registry back to `HEAD` checks for
-//! the rest of the run.
+//! the rest of the run. The first upload to an unproven registry is followed by one mount
+//! request for the blob just sent, which settles the question either way.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,11 @@ const OCTET_STREAM: &str = "application/octet-stream";
 
 /// What this run has learnt of a registry's answers to mount requests.
 #[derive(Debug, Default)]
-pub(super) struct MountAnswers(AtomicU8);
+pub(super) struct MountAnswers {
+    state: AtomicU8,
+    /// A proof after an upload is under way (see `prove_mount_answers`).
+    probing: AtomicBool,
+}
 
 impl MountAnswers {
     const UNKNOWN: u8 = 0;
@@ -39,17 +44,17 @@ impl MountAnswers {
     const UNTRUE: u8 = 2;
 
     fn get(&self) -> u8 {
-        self.0.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed)
     }
 
     /// A mount answered 201: the registry mounts, so its 202s mean "not there".
     fn proven_true(&self) {
-        let _ = self.0.compare_exchange(Self::UNKNOWN, Self::TRUE, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.state.compare_exchange(Self::UNKNOWN, Self::TRUE, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// A 202 for a blob that was there: mount answers say nothing here.
     fn proven_untrue(&self) {
-        self.0.store(Self::UNTRUE, Ordering::Relaxed);
+        self.state.store(Self::UNTRUE, Ordering::Relaxed);
     }
 }
 
@@ -213,9 +218,27 @@ impl HttpRegistry {
             detail: format!("invalid upload location: {e}"),
         })?;
         if self.use_chunks() {
-            self.upload_chunks(repository, blob, body, location).await
+            self.upload_chunks(repository, blob, body, location).await?;
         } else {
-            self.upload_monolithic(repository, blob, body, location).await
+            self.upload_monolithic(repository, blob, body, location).await?;
+        }
+        self.prove_mount_answers(repository, &blob.digest).await;
+        Ok(())
+    }
+
+    /// While this registry's mount answers are unproven, the first blob it took settles the
+    /// question: one mount request for that blob from the repository now holding it answers
+    /// 201 at a registry that mounts. One request per registry and run, and the checks after
+    /// it need no `HEAD` behind each 202.
+    async fn prove_mount_answers(&self, repository: &str, digest: &Digest) {
+        if self.mounts.get() != MountAnswers::UNKNOWN || self.mounts.probing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        match self.start_upload(repository, Some((digest, repository))).await {
+            Ok((StatusCode::CREATED, _)) => self.mounts.proven_true(),
+            Ok(_) => self.mounts.proven_untrue(),
+            // Unproven still; another upload may try.
+            Err(_) => self.mounts.probing.store(false, Ordering::Relaxed),
         }
     }
 
