@@ -66,7 +66,7 @@ impl Climb {
     fn rise(&mut self, throughput: f64) {
         if self.level < self.ceiling {
             self.before = Some((self.level, throughput));
-            self.level = (self.level * 2).min(self.ceiling);
+            self.level = self.level.saturating_mul(2).min(self.ceiling);
             self.settling = true;
         }
     }
