@@ -64,6 +64,16 @@ class Registry:
     def mark(self):
         with open(self.log, "rb") as f:
             self.offset = len(f.read())
+        self.cpu_mark = self.cpu()
+
+    def cpu(self):
+        """CPU seconds (user + system) the registry process has used so far."""
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def cpu_since_mark(self):
+        return self.cpu() - self.cpu_mark
 
     def requests(self):
         """(method, path, status, size) served since the last mark."""

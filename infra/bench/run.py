@@ -85,14 +85,14 @@ def lower_bound(images, at_targets, targets):
 
 
 def timed(command, env=None):
-    """Runs a command under GNU time: (wall seconds, peak RSS MiB, exit code)."""
+    """Runs a command under GNU time: (wall seconds, peak RSS MiB, exit code, CPU seconds)."""
     out = tempfile.mktemp()
-    code = subprocess.call(["/usr/bin/time", "-f", "%e %M", "-o", out] + command, env=env,
+    code = subprocess.call(["/usr/bin/time", "-f", "%e %M %U %S", "-o", out] + command, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(out) as f:
-        wall, rss = f.read().split()[-2:]
+        wall, rss, user, system = f.read().split()[-4:]
     os.unlink(out)
-    return float(wall), int(rss) / 1024, code
+    return float(wall), int(rss) / 1024, code, float(user) + float(system)
 
 
 class Tools:
@@ -105,14 +105,14 @@ class Tools:
 
     def sync(self, tool, source, targets):
         """One sync of every corpus repository by `tool` (ocync, ocync-musl, or skopeo once per
-        target); (wall, peak RSS, worst exit code)."""
+        target); (wall, peak RSS, worst exit code, CPU seconds)."""
         if tool == "skopeo":
-            walls, rss, code = [], 0, 0
+            walls, rss, code, cpu = [], 0, 0, 0
             for target in targets:
-                w, r, c = self.skopeo_sync(source, target)
+                w, r, c, u = self.skopeo_sync(source, target)
                 walls.append(w)
-                rss, code = max(rss, r), max(code, c)
-            return sum(walls), rss, code
+                rss, code, cpu = max(rss, r), max(code, c), cpu + u
+            return sum(walls), rss, code, cpu
         return self.ocync_sync(source, targets, binary=self.musl if tool == "ocync-musl" else None)
 
     def ocync_sync(self, source, targets, repositories=None, binary=None):
@@ -174,13 +174,15 @@ def scale(tools, testdata, registry, repositories, args):
 def measure(name, tool, run, sources, targets, action):
     for registry in sources + targets:
         registry.mark()
-    wall, rss, code = action()
+    wall, rss, code, cpu = action()
+    registries_cpu = sum(r.cpu_since_mark() for r in sources + targets)
     source_requests = [r for s in sources for r in s.requests()]
     target_requests = [r for t in targets for r in t.requests()]
     blob_gets = [r[1] for r in source_requests if r[0] == "GET" and "/blobs/" in r[1] and r[2] in (200, 307)]
     digests = [p.rsplit("/", 1)[-1] for p in blob_gets]
     return {
         "scenario": name, "tool": tool, "run": run, "wall_s": wall, "rss_mib": round(rss, 1), "exit": code,
+        "cpu_s": round(cpu, 2), "registries_cpu_s": round(registries_cpu, 2),
         "source_requests": count_by_method(source_requests), "target_requests": count_by_method(target_requests),
         "requests": len(source_requests) + len(target_requests),
         "source_bytes": sum(r[3] for r in source_requests if r[0] == "GET" and "/blobs/" in r[1]),
@@ -349,6 +351,7 @@ def main():
                 f.write(json.dumps(result) + "\n")
     if results:
         print(table([r for r in results if not r["scenario"].startswith("scale")]))
+        print("\n" + floors(results))
     scaled = [r for r in results if r["scenario"].startswith("scale")]
     if scaled:
         print("\n| corpus: repositories | distinct MiB | ocync cold wall s | cold peak RSS MiB | fan-out wall s | fan-out peak RSS MiB |")
@@ -395,9 +398,9 @@ def table(results):
     def spread(values, fmt):
         return f"{fmt(median(values))} ({fmt(min(values))}–{fmt(max(values))})" if len(values) > 1 else fmt(median(values))
 
-    lines = ["| scenario | tool | wall s | peak RSS MiB | requests (source/target) | lower bound (source/target) "
-             "| source MiB | dup blob GETs | correct |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | tool | wall s | peak RSS MiB | CPU s: tool / registries | requests (source/target) "
+             "| lower bound (source/target) | source MiB | dup blob GETs | correct |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for scenario in SCENARIOS:
         for tool in ("ocync", "ocync-musl", "skopeo", "curl"):
             rows = [r for r in results if r["scenario"] == scenario and r["tool"] == tool]
@@ -406,12 +409,30 @@ def table(results):
             source = median([sum(r["source_requests"].values()) for r in rows])
             target = median([sum(r["target_requests"].values()) for r in rows])
             bound = rows[0].get("lower_bound")
-            lines.append("| {} | {} | {} | {} | {:.0f}/{:.0f} | {} | {:.1f} | {:.0f} | {} |".format(
+            lines.append("| {} | {} | {} | {} | {:.2f} / {:.2f} | {:.0f}/{:.0f} | {} | {:.1f} | {:.0f} | {} |".format(
                 scenario, tool, spread([r["wall_s"] for r in rows], lambda v: f"{v:.2f}"),
-                spread([r["rss_mib"] for r in rows], lambda v: f"{v:.0f}"), source, target,
+                spread([r["rss_mib"] for r in rows], lambda v: f"{v:.0f}"),
+                median([r["cpu_s"] for r in rows]), median([r["registries_cpu_s"] for r in rows]), source, target,
                 f"{bound[0]}/{bound[1]}" if bound and tool != "curl" else "–",
                 median([r["source_bytes"] for r in rows]) / 2**20, median([r["duplicate_blob_gets"] for r in rows]),
                 all(r["correct"] for r in rows)))
+    return "\n".join(lines)
+
+
+def floors(results):
+    """Where the time goes: the CPU a run used (the tool's and the registries'), spread over this
+    machine's cores, is a floor for its wall time, whatever the tool does."""
+    cores = os.cpu_count()
+    lines = [f"| scenario | tool | wall s | CPU s: tool + registries | floor s (CPU / {cores} cores) | 0.35 × skopeo wall s |",
+             "|---|---|---|---|---|---|"]
+    for scenario in ("cold", "fan-out"):
+        skopeo = median([r["wall_s"] for r in results if r["scenario"] == scenario and r["tool"] == "skopeo"])
+        for tool in ("ocync", "ocync-musl"):
+            rows = [r for r in results if r["scenario"] == scenario and r["tool"] == tool]
+            if rows:
+                cpu = median([r["cpu_s"] + r["registries_cpu_s"] for r in rows])
+                lines.append(f"| {scenario} | {tool} | {median([r['wall_s'] for r in rows]):.2f} | {cpu:.2f} "
+                             f"| {cpu / cores:.2f} | {0.35 * skopeo:.2f} |")
     return "\n".join(lines)
 
 
