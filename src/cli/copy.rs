@@ -29,7 +29,7 @@ pub struct CopyArgs {
     json: bool,
     /// Blob transfers in flight at once, fixed (default: adapting to throughput, at most
     /// global.max_concurrent_transfers, or 32).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     concurrency: Option<u16>,
     /// Leave referrers (signatures, SBOMs, attestations) behind; by default they come along.
     #[arg(long)]

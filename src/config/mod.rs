@@ -110,6 +110,11 @@ impl RegistryConfig {
     }
 }
 
+/// The most transfers in flight a config may allow, overall or at one registry: far above what
+/// pays on any link, low enough that a typo (`max_concurrent_transfers: 100000000`) is refused
+/// rather than trusted.
+pub const MAX_TRANSFERS: usize = 1024;
+
 /// Settings that apply to the whole run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Global {
@@ -217,8 +222,9 @@ fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
         return global;
     };
     if let Some(n) = raw_global.max_concurrent_transfers {
-        if n == 0 {
-            problems.push(problem("global.max_concurrent_transfers", "must be at least 1"));
+        if !(1..=MAX_TRANSFERS).contains(&n) {
+            problems
+                .push(problem("global.max_concurrent_transfers", &format!("must be between 1 and {MAX_TRANSFERS}")));
         }
         global.max_concurrent_transfers = n;
     }
@@ -297,8 +303,8 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
             "chunked uploads are not supported by GAR or GCR; remove `upload: chunked`",
         ));
     }
-    if entry.max_concurrent == Some(0) {
-        problems.push(problem(&path("max_concurrent"), "must be at least 1"));
+    if entry.max_concurrent.is_some_and(|n| !(1..=MAX_TRANSFERS).contains(&n)) {
+        problems.push(problem(&path("max_concurrent"), &format!("must be between 1 and {MAX_TRANSFERS}")));
     }
     if let Some(prefix) = &entry.prefix
         && let Err(reason) = crate::oci::validate_repository(prefix)
@@ -418,6 +424,23 @@ mod tests {
         assert_eq!(config.global.throttle_budget, Duration::from_secs(90));
         let error = parse("global: { throttle_budget: forever }\nregistries: {}\n").unwrap_err().to_string();
         assert!(error.contains("global.throttle_budget (line 1): \"forever\" is not a duration"), "{error}");
+    }
+
+    #[test]
+    fn transfer_bounds_past_the_most_that_could_pay_are_refused() {
+        let error = parse(
+            "global: { max_concurrent_transfers: 100000000 }\nregistries:\n  a: { url: a.io, max_concurrent: 0 }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "global.max_concurrent_transfers (line 1): must be between 1 and 1024",
+            "registries.a.max_concurrent (line 3): must be between 1 and 1024",
+        ] {
+            assert!(error.contains(expected), "missing {expected:?} in:\n{error}");
+        }
+        let config = parse("global: { max_concurrent_transfers: 1024 }\nregistries: {}\n").unwrap();
+        assert_eq!(config.global.max_concurrent_transfers, MAX_TRANSFERS);
     }
 
     #[test]

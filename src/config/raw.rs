@@ -33,7 +33,8 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGlobal {
-    /// Transfers in flight at once.
+    /// Transfers in flight at once (a ceiling: fewer while more would not raise throughput).
+    #[schemars(range(min = 1, max = super::MAX_TRANSFERS))]
     pub max_concurrent_transfers: Option<usize>,
     /// Per-request timeout (`30s`).
     pub timeout: Option<String>,
@@ -80,6 +81,7 @@ pub struct RawRegistry {
     /// Extra CA bundle (PEM).
     pub ca_file: Option<PathBuf>,
     /// Concurrent transfers against this registry.
+    #[schemars(range(min = 1, max = super::MAX_TRANSFERS))]
     pub max_concurrent: Option<usize>,
     /// `monolithic` (default) or `chunked`.
     pub upload: Option<UploadMode>,

@@ -39,7 +39,8 @@ struct Adaptive {
 struct AdaptiveState {
     climb: Climb,
     ceiling: usize,
-    withheld: Vec<OwnedSemaphorePermit>,
+    /// The permits above the current level, held as one (`None` when there are none).
+    withheld: Option<OwnedSemaphorePermit>,
     /// Bytes moved in the run (the engine's counter), and their count at the last window.
     moved: Option<Arc<Stats>>,
     last: u64,
@@ -64,10 +65,8 @@ impl Limits {
     pub fn adaptive(ceiling: usize, per_registry: impl IntoIterator<Item = (String, usize)>) -> Self {
         let mut limits = Limits::new(ceiling, per_registry);
         let (climb, ceiling) = (Climb::new(ceiling), ceiling.max(1));
-        let withheld = (climb.level()..ceiling)
-            .map(|_| limits.global.clone().try_acquire_owned().expect("a new semaphore has every permit"))
-            .collect();
-        let state = AdaptiveState { climb, ceiling, withheld, moved: None, last: 0 };
+        let mut state = AdaptiveState { climb, ceiling, withheld: None, moved: None, last: 0 };
+        state.withhold(&limits.global);
         limits.adaptive = Some(Arc::new(Adaptive {
             state: Mutex::new(state),
             waited: AtomicBool::new(false),
@@ -138,12 +137,30 @@ async fn judge(adaptive: Weak<Adaptive>, global: Arc<Semaphore>) {
                 "transfers in flight changed"
             );
         }
-        let keep_back = state.ceiling.saturating_sub(level);
-        state.withheld.truncate(keep_back);
-        while state.withheld.len() < keep_back {
-            match global.clone().try_acquire_owned() {
-                Ok(permit) => state.withheld.push(permit),
-                Err(_) => break,
+        state.withhold(&global);
+    }
+}
+
+impl AdaptiveState {
+    /// Keeps back the permits above the current level: gives back those no longer withheld,
+    /// and takes what is free of those to withhold (the rest as transfers finish).
+    fn withhold(&mut self, global: &Arc<Semaphore>) {
+        let keep_back = self.ceiling.saturating_sub(self.climb.level());
+        let held = self.withheld.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        if held > keep_back {
+            let given_back = self.withheld.as_mut().and_then(|permit| permit.split(held - keep_back));
+            drop(given_back);
+            return;
+        }
+        let take = (keep_back - held).min(global.available_permits());
+        let Ok(take) = u32::try_from(take) else { return };
+        if take == 0 {
+            return;
+        }
+        if let Ok(taken) = global.clone().try_acquire_many_owned(take) {
+            match self.withheld.as_mut() {
+                Some(permit) => permit.merge(taken),
+                None => self.withheld = Some(taken),
             }
         }
     }
@@ -186,6 +203,15 @@ mod tests {
         held.truncate(2);
         tokio::time::sleep(WINDOW).await;
         assert_eq!(limits.global.available_permits(), 2, "two of the four allowed are free");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_permits_above_the_level_are_withheld_as_one() {
+        let limits = Limits::adaptive(crate::config::MAX_TRANSFERS, []);
+        let adaptive = limits.adaptive.as_ref().expect("adaptive");
+        let withheld = adaptive.state.lock().unwrap().withheld.as_ref().map(OwnedSemaphorePermit::num_permits);
+        assert_eq!(withheld, Some(crate::config::MAX_TRANSFERS - super::super::climb::START));
+        assert_eq!(limits.global.available_permits(), super::super::climb::START);
     }
 
     #[tokio::test]

@@ -39,6 +39,12 @@ pub enum Error {
     Abandoned,
 }
 
+/// Images copied at once by a run, whatever the transfer ceiling. Each image in flight holds
+/// its checks, connections and buffers; more of them add nothing once the transfers are busy
+/// (a cold run into a local registry: peak RSS 32–38 MiB at 32 images, 28–29 MiB at 8, the
+/// same wall time), and an image's own blobs and children still run up to the ceiling at once.
+pub const IMAGES_AT_ONCE: usize = 8;
+
 /// An engine for one run of `config`: at most `global.max_concurrent_transfers` transfers
 /// at once (fewer while more would not raise throughput: [`Limits::adaptive`]), and each
 /// registry's `max_concurrent` against it. `cancel` is the run's "start nothing new"
@@ -79,8 +85,8 @@ pub async fn run<R: Registry>(
         () = shutdown.abandoned() => return Err(Error::Abandoned),
         plan = discovery => plan,
     };
-    let transfers = config.global.max_concurrent_transfers;
-    let mut report = execute_until(&plan, mappings, clients, engine, transfers, shutdown.abandoned()).await;
+    let images_at_once = config.global.max_concurrent_transfers.min(IMAGES_AT_ONCE);
+    let mut report = execute_until(&plan, mappings, clients, engine, images_at_once, shutdown.abandoned()).await;
     report.interrupted = shutdown.is_stopping();
     Ok(report)
 }

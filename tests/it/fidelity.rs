@@ -34,7 +34,7 @@ fn validate_names_parse_and_semantic_errors_in_three_places_with_paths_and_lines
     let expected = [
         "registries.gar.upload (line 3): unknown variant, expected `monolithic` or `chunked`",
         "mappings[0] (line 9): unknown field `tag`",
-        "registries.corp.max_concurrent (line 4): must be at least 1",
+        "registries.corp.max_concurrent (line 4): must be between 1 and 1024",
         "mappings[1].tags.sort (line 13): unknown sort `newest`, expected `semver` or `alpha`",
     ];
     for want in expected {

@@ -107,7 +107,7 @@ fn config_with(registry: &str, rest: &str) -> String {
 }
 
 /// Malformed configs: name, a registry line, top-level keys, and the key both checks must name.
-const BAD_CONFIGS: [(&str, &str, &str, &str); 10] = [
+const BAD_CONFIGS: [(&str, &str, &str, &str); 12] = [
     ("misspelt top-level key", "", "mapings: [{ from: a, source: src, targets: dst }]\n", "mapings"),
     ("misspelt mapping key", "", "mappings: [{ form: a, source: src, targets: dst }]\n", "form"),
     ("mapping without from", "", "mappings: [{ to: a, source: src, targets: dst }]\n", "from"),
@@ -117,6 +117,8 @@ const BAD_CONFIGS: [(&str, &str, &str, &str); 10] = [
     ("latest as a word", "", "mappings: [{ from: a, source: src, targets: dst, tags: { latest: five } }]\n", "latest"),
     ("unknown sort", "", "mappings: [{ from: a, source: src, targets: dst, tags: { sort: newest } }]\n", "sort"),
     ("negative transfer limit", "", "global: { max_concurrent_transfers: -1 }\n", "max_concurrent_transfers"),
+    ("transfer limit past 1024", "", "global: { max_concurrent_transfers: 100000 }\n", "max_concurrent_transfers"),
+    ("registry bound of zero", "  corp: { url: corp.example, max_concurrent: 0 }\n", "", "max_concurrent"),
     ("group as a string", "", "target_groups: { g: dst }\n", "target_groups"),
 ];
 
