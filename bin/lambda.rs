@@ -18,6 +18,8 @@ async fn main() -> Result<(), Error> {
     let filter = ocync::logging::filter_from_env("ocync=info,bootstrap=info,warn");
     let layer = tracing_subscriber::fmt::layer().json().with_current_span(false).without_time();
     tracing_subscriber::registry().with(layer.with_filter(filter)).init();
+    // A `fips` build refuses to start outside FIPS mode, as the CLI does.
+    ocync::fips::enforce()?;
     let started = Instant::now();
     let handler = Handler::from_environment().await?;
     tracing::info!(init_ms = started.elapsed().as_millis() as u64, "handler ready");

@@ -6,6 +6,7 @@
 //!   error's cause chain as one line.
 //! - [`oci`]: references, digests, media types, manifests (pure).
 //! - [`aws`]: AWS SDK config loading and SDK errors described without request details.
+//! - [`fips`]: which crypto module runs, and the start-up check of `fips` builds.
 //! - [`registry`]: the [`registry::Registry`] seam and its HTTP client (auth, uploads, retries,
 //!   pacing).
 //! - [`config`]: the `ocync.yaml` format and how registry settings are resolved from it.
@@ -39,6 +40,7 @@ pub mod config;
 pub mod connect;
 pub mod engine;
 pub mod filter;
+pub mod fips;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod logging;

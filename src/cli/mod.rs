@@ -92,7 +92,7 @@ enum Command {
     MirrorConfig(mirror_config::MirrorConfigArgs),
     /// Write fresh ECR tokens into a Kubernetes pull secret (create or merge).
     PullSecret(pull_secret::PullSecretArgs),
-    /// Print the version, git commit, target and features.
+    /// Print the version, git commit, target, features and FIPS mode.
     Version,
     /// Print the JSON Schema (2020-12) of ocync.yaml, for editors and CI.
     Schema,
@@ -121,6 +121,13 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     };
     let screen = progress::Screen::detect(cli.no_progress, cli.log_format == LogFormat::Text);
     init_logging(cli.log_format, cli.verbose, screen, chatter(&cli.command, screen));
+    // `version` reports a failed FIPS check itself; every other command refuses to start.
+    if !matches!(cli.command, Command::Version)
+        && let Err(error) = crate::fips::enforce()
+    {
+        eprintln!("error: {error}");
+        return Exit::Failed.into();
+    }
     match cli.command {
         Command::Copy(args) => copy::run(args, screen).await.into(),
         Command::Sync(args) => sync::run(args, screen).await.into(),

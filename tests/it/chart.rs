@@ -34,7 +34,7 @@ const REFRESHER_AND_MIRROR_SETS: [&str; 2] = [
 /// `--set-json` values that switch on every optional object, so validation covers them too.
 const EVERYTHING_ON: &str = r#"metrics={"service":{"enabled":true},"serviceMonitor":{"enabled":true}}"#;
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -50,10 +50,10 @@ fn venv_tool(name: &str) -> PathBuf {
 }
 
 /// What a finished command said.
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `program args` in the repository root and returns its status and output.
@@ -71,7 +71,7 @@ fn run(program: &Path, args: &[&str]) -> Output {
 }
 
 /// `helm_chart.py <args>` (lint or template through the Helm SDK).
-fn helm(args: &[&str]) -> Output {
+pub(crate) fn helm(args: &[&str]) -> Output {
     let driver = repo().join("tests/support/helm_chart.py");
     let mut full = vec![driver.to_str().expect("UTF-8 path")];
     full.extend_from_slice(args);
@@ -92,19 +92,33 @@ fn value_args<'a>(files: &'a [PathBuf], set_json: &'a [&'a str]) -> Vec<&'a str>
     args
 }
 
-/// The rendered manifests as text; panics with helm's message if rendering fails.
-fn render_text(files: &[PathBuf], set_json: &[&str]) -> String {
-    let chart = chart_dir();
+/// `helm template CHART` (a directory or a packaged `.tgz`) with these values.
+fn template(chart: &Path, files: &[PathBuf], set_json: &[&str]) -> Output {
     let mut args = vec!["template", chart.to_str().expect("UTF-8 path")];
     args.extend(value_args(files, set_json));
-    let output = helm(&args);
-    assert!(output.success, "helm template {files:?} {set_json:?} failed:\n{}", output.stderr);
+    helm(&args)
+}
+
+/// The manifests `chart` renders, as text; panics with helm's message if rendering fails.
+fn render_chart_text(chart: &Path, files: &[PathBuf], set_json: &[&str]) -> String {
+    let output = template(chart, files, set_json);
+    assert!(output.success, "helm template {} {files:?} {set_json:?} failed:\n{}", chart.display(), output.stderr);
     output.stdout
 }
 
-/// The rendered objects (empty documents dropped).
+/// The manifests of charts/ocync as text.
+fn render_text(files: &[PathBuf], set_json: &[&str]) -> String {
+    render_chart_text(&chart_dir(), files, set_json)
+}
+
+/// The objects `chart` renders (empty documents dropped).
+pub(crate) fn render_chart(chart: &Path, files: &[PathBuf], set_json: &[&str]) -> Vec<Value> {
+    parse_documents(&render_chart_text(chart, files, set_json))
+}
+
+/// The objects charts/ocync renders.
 fn render(files: &[PathBuf], set_json: &[&str]) -> Vec<Value> {
-    parse_documents(&render_text(files, set_json))
+    render_chart(&chart_dir(), files, set_json)
 }
 
 /// Renders with only `--set-json` values.
@@ -114,10 +128,7 @@ fn render_with(set_json: &[&str]) -> Vec<Value> {
 
 /// helm's error message for values that must not render.
 fn render_error(set_json: &[&str]) -> String {
-    let chart = chart_dir();
-    let mut args = vec!["template", chart.to_str().expect("UTF-8 path")];
-    args.extend(value_args(&[], set_json));
-    let output = helm(&args);
+    let output = template(&chart_dir(), &[], set_json);
     assert!(!output.success, "helm template {set_json:?} should have failed, rendered:\n{}", output.stdout);
     output.stderr
 }
@@ -149,7 +160,7 @@ fn example(name: &str) -> Vec<PathBuf> {
 }
 
 /// A minimal config so renders that are about something else have one.
-const SOME_CONFIG: &str = r#"config={"registries":{"src":{"url":"cgr.dev"},"dst":{"url":"registry.example:5000"}},"defaults":{"source":"src","targets":"dst"},"mappings":[{"from":"chainguard/static"}]}"#;
+pub(crate) const SOME_CONFIG: &str = r#"config={"registries":{"src":{"url":"cgr.dev"},"dst":{"url":"registry.example:5000"}},"defaults":{"source":"src","targets":"dst"},"mappings":[{"from":"chainguard/static"}]}"#;
 
 fn kinds(objects: &[Value]) -> BTreeSet<String> {
     objects.iter().map(|o| o["kind"].as_str().expect("every object has a kind").to_string()).collect()
@@ -173,7 +184,7 @@ fn pod_template(objects: &[Value]) -> &Value {
     panic!("no workload among {:?}", kinds(objects))
 }
 
-fn container(objects: &[Value]) -> &Value {
+pub(crate) fn container(objects: &[Value]) -> &Value {
     let containers = pod_template(objects)["spec"]["containers"].as_sequence().expect("containers");
     assert_eq!(containers.len(), 1, "one container");
     &containers[0]
@@ -214,6 +225,16 @@ fn chart_is_api_v2_and_its_app_version_is_the_crate_version() {
     assert_eq!(chart["name"].as_str(), Some("ocync"));
     // image.tag defaults to appVersion, so a release runs the ocync this chart was written for.
     assert_eq!(chart["appVersion"].as_str(), Some(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn the_default_image_tag_is_the_crate_version() {
+    let objects = render_with(&[SOME_CONFIG]);
+    assert_eq!(container(&objects)["image"].as_str(), Some(format!("ocync:{}", env!("CARGO_PKG_VERSION")).as_str()));
+    let values: Value =
+        serde_norway::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml"))
+            .expect("values YAML");
+    assert_eq!(values["image"]["tag"].as_str(), Some(""), "image.tag must stay empty to follow appVersion");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Cargo features keep test support and the Lambda's crates out of the product: what a default
-//! build links, and which binaries need which feature.
+//! Cargo features keep test support, the Lambda's crates and the FIPS module out of the product:
+//! what a default build links, and which binaries need which feature.
 
 use std::process::Command;
 
@@ -36,6 +36,13 @@ fn a_default_build_links_none_of_the_lambda_crates() {
     for name in LAMBDA_ONLY {
         assert!(lambda.iter().any(|d| d == name), "{name} is missing from the lambda build");
     }
+}
+
+#[test]
+fn only_a_fips_build_links_the_fips_module() {
+    let module = "aws-lc-fips-sys";
+    assert!(!normal_dependencies(&[]).iter().any(|d| d == module), "{module} is in the default build");
+    assert!(normal_dependencies(&["--features", "fips"]).iter().any(|d| d == module), "{module} is missing from fips");
 }
 
 #[test]

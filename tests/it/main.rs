@@ -35,6 +35,7 @@ mod origins;
 mod pull_secret;
 mod quota;
 mod referrers;
+mod release;
 mod rerun;
 mod schema;
 mod secrets;

@@ -4,6 +4,10 @@ ctypes; no `helm` binary exists or is needed). Called by tests/it/chart.rs.
     helm_chart.py lint CHART [-f VALUES]... [--set-json PATH=JSON]...
     helm_chart.py template CHART [-f VALUES]... [--set-json PATH=JSON]... [--notes]
 
+    helm_chart.py pull oci://REGISTRY/REPO/NAME --version V --destination DIR [--plain-http]
+
+`pull` downloads a chart by OCI reference (as `helm install oci://…` resolves it) and prints
+the archive's path, which `lint` and `template` accept like a chart directory.
 `template` prints the rendered manifests as one multi-document YAML stream (or only the
 rendered NOTES.txt with --notes). Values files are merged in order and `--set-json` applied
 last, as `helm -f … --set-json …` does. Failures (schema violations, template `fail`s, lint
@@ -73,15 +77,27 @@ def template(args, values):
     return 0
 
 
+def pull(args):
+    helm.pull(args.chart, version=args.version, destination=args.destination, plain_http=args.plain_http)
+    name = args.chart.rstrip("/").rsplit("/", 1)[-1]
+    print(f"{args.destination}/{name}-{args.version}.tgz")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["lint", "template"])
+    parser.add_argument("command", choices=["lint", "template", "pull"])
     parser.add_argument("chart")
     parser.add_argument("-f", "--values", action="append", default=[])
     parser.add_argument("--set-json", action="append", default=[])
     parser.add_argument("--notes", action="store_true")
+    parser.add_argument("--version")
+    parser.add_argument("--destination")
+    parser.add_argument("--plain-http", action="store_true")
     args = parser.parse_args()
     try:
+        if args.command == "pull":
+            return pull(args)
         values = user_values(args.values, args.set_json)
         return lint(args, values) if args.command == "lint" else template(args, values)
     except helm.HelmError as error:
