@@ -62,6 +62,10 @@ host_arch=$(uname -m)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Both variants write the same output path (TARGET/<triple>/<profile>/ocync): concurrent runs on
+# one target dir (the tests) hold this lock from their build to their copy of the binary.
+mkdir -p "$target_dir"
+exec 9>"$target_dir/image.sh.lock"
 storage=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
 mkdir -p "$work/context"
 
@@ -97,6 +101,7 @@ for platform in $platforms; do
   fi
 
   # 1. The builder stage, on the host.
+  flock 9
   echo "+ CARGO_TARGET_DIR=$target_dir $command" >&2
   start=$SECONDS
   CARGO_TARGET_DIR=$target_dir $command >&2
@@ -106,6 +111,7 @@ for platform in $platforms; do
   out=$work/$arch/builder/out
   mkdir -p "$out/usr/local/bin" "$out/etc/ssl/certs"
   cp "$target_dir/$target/$profile_dir/ocync" "$out/usr/local/bin/ocync"
+  flock -u 9
   cp /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-certificates.crt"
 
   # 3. The runtime stage only, for this platform, into the list. Storage lives in the temp dir:
