@@ -80,10 +80,10 @@ pub fn status() -> Status {
     }
 }
 
-/// The start-up check every command runs first: `Err` when a `fips` build is not in FIPS mode.
-pub fn enforce() -> Result<Status, Error> {
-    let status = status();
-    status.check().map(|()| status)
+/// The start-up check every command (and the Lambda function) runs first: `Err` when a `fips`
+/// build is not in FIPS mode.
+pub fn enforce() -> Result<(), Error> {
+    status().check()
 }
 
 #[cfg(test)]
