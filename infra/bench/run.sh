@@ -16,7 +16,7 @@ if [ "${1:-}" = "--tiny" ]; then
   exec python3 infra/bench/run.py --profile debug --runs 1 --repositories 2 --tags 2 --base-mib 1 --changed 1 --big-mib 8 --plan-mappings 20 \
     --workers 2 --quota-repositories 4 --quota-on manifests "$@"
 fi
-cargo build --release --quiet --all-features --bins
+cargo build --release --quiet --features testing,lambda --bins
 # The container image's binary too (static musl: its allocator differs), when the target is there.
 if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl && command -v musl-gcc >/dev/null; then
   cargo build --release --quiet --locked --target x86_64-unknown-linux-musl --bin ocync
