@@ -222,10 +222,7 @@ fn validate_global(raw: &RawConfig, problems: &mut Vec<Problem>) -> Global {
         return global;
     };
     if let Some(n) = raw_global.max_concurrent_transfers {
-        if !(1..=MAX_TRANSFERS).contains(&n) {
-            problems
-                .push(problem("global.max_concurrent_transfers", &format!("must be between 1 and {MAX_TRANSFERS}")));
-        }
+        check_transfer_bound("global.max_concurrent_transfers", n, problems);
         global.max_concurrent_transfers = n;
     }
     for (key, value, slot) in [
@@ -303,8 +300,8 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
             "chunked uploads are not supported by GAR or GCR; remove `upload: chunked`",
         ));
     }
-    if entry.max_concurrent.is_some_and(|n| !(1..=MAX_TRANSFERS).contains(&n)) {
-        problems.push(problem(&path("max_concurrent"), &format!("must be between 1 and {MAX_TRANSFERS}")));
+    if let Some(n) = entry.max_concurrent {
+        check_transfer_bound(&path("max_concurrent"), n, problems);
     }
     if let Some(prefix) = &entry.prefix
         && let Err(reason) = crate::oci::validate_repository(prefix)
@@ -328,6 +325,14 @@ fn validate_registry(name: &str, entry: &RawRegistry, problems: &mut Vec<Problem
         }),
         prefix: entry.prefix.clone(),
     })
+}
+
+/// A bound on transfers in flight (`global.max_concurrent_transfers`, a registry's
+/// `max_concurrent`) outside 1..=[`MAX_TRANSFERS`], as a problem at `path`.
+fn check_transfer_bound(path: &str, n: usize, problems: &mut Vec<Problem>) {
+    if !(1..=MAX_TRANSFERS).contains(&n) {
+        problems.push(problem(path, &format!("must be between 1 and {MAX_TRANSFERS}")));
+    }
 }
 
 fn problem(path: &str, message: &str) -> Problem {
